@@ -1,0 +1,31 @@
+# Entry points for users and developers. `make help` lists them.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: test
+test: ## Whole suite: fmt, clippy, unit and integration tests on a real control plane
+	hack/test.sh
+
+.PHONY: testenv
+testenv: ## Build (or find in the cache) kube-apiserver, etcd, kubectl, helm
+	@hack/testenv/build.sh
+
+.PHONY: cluster-up
+cluster-up: ## Start the local control plane; prints the exports to use it
+	@hack/testenv/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its state
+	@hack/testenv/down.sh
+
+.PHONY: build
+build: ## Debug build of both binaries
+	cargo build --locked
+
+.PHONY: fmt
+fmt: ## Format the code
+	cargo fmt --all

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need when it is missing: Debian packages
+# (openssl, curl, redis-server, python3) and the Rust components fmt and clippy.
+# Go and Rust themselves are prerequisites (see README).
+set -euo pipefail
+
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need openssl openssl
+need curl curl
+need redis-server redis-server
+need redis-cli redis-tools
+need python3 python3
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for tool in go cargo; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "missing prerequisite: $tool (see README, Development)" >&2; exit 1; }
+done
+for component in rustfmt clippy; do
+  cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"
+done

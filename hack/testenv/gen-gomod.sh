@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Regenerates the Go wrapper modules that build the test control plane.
+# Run only when changing versions (hack/testenv/versions.env); commit the
+# resulting go.mod/go.sum files. Builds never run this script.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+export GOWORK=off GOTOOLCHAIN=local GOFLAGS=-mod=mod
+
+gen_k8s() {
+  cd "$here/k8s"
+  rm -f go.mod go.sum
+  go mod init upstash-rotator/hack/testenv/k8s
+  local staging="v0.${KUBE_VERSION#v1.}"
+  local gomod
+  # The published go.mod of k8s.io/kubernetes requires its staging modules at
+  # v0.0.0; replace each with its published tag (see docs/testenv.md §3).
+  gomod=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
+    | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod"); do
+    go mod edit -replace="$m=$m@$staging"
+  done
+  go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION"
+  for t in kube-apiserver kube-controller-manager kubectl; do
+    go mod edit -tool="k8s.io/kubernetes/cmd/$t"
+  done
+  go mod tidy
+}
+
+gen_etcd() {
+  cd "$here/etcd"
+  rm -f go.mod go.sum
+  go mod init upstash-rotator/hack/testenv/etcd
+  go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION" -tool=go.etcd.io/etcd/server/v3
+  go mod tidy
+}
+
+gen_helm() {
+  cd "$here/helm"
+  rm -f go.mod go.sum
+  go mod init upstash-rotator/hack/testenv/helm
+  go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" -tool=helm.sh/helm/v3/cmd/helm
+  go mod tidy
+}
+
+for part in "${@:-k8s etcd helm}"; do
+  for p in $part; do "gen_$p"; done
+done
