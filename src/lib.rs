@@ -3,5 +3,21 @@
 //! The crate is a library with two thin binaries: `upstash-rotator` (the
 //! operator and its CLI) and `upstash-sim` (a local Upstash API simulator).
 
+/// Command line of `upstash-rotator`.
+pub mod cli;
+/// Status condition types, reasons and their update rule.
+pub mod conditions;
+/// Watches, scopes and the operator's run loop.
+pub mod controller;
+/// The `RedisPasswordRotation` custom resource.
+pub mod crd;
+/// The reconciler and its pure decision logic.
+pub mod reconcile;
+/// The Secret the operator writes.
+pub mod secret;
+/// The Upstash Developer API simulator behind `upstash-sim`.
 pub mod sim;
+/// rustls crypto provider set-up.
 pub mod tls;
+/// Client for the Upstash Developer API.
+pub mod upstash;

@@ -1,13 +1,12 @@
 //! `upstash-rotator`: the operator binary and its command-line interface.
 
-use clap::Parser;
+use std::process::ExitCode;
 
-/// Rotates Upstash Redis passwords into Kubernetes Secrets.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+use clap::Parser as _;
+use upstash_rotator::cli::Cli;
 
-fn main() {
+#[tokio::main]
+async fn main() -> ExitCode {
     upstash_rotator::tls::install_crypto_provider();
-    let _cli = Cli::parse();
+    Cli::parse().execute().await
 }

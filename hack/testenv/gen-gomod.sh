@@ -7,11 +7,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
 export GOWORK=off GOTOOLCHAIN=local GOFLAGS=-mod=mod
+# Any Go 1.26.x builds the modules; `go mod init` would demand the local patch.
+GO_LINE=1.26.0
 
 gen_k8s() {
   cd "$here/k8s"
   rm -f go.mod go.sum
   go mod init upstash-rotator/hack/testenv/k8s
+  go mod edit -go="$GO_LINE"
   local staging="v0.${KUBE_VERSION#v1.}"
   local gomod
   # The published go.mod of k8s.io/kubernetes requires its staging modules at
@@ -32,6 +35,7 @@ gen_etcd() {
   cd "$here/etcd"
   rm -f go.mod go.sum
   go mod init upstash-rotator/hack/testenv/etcd
+  go mod edit -go="$GO_LINE"
   go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION" -tool=go.etcd.io/etcd/server/v3
   go mod tidy
 }
@@ -40,6 +44,7 @@ gen_helm() {
   cd "$here/helm"
   rm -f go.mod go.sum
   go mod init upstash-rotator/hack/testenv/helm
+  go mod edit -go="$GO_LINE"
   go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" -tool=helm.sh/helm/v3/cmd/helm
   go mod tidy
 }

@@ -1,0 +1,143 @@
+//! Upstash API failures, classified by what the operator should do about them.
+//! Messages never carry credentials: bodies of error responses are kept only
+//! as a short, whitespace-collapsed excerpt.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Longest excerpt of an error body kept in a message.
+const EXCERPT: usize = 200;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum UpstashError {
+    #[error("Upstash rejected the email or API key ({0})")]
+    Unauthorized(String),
+    #[error("the API key is read-only; a read/write key is needed to reset passwords ({0})")]
+    ReadOnlyKey(String),
+    #[error("Upstash has no database with this id visible to this account ({0})")]
+    DatabaseNotFound(String),
+    #[error("Upstash is rate limiting requests (HTTP 429)")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("Upstash answered HTTP {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("Upstash refused the request with HTTP {status}: {message}")]
+    Rejected { status: u16, message: String },
+    #[error("no response from Upstash: {0}")]
+    Transport(String),
+    #[error("unusable response from Upstash: {0}")]
+    InvalidResponse(String),
+}
+
+impl UpstashError {
+    /// Whether a reset that failed this way may still have been applied:
+    /// then only a GET can tell, and a blind retry could reset twice.
+    pub fn reset_may_have_happened(&self) -> bool {
+        matches!(self, Self::Server { .. } | Self::Transport(_) | Self::InvalidResponse(_))
+    }
+
+    /// Classifies a non-2xx answer (docs/upstash-api.md §9.4).
+    pub fn from_response(status: StatusCode, retry_after: Option<&str>, body: &[u8]) -> Self {
+        let message = message_of(status, body);
+        if message.contains("Readonly API key") {
+            return Self::ReadOnlyKey(message);
+        }
+        match status.as_u16() {
+            401 | 403 => Self::Unauthorized(message),
+            404 => Self::DatabaseNotFound(message),
+            400 if message.to_ascii_lowercase().contains("not found") => Self::DatabaseNotFound(message),
+            429 => Self::RateLimited { retry_after: retry_after.and_then(parse_retry_after) },
+            code @ 500..=599 => Self::Server { status: code, message },
+            code => Self::Rejected { status: code, message },
+        }
+    }
+}
+
+/// The lenient message order Upstash's own CLI uses (§9.3): a JSON string,
+/// then `error` or `message` of an object, then the raw text, then the status.
+fn message_of(status: StatusCode, body: &[u8]) -> String {
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    let from_json = match &parsed {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(map)) => ["error", "message"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)),
+        _ => None,
+    };
+    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.is_empty() {
+        return format!("HTTP {}", status.as_u16());
+    }
+    match collapsed.char_indices().nth(EXCERPT) {
+        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
+        None => collapsed,
+    }
+}
+
+/// `Retry-After` in seconds (an HTTP date is rare for APIs and treated as absent).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(status: u16, body: &str) -> UpstashError {
+        UpstashError::from_response(StatusCode::from_u16(status).expect("valid"), None, body.as_bytes())
+    }
+
+    #[test]
+    fn classifies_documented_bodies() {
+        assert!(
+            matches!(classify(401, r#"{"error":"Unauthorized"}"#), UpstashError::Unauthorized(m) if m == "Unauthorized")
+        );
+        assert!(matches!(
+            classify(403, r#"{"error":"Readonly API key cannot ..."}"#),
+            UpstashError::ReadOnlyKey(_)
+        ));
+        assert!(
+            matches!(classify(404, r#""database not found""#), UpstashError::DatabaseNotFound(m) if m == "database not found")
+        );
+        assert!(matches!(
+            classify(400, r#"{"message":"database not found"}"#),
+            UpstashError::DatabaseNotFound(_)
+        ));
+        assert!(matches!(
+            classify(500, r#"{"error":"cluster under maintenance"}"#),
+            UpstashError::Server { status: 500, .. }
+        ));
+        assert!(
+            matches!(classify(503, "Service Unavailable"), UpstashError::Server { status: 503, message } if message == "Service Unavailable")
+        );
+        assert!(
+            matches!(classify(418, ""), UpstashError::Rejected { status: 418, message } if message == "HTTP 418")
+        );
+    }
+
+    #[test]
+    fn honours_retry_after_seconds() {
+        let with = UpstashError::from_response(StatusCode::TOO_MANY_REQUESTS, Some("7"), b"");
+        assert_eq!(with, UpstashError::RateLimited { retry_after: Some(Duration::from_secs(7)) });
+        let without = UpstashError::from_response(StatusCode::TOO_MANY_REQUESTS, Some("soon"), b"");
+        assert_eq!(without, UpstashError::RateLimited { retry_after: None });
+    }
+
+    #[test]
+    fn only_unknown_outcomes_may_have_reset() {
+        assert!(classify(502, "").reset_may_have_happened());
+        assert!(UpstashError::Transport("timeout".into()).reset_may_have_happened());
+        assert!(!classify(429, "").reset_may_have_happened());
+        assert!(!classify(401, "").reset_may_have_happened());
+        assert!(!classify(404, "").reset_may_have_happened());
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        let long = "x ".repeat(1000);
+        let UpstashError::Server { message, .. } = classify(500, &long) else { panic!("server error") };
+        assert!(message.chars().count() <= EXCERPT + 1);
+    }
+}
