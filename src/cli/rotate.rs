@@ -123,10 +123,15 @@ async fn wait(
                 return ExitCode::SUCCESS;
             }
         }
-        if let Some(r) = ready.filter(|r| current && r.status == "False" && NEEDS_ACTION.contains(&r.reason.as_str())) {
+        if let Some(r) =
+            ready.filter(|r| current && r.status == "False" && NEEDS_ACTION.contains(&r.reason.as_str()))
+        {
             return fail(exit::FAILED, format!("rotation {target} failed: {}: {}", r.reason, r.message));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    fail(exit::FAILED, format!("rotation {target} not applied within {}s (last state: {last_shown})", timeout.as_secs()))
+    fail(
+        exit::FAILED,
+        format!("rotation {target} not applied within {}s (last state: {last_shown})", timeout.as_secs()),
+    )
 }

@@ -252,15 +252,16 @@ impl<'a> Run<'a> {
             )
             .await;
         }
-        self.set(
-            READY,
-            true,
-            reason::SYNCED,
-            format!(
+        // A steady state right after a rotation keeps saying so.
+        let just_rotated = conditions::get(&self.status.conditions, READY)
+            .is_some_and(|c| c.status == "True" && c.reason == reason::ROTATED);
+        if drifted || !just_rotated {
+            let message = format!(
                 "Secret {secret_name} holds the current credentials of database {}",
                 self.resource.spec.database_id
-            ),
-        );
+            );
+            self.set(READY, true, reason::SYNCED, message);
+        }
         Ok(())
     }
 
@@ -463,23 +464,28 @@ impl<'a> Run<'a> {
 
     /// Writes the status if it changed. With `precondition`, fails when the
     /// resource changed since it was read (another writer, a stale view).
+    ///
+    /// A JSON merge patch with explicit nulls, not server-side apply: a field
+    /// someone else once set (`kubectl edit --subresource=status`) must still
+    /// be cleared when the operator clears it.
     pub async fn write_status(&mut self, precondition: bool) -> Result<()> {
         if self.resource.status.as_ref() == Some(&self.status) {
             return Ok(());
         }
-        let mut metadata = json!({"name": self.resource.name_any()});
+        let s = &self.status;
+        let mut patch = json!({"status": {
+            "observedGeneration": s.observed_generation,
+            "rotation": s.rotation,
+            "pendingRotation": s.pending_rotation,
+            "lastRotationTime": s.last_rotation_time,
+            "secretName": s.secret_name,
+            "conditions": s.conditions,
+        }});
         if precondition {
-            metadata["resourceVersion"] = json!(self.resource.resource_version());
+            patch["metadata"] = json!({"resourceVersion": self.resource.resource_version()});
         }
-        let patch = json!({
-            "apiVersion": "upstash-rotator.io/v1alpha1",
-            "kind": "RedisPasswordRotation",
-            "metadata": metadata,
-            "status": self.status,
-        });
         let name = self.resource.name_any();
-        let params = PatchParams::apply(MANAGER).force();
-        self.resource = self.api.patch_status(&name, &params, &Patch::Apply(&patch)).await?;
+        self.resource = self.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(())
     }
 }

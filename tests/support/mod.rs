@@ -138,4 +138,21 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+pub mod operator;
 pub mod sim;
+
+/// The reason of a resource's Ready condition.
+pub fn conditions_reason(r: &upstash_rotator::crd::RedisPasswordRotation) -> Option<String> {
+    let status = r.status.as_ref()?;
+    upstash_rotator::conditions::get(&status.conditions, upstash_rotator::conditions::READY)
+        .map(|c| c.reason.clone())
+}
+
+/// The message of a resource's Ready condition.
+pub fn ready_message(r: &upstash_rotator::crd::RedisPasswordRotation) -> String {
+    r.status
+        .as_ref()
+        .and_then(|s| upstash_rotator::conditions::get(&s.conditions, upstash_rotator::conditions::READY))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
