@@ -11,7 +11,9 @@ use crate::controller::{self, Settings, StartError};
 pub struct RunArgs {
     /// Base URL of the Upstash Developer API. Deliberately not settable from a
     /// resource: only whoever runs the operator chooses where API keys go.
-    #[arg(long, env = "UPSTASH_API_URL", default_value = "https://api.upstash.com", value_parser = parse_base_url)]
+    /// Checked after parsing, so a rejected value is never echoed (it may
+    /// hold credentials).
+    #[arg(long, env = "UPSTASH_API_URL", default_value = "https://api.upstash.com", hide_env_values = true)]
     upstash_api_url: String,
     /// Namespace to watch (repeatable, or comma-separated); all when absent.
     #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
@@ -28,7 +30,7 @@ pub struct RunArgs {
 }
 
 fn parse_base_url(value: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err("expected an http(s) URL such as https://api.upstash.com".into());
     }
@@ -40,6 +42,13 @@ fn parse_base_url(value: &str) -> Result<String, String> {
 
 pub async fn run(args: RunArgs) -> ExitCode {
     let RunArgs { upstash_api_url, namespaces, request_timeout, concurrency, log_format } = args;
+    let upstash_api_url = match parse_base_url(&upstash_api_url) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("upstash-rotator: invalid --upstash-api-url: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     telemetry::init(log_format);
     let client = match kube::Client::try_default().await {
         Ok(c) => c,

@@ -35,8 +35,26 @@ pub struct Context {
     pub stores: Vec<Store<RedisPasswordRotation>>,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
-    /// Consecutive failures, keyed by resource uid.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failures and the retry gate, keyed by resource uid.
+    failures: Mutex<HashMap<String, Failure>>,
+}
+
+/// What a resource and its Secrets looked like when a reconcile started:
+/// a later reconcile that sees the same is an echo of the operator's own
+/// status write, not a change worth an early retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub generation: Option<i64>,
+    pub deleting: bool,
+    pub credentials_secret: Option<String>,
+    pub target_secret: Option<String>,
+}
+
+#[derive(Debug)]
+struct Failure {
+    count: u32,
+    fingerprint: Fingerprint,
+    retry_at: tokio::time::Instant,
 }
 
 /// First retry delay after a failure; doubled per failure up to `MAX_BACKOFF`.
@@ -70,13 +88,32 @@ impl Context {
         lock(&self.remembered).remove(uid);
     }
 
-    /// Records a failure and returns how long to wait before the next try.
-    pub fn backoff(&self, uid: &str) -> Duration {
+    /// Records a failure and returns how long to wait before the next try:
+    /// `at_least` when the server asked for it, else exponential backoff.
+    pub fn failed(&self, uid: &str, fingerprint: Fingerprint, at_least: Option<Duration>) -> Duration {
         let mut failures = lock(&self.failures);
-        let n = failures.entry(uid.to_owned()).or_default();
-        let delay = FIRST_BACKOFF.saturating_mul(1u32 << (*n).min(16)).min(MAX_BACKOFF);
-        *n = n.saturating_add(1);
+        let count = failures.get(uid).map_or(0, |f| f.count);
+        let backoff = FIRST_BACKOFF.saturating_mul(1u32 << count.min(16)).min(MAX_BACKOFF);
+        let delay = at_least.map_or(backoff, |d| d.max(Duration::from_secs(1)));
+        let retry_at = tokio::time::Instant::now() + delay;
+        failures.insert(uid.to_owned(), Failure { count: count.saturating_add(1), fingerprint, retry_at });
         delay
+    }
+
+    /// How long to hold back a reconcile that sees nothing new since the last
+    /// failure; `None` when it may run now.
+    pub fn hold_back(&self, uid: &str, fingerprint: &Fingerprint) -> Option<Duration> {
+        let failures = lock(&self.failures);
+        let failure = failures.get(uid).filter(|f| &f.fingerprint == fingerprint)?;
+        failure.retry_at.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
+    }
+
+    /// The delay chosen by the last failure, for the error policy.
+    pub fn retry_in(&self, uid: &str) -> Duration {
+        lock(&self.failures)
+            .get(uid)
+            .and_then(|f| f.retry_at.checked_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(FIRST_BACKOFF)
     }
 
     pub fn succeeded(&self, uid: &str) {

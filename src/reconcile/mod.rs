@@ -6,11 +6,16 @@ pub mod decide;
 mod error;
 mod run;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use kube::{Api, ResourceExt as _, runtime::controller::Action, runtime::events::EventType};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt as _,
+    core::PartialObjectMeta,
+    runtime::{controller::Action, events::EventType},
+};
 
-pub use context::{Context, Remembered};
+pub use context::{Context, Fingerprint, Remembered};
 pub use error::Error;
 pub use run::{FINALIZER, MANAGER};
 
@@ -29,6 +34,11 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
         return Ok(Action::await_change());
     };
     let uid = fresh.uid().unwrap_or_default();
+    let fingerprint = fingerprint(&ctx, &fresh).await?;
+    if let Some(wait) = ctx.hold_back(&uid, &fingerprint) {
+        // Only our own status write changed since the last failure.
+        return Ok(Action::requeue(wait));
+    }
     let mut run = run::Run::new(&ctx, fresh);
     let reason_before = conditions::get(&run.status.conditions, READY).map(|c| c.reason.clone());
 
@@ -45,6 +55,7 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
             Ok(Action::await_change())
         }
         Err(e) => {
+            ctx.failed(&uid, fingerprint, e.retry_after());
             // One event per change of cause, not one per retry.
             let ready = conditions::get(&run.status.conditions, READY);
             if ready.map(|c| c.reason.clone()) != reason_before {
@@ -56,11 +67,10 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
     }
 }
 
-/// Backs off per resource (or as long as Upstash asked) after a failure.
-/// Any change to the resource or its Secrets still triggers a reconcile at once.
+/// Retries after the delay the failure chose (backoff, or as long as Upstash
+/// asked). A change to the resource or its Secrets still retries at once.
 pub fn error_policy(resource: Arc<RedisPasswordRotation>, error: &Error, ctx: Arc<Context>) -> Action {
-    let backoff = ctx.backoff(&resource.uid().unwrap_or_default());
-    let delay = error.retry_after().map_or(backoff, |d| d.max(Duration::from_secs(1)));
+    let delay = ctx.retry_in(&resource.uid().unwrap_or_default());
     tracing::warn!(
         namespace = resource.namespace().unwrap_or_default(),
         name = resource.name_any(),
@@ -69,4 +79,17 @@ pub fn error_policy(resource: Arc<RedisPasswordRotation>, error: &Error, ctx: Ar
         "reconcile failed: {error}"
     );
     Action::requeue(delay)
+}
+
+async fn fingerprint(ctx: &Context, resource: &RedisPasswordRotation) -> Result<Fingerprint, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default());
+    let version = |s: Option<PartialObjectMeta<Secret>>| s.and_then(|s| s.metadata.resource_version);
+    Ok(Fingerprint {
+        generation: resource.metadata.generation,
+        deleting: resource.metadata.deletion_timestamp.is_some(),
+        credentials_secret: version(
+            secrets.get_metadata_opt(&resource.spec.credentials_secret_ref.name).await?,
+        ),
+        target_secret: version(secrets.get_metadata_opt(&resource.secret_name()).await?),
+    })
 }

@@ -108,6 +108,13 @@ impl Operator {
         Self { stop: Some(tx), handle: Some(handle) }
     }
 
+    /// Asks for a graceful stop without waiting.
+    pub fn signal_stop(&self) {
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
+    }
+
     /// Asks for a graceful stop and waits for it (bounded).
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -163,6 +170,13 @@ impl World {
 
     pub async fn start_operator(&mut self) {
         self.operator = Some(Operator::start(self.client.clone(), &self.ns.name, &self.sim.url).await);
+    }
+
+    /// Stops the operator through a shared reference (for tests holding one).
+    pub async fn stop_operator_for_test(&self) {
+        if let Some(op) = &self.operator {
+            op.signal_stop();
+        }
     }
 
     pub async fn stop_operator(&mut self) {
