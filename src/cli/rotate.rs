@@ -117,11 +117,10 @@ async fn wait(
             println!("  {shown}");
             last_shown = shown;
         }
-        if status.rotation.unwrap_or(-1) >= target && status.pending_rotation.is_none() {
-            if let Some(r) = ready.filter(|r| r.status == "True") {
-                println!("{who}: rotation {target} applied ({})", r.reason);
-                return ExitCode::SUCCESS;
-            }
+        let applied = status.rotation.unwrap_or(-1) >= target && status.pending_rotation.is_none();
+        if let Some(r) = ready.filter(|r| applied && r.status == "True") {
+            println!("{who}: rotation {target} applied ({})", r.reason);
+            return ExitCode::SUCCESS;
         }
         if let Some(r) =
             ready.filter(|r| current && r.status == "False" && NEEDS_ACTION.contains(&r.reason.as_str()))
