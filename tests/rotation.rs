@@ -34,9 +34,7 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     assert_eq!(world.secret_text("cache", secret::KEY_REST_URL).await, format!("https://{host}"));
     assert_eq!(world.secret_text("cache", secret::KEY_HOST).await, host);
     assert_eq!(world.secret_text("cache", secret::KEY_PORT).await, "6379");
-    assert!(
-        world.secret_text("cache", secret::KEY_REDIS_URL).await.starts_with(&format!("rediss://default:"))
-    );
+    assert!(world.secret_text("cache", secret::KEY_REDIS_URL).await.starts_with("rediss://default:"));
     let written = world.secrets().get("cache").await.expect("secret");
     assert_eq!(written.type_.as_deref(), Some("Opaque"));
     let labels = written.metadata.labels.clone().unwrap_or_default();
