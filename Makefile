@@ -6,6 +6,10 @@ SHELL := bash
 help: ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+.PHONY: demo
+demo: ## Guided tour: local control plane, upstash-sim, a rotation you can watch
+	hack/demo.sh
+
 .PHONY: test
 test: ## Whole suite: fmt, clippy, unit and integration tests on a real control plane
 	hack/test.sh
@@ -29,3 +33,7 @@ build: ## Debug build of both binaries
 .PHONY: fmt
 fmt: ## Format the code
 	cargo fmt --all
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust types
+	cargo run --locked --quiet -- crd > crds/upstash-rotator.io_redispasswordrotations.yaml

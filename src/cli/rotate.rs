@@ -110,7 +110,7 @@ async fn wait(
 
         let shown = match (rotating, ready) {
             (Some(r), _) if r.status == "True" => format!("{}: {}", r.reason, r.message),
-            (_, Some(r)) => format!("{}: {}", r.reason, r.message),
+            (_, Some(r)) if current => format!("{}: {}", r.reason, r.message),
             _ => "waiting for the operator".to_owned(),
         };
         if shown != last_shown {
