@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-for tool in go cargo; do
+for tool in go cargo node npm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing prerequisite: $tool (see README, Development)" >&2; exit 1; }
 done
 for component in rustfmt clippy; do

@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/deps.sh
+# Upstash's own npm clients, pinned by tests/clients/package-lock.json.
+if ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json 2>/dev/null; then
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+fi
 exports=$(hack/testenv/up.sh)
 trap 'hack/testenv/down.sh' EXIT
 eval "$exports"

@@ -38,6 +38,8 @@ pub struct TokenGrant {
 #[derive(Debug, Deserialize)]
 struct CreateRequest {
     database_name: String,
+    /// Optional: Upstash's own CLI sends none (and `region: "global"`).
+    #[serde(default = "default_platform")]
     platform: String,
     primary_region: String,
     #[serde(default)]
@@ -46,6 +48,10 @@ struct CreateRequest {
     plan: Option<String>,
     #[serde(default)]
     tls: Option<bool>,
+}
+
+fn default_platform() -> String {
+    "aws".into()
 }
 
 struct Store {
