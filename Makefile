@@ -34,6 +34,11 @@ build: ## Debug build of both binaries
 fmt: ## Format the code
 	cargo fmt --all
 
+.PHONY: release
+release: ## Static release binaries (the ones the image contains) in target/x86_64-unknown-linux-musl/release
+	hack/release.sh
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types
 	cargo run --locked --quiet -- crd > crds/upstash-rotator.io_redispasswordrotations.yaml
+	cp crds/upstash-rotator.io_redispasswordrotations.yaml charts/upstash-rotator/crd/

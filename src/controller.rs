@@ -11,7 +11,7 @@ use kube::{
     core::PartialObjectMeta,
     runtime::{
         Controller,
-        controller::Config as ControllerConfig,
+        controller::{Config as ControllerConfig, Error as ControllerError},
         events::{Recorder, Reporter},
         reflector::{ObjectRef, Store},
         watcher,
@@ -20,7 +20,9 @@ use kube::{
 
 use crate::{
     crd::RedisPasswordRotation,
-    reconcile::{Context, error_policy, reconcile},
+    http::Readiness,
+    metrics::Metrics,
+    reconcile::{Context, error_policy, reconcile, store_ready},
     secret::{MANAGED_BY, MANAGED_BY_LABEL, RESOURCE_ANNOTATION},
     upstash::UpstashClient,
 };
@@ -38,6 +40,16 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name reported on events.
     pub reporter: String,
+    /// After a shutdown request, how long reconciles in progress may take to
+    /// finish (a rotation past its reset writes its Secret in that time).
+    pub shutdown_timeout: Duration,
+}
+
+/// What the operator shares with its HTTP endpoints.
+#[derive(Clone, Default)]
+pub struct Runtime {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
 }
 
 /// Why the operator cannot start.
@@ -59,6 +71,7 @@ pub enum StartError {
 pub async fn run(
     client: Client,
     settings: Settings,
+    runtime: Runtime,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
@@ -75,8 +88,10 @@ pub async fn run(
         }
     }
 
+    let observer = runtime.metrics.clone();
     let upstash = UpstashClient::new(&settings.upstash_api_url, settings.request_timeout)
-        .map_err(StartError::Config)?;
+        .map_err(StartError::Config)?
+        .with_observer(Arc::new(move |route, status| observer.upstash_request(route, status)));
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: settings.reporter.clone(), instance: None });
     let shutdown = shutdown.boxed().shared();
@@ -84,19 +99,51 @@ pub async fn run(
     let controllers: Vec<_> =
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings)).collect();
     let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
-    let ctx = Arc::new(Context::new(client, upstash, recorder, stores));
+    let ctx = Arc::new(Context::new(client, upstash, recorder, stores.clone(), runtime.metrics.clone()));
+    let readiness = runtime.readiness.clone();
+    tokio::spawn(async move {
+        let forever = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        for store in &stores {
+            if !store_ready(store, forever).await {
+                return;
+            }
+        }
+        readiness.set(true);
+        tracing::info!("caches synced; reconciling");
+    });
 
     let runs = controllers.into_iter().map(|controller| {
+        let metrics = runtime.metrics.clone();
         controller.graceful_shutdown_on(signal(&shutdown)).run(reconcile, error_policy, ctx.clone()).for_each(
-            |result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "controller event");
+            move |result| {
+                match result {
+                    // A deleted resource: its per-resource series go with it.
+                    Err(ControllerError::ObjectNotFound(gone)) => {
+                        metrics.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "controller event"),
+                    Ok(_) => {}
                 }
+                std::future::ready(())
             },
         )
     });
-    futures::future::join_all(runs).await;
-    tracing::info!("controllers stopped");
+    let all = futures::future::join_all(runs);
+    // Bounded: after the shutdown request, give reconciles in progress
+    // `shutdown_timeout`, then stop regardless.
+    let deadline = {
+        let shutdown = shutdown.clone();
+        let timeout = settings.shutdown_timeout;
+        async move {
+            shutdown.await;
+            tokio::time::sleep(timeout).await;
+        }
+    };
+    tokio::select! {
+        _ = all => tracing::info!("controllers stopped"),
+        () = deadline => tracing::warn!("reconciles still running after the shutdown timeout; stopping anyway"),
+    }
+    runtime.readiness.set(false);
     Ok(())
 }
 

@@ -11,6 +11,12 @@ pub mod conditions;
 pub mod controller;
 /// The `RedisPasswordRotation` custom resource.
 pub mod crd;
+/// The operator's health and metrics endpoints.
+pub mod http;
+/// Leader election among replicas.
+pub mod leader;
+/// Prometheus metrics.
+pub mod metrics;
 /// The reconciler and its pure decision logic.
 pub mod reconcile;
 /// The Secret the operator writes.

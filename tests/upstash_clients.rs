@@ -43,12 +43,14 @@ async fn the_typescript_sdk_runs_against_the_simulated_data_plane() {
         .env("OLD_REST_TOKEN", &old_token)
         .env("UPSTASH_DISABLE_TELEMETRY", "1")
         .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run).await.expect("in time").expect("node");
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(120), run).await.expect("in time").expect("node");
     assert!(out.status.success(), "node --test failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
 
     // What the SDK wrote is in the real redis-server, behind the new password.
     let password = reset["password"].as_str().expect("password");
-    let client = redis::Client::open(format!("redis://default:{password}@127.0.0.1:{}/", redis.port)).expect("url");
+    let client =
+        redis::Client::open(format!("redis://default:{password}@127.0.0.1:{}/", redis.port)).expect("url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
     let greeting: String = conn.get("greeting").await.expect("get");
     assert_eq!(greeting, "hello from the sdk");
@@ -78,7 +80,9 @@ async fn the_upstash_cli_manages_simulated_databases() {
     let sim = Sim::start(&[]).await;
     let rw = (EMAIL, API_KEY);
 
-    let created = json_out(&upstash_cli(&sim, rw, &["redis", "create", "--name", "app", "--region", "us-east-1"]).await);
+    let created = json_out(
+        &upstash_cli(&sim, rw, &["redis", "create", "--name", "app", "--region", "us-east-1"]).await,
+    );
     let id = created["database_id"].as_str().expect("id").to_owned();
     assert_eq!(created["database_name"], "app");
     let password = created["password"].as_str().expect("password").to_owned();
@@ -88,7 +92,8 @@ async fn the_upstash_cli_manages_simulated_databases() {
 
     let got = json_out(&upstash_cli(&sim, rw, &["redis", "get", "--db-id", &id]).await);
     assert_eq!(got["password"], Value::String(password.clone()));
-    let hidden = json_out(&upstash_cli(&sim, rw, &["redis", "get", "--db-id", &id, "--hide-credentials"]).await);
+    let hidden =
+        json_out(&upstash_cli(&sim, rw, &["redis", "get", "--db-id", &id, "--hide-credentials"]).await);
     assert!(hidden.get("password").is_none(), "{hidden}");
 
     let reset = json_out(&upstash_cli(&sim, rw, &["redis", "reset-password", "--db-id", &id]).await);
@@ -99,7 +104,8 @@ async fn the_upstash_cli_manages_simulated_databases() {
     let wrong = upstash_cli(&sim, (EMAIL, "wrong-key"), &["redis", "list"]).await;
     assert_eq!(wrong.status.code(), Some(1));
     assert!(text(&wrong.stderr).contains("Unauthorized"), "{}", text(&wrong.stderr));
-    let read_only = upstash_cli(&sim, (RO_EMAIL, RO_API_KEY), &["redis", "reset-password", "--db-id", &id]).await;
+    let read_only =
+        upstash_cli(&sim, (RO_EMAIL, RO_API_KEY), &["redis", "reset-password", "--db-id", &id]).await;
     assert_eq!(read_only.status.code(), Some(1));
     assert!(text(&read_only.stderr).contains("Readonly API key"), "{}", text(&read_only.stderr));
     let unknown = upstash_cli(&sim, rw, &["redis", "get", "--db-id", "nope"]).await;

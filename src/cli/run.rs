@@ -1,11 +1,17 @@
-//! `upstash-rotator run`: the operator process.
+//! `upstash-rotator run`: the operator process (HTTP endpoints, optional
+//! leader election, controllers, bounded graceful shutdown).
 
-use std::{process::ExitCode, time::Duration};
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::Args;
+use tokio::sync::watch;
 
 use super::{exit, telemetry};
-use crate::controller::{self, Settings, StartError};
+use crate::{
+    controller::{self, Runtime, Settings, StartError},
+    http,
+    leader::Election,
+};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -24,6 +30,28 @@ pub struct RunArgs {
     /// Resources reconciled at the same time.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "HTTP_BIND_ADDRESS", default_value = "0.0.0.0:8080")]
+    http_bind_address: SocketAddr,
+    /// Elect a leader among replicas on a Lease; only the leader reconciles.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_elect", "true"))]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "upstash-rotator")]
+    lease_name: String,
+    /// Seconds a lease stays valid without renewal: the longest a handover takes.
+    #[arg(long, env = "LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_duration: u64,
+    /// Identity of this replica in the election; defaults to the host name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds reconciles in progress may take to finish after SIGTERM; keep it
+    /// below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=600))]
+    shutdown_timeout: u64,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
     log_format: telemetry::LogFormat,
@@ -41,7 +69,20 @@ fn parse_base_url(value: &str) -> Result<String, String> {
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {
-    let RunArgs { upstash_api_url, namespaces, request_timeout, concurrency, log_format } = args;
+    let RunArgs {
+        upstash_api_url,
+        namespaces,
+        request_timeout,
+        concurrency,
+        http_bind_address,
+        leader_elect,
+        lease_namespace,
+        lease_name,
+        lease_duration,
+        identity,
+        shutdown_timeout,
+        log_format,
+    } = args;
     let upstash_api_url = match parse_base_url(&upstash_api_url) {
         Ok(url) => url,
         Err(e) => {
@@ -50,6 +91,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     };
     telemetry::init(log_format);
+
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -63,14 +105,116 @@ pub async fn run(args: RunArgs) -> ExitCode {
         request_timeout: Duration::from_secs(request_timeout),
         concurrency,
         reporter: "upstash-rotator".into(),
+        shutdown_timeout: Duration::from_secs(shutdown_timeout),
     };
+    let runtime = Runtime::default();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let listener = match tokio::net::TcpListener::bind(http_bind_address).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {http_bind_address}: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    tracing::info!(address = %listener.local_addr().map_or(http_bind_address, |a| a), "serving /healthz, /readyz, /metrics");
+    let server =
+        tokio::spawn(http::serve(listener, runtime.metrics.clone(), runtime.readiness.clone(), stopped()));
+
     tracing::info!(
         upstash_api_url = %settings.upstash_api_url,
         namespaces = ?settings.namespaces,
+        leader_elect,
         "starting upstash-rotator {}",
         env!("CARGO_PKG_VERSION")
     );
-    match controller::run(client, settings, shutdown_signal()).await {
+    let code = if leader_elect {
+        let election = Election {
+            namespace: lease_namespace.unwrap_or_default(),
+            lease_name,
+            identity: identity.unwrap_or_else(default_identity),
+            lease_duration: Duration::from_secs(lease_duration),
+        };
+        run_elected(client, settings, runtime, election, stopped).await
+    } else {
+        outcome(controller::run(client, settings, runtime, stopped()).await)
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    code
+}
+
+/// Waits for leadership (ready as a standby meanwhile), reconciles while
+/// leading, and exits when leadership is lost so the pod restarts clean.
+async fn run_elected<F, Fut>(
+    client: kube::Client,
+    settings: Settings,
+    runtime: Runtime,
+    election: Election,
+    stopped: F,
+) -> ExitCode
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut leadership = match election.start(client.clone()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot start leader election: {e}");
+            return ExitCode::from(exit::CLUSTER);
+        }
+    };
+    runtime.readiness.set(true);
+    tracing::info!(identity = %election.identity, lease = %election.lease_name, "waiting to lead");
+    tokio::select! {
+        leads = leadership.acquired() => if !leads {
+            tracing::error!("leader election stopped");
+            return ExitCode::from(exit::CLUSTER);
+        },
+        () = stopped() => {
+            leadership.release().await;
+            return ExitCode::SUCCESS;
+        }
+    }
+    tracing::info!(identity = %election.identity, "leading: starting controllers");
+    runtime.readiness.set(false);
+
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let stop = stopped();
+    let shutdown = async move {
+        let mut lost_rx = lost_rx;
+        tokio::select! {
+            () = stop => {}
+            _ = lost_rx.wait_for(|lost| *lost) => {}
+        }
+    };
+    let controllers = controller::run(client, settings, runtime, shutdown);
+    tokio::pin!(controllers);
+    let result = tokio::select! {
+        r = &mut controllers => r,
+        () = leadership.lost() => {
+            tracing::error!("lost leadership; stopping");
+            let _ = lost_tx.send(true);
+            let _ = controllers.await;
+            return ExitCode::FAILURE;
+        }
+    };
+    leadership.release().await;
+    outcome(result)
+}
+
+fn outcome(result: Result<(), StartError>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ StartError::Config(_)) => {
             tracing::error!("{e}");
@@ -81,6 +225,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(exit::CLUSTER)
         }
     }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     sync::{Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -15,6 +16,7 @@ use kube::{
 
 use crate::{
     crd::RedisPasswordRotation,
+    metrics::Metrics,
     upstash::{DatabaseCredentials, RedisDatabase, UpstashClient},
 };
 
@@ -29,6 +31,7 @@ pub struct Remembered {
 
 pub struct Context {
     pub client: Client,
+    pub metrics: Arc<Metrics>,
     pub upstash: UpstashClient,
     pub recorder: Recorder,
     /// Caches of every watched scope, to find other resources on a database.
@@ -72,8 +75,28 @@ impl Context {
         upstash: UpstashClient,
         recorder: Recorder,
         stores: Vec<Store<RedisPasswordRotation>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { client, upstash, recorder, stores, remembered: Mutex::default(), failures: Mutex::default() }
+        Self {
+            client,
+            metrics,
+            upstash,
+            recorder,
+            stores,
+            remembered: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Whether every cache has synced, waiting at most `limit`.
+    pub async fn caches_ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        for store in &self.stores {
+            if !store_ready(store, deadline).await {
+                return false;
+            }
+        }
+        true
     }
 
     pub fn remember(&self, uid: &str, remembered: Remembered) {
@@ -118,5 +141,18 @@ impl Context {
 
     pub fn succeeded(&self, uid: &str) {
         lock(&self.failures).remove(uid);
+    }
+}
+
+/// Waits for a cache to sync until `deadline`. Polls in short slices: the
+/// store's readiness signal wakes only one of several waiters, so a single
+/// long wait could miss it.
+pub async fn store_ready(store: &Store<RedisPasswordRotation>, deadline: tokio::time::Instant) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) if tokio::time::Instant::now() >= deadline => return false,
+            Err(_) => {}
+        }
     }
 }

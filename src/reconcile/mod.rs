@@ -15,13 +15,14 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 
-pub use context::{Context, Fingerprint, Remembered};
+pub use context::{Context, Fingerprint, Remembered, store_ready};
 pub use error::Error;
 pub use run::{FINALIZER, MANAGER};
 
 use crate::{
     conditions::{self, READY},
     crd::RedisPasswordRotation,
+    metrics::{ReasonLabel, ResultLabel},
 };
 
 /// Reconciles one resource. Reads it fresh from the apiserver (never from
@@ -30,7 +31,9 @@ use crate::{
 pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) -> Result<Action, Error> {
     let api: Api<RedisPasswordRotation> =
         Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default());
+    let started = std::time::Instant::now();
     let Some(fresh) = api.get_opt(&resource.name_any()).await? else {
+        ctx.metrics.forget(&resource.namespace().unwrap_or_default(), &resource.name_any());
         return Ok(Action::await_change());
     };
     let uid = fresh.uid().unwrap_or_default();
@@ -48,6 +51,9 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
     }
     run.write_status(false).await?;
     run.release_finalizer().await?;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciles.get_or_create(&ResultLabel { result: outcome }).inc();
 
     match result {
         Ok(()) => {
@@ -55,6 +61,7 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
             Ok(Action::await_change())
         }
         Err(e) => {
+            ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
             ctx.failed(&uid, fingerprint, e.retry_after());
             // One event per change of cause, not one per retry.
             let ready = conditions::get(&run.status.conditions, READY);

@@ -20,6 +20,7 @@ use super::{
 use crate::{
     conditions::{self, READY, ROTATING, reason},
     crd::{RedisPasswordRotation, RedisPasswordRotationStatus},
+    metrics::ResultLabel,
     secret::{self, Ownership},
     upstash::{ApiCredentials, DatabaseCredentials, RedisDatabase},
 };
@@ -40,6 +41,8 @@ pub struct Run<'a> {
     pub status: RedisPasswordRotationStatus,
     uid: String,
     now: Timestamp,
+    /// When this process recorded the intent of the rotation it finishes.
+    rotation_started: Option<std::time::Instant>,
 }
 
 impl<'a> Run<'a> {
@@ -51,6 +54,7 @@ impl<'a> Run<'a> {
             status: resource.status.clone().unwrap_or_default(),
             uid: resource.uid().unwrap_or_default(),
             now: Timestamp::now(),
+            rotation_started: None,
             ctx,
             resource,
         }
@@ -173,13 +177,11 @@ impl<'a> Run<'a> {
 
     /// Refuses to act when an older resource manages the same database.
     async fn check_database_conflict(&self) -> Result<()> {
-        for store in &self.ctx.stores {
-            if tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await.is_err() {
-                return Err(Error::DatabaseConflict(
-                    "cannot check for other resources on this database yet: the resource cache is not synced"
-                        .into(),
-                ));
-            }
+        if !self.ctx.caches_ready(Duration::from_secs(30)).await {
+            return Err(Error::NotReady(
+                "cannot check for other resources on this database yet: the resource cache is not synced"
+                    .into(),
+            ));
         }
         let key = |r: &RedisPasswordRotation| {
             (
@@ -279,6 +281,7 @@ impl<'a> Run<'a> {
         // The intent must be stored before the reset: a restart then knows to
         // check with Upstash instead of resetting again.
         self.write_status(true).await?;
+        self.rotation_started = Some(std::time::Instant::now());
         self.reset(credentials, target).await
     }
 
@@ -306,6 +309,7 @@ impl<'a> Run<'a> {
                 Err(e.into())
             }
             Err(e) => {
+                self.ctx.metrics.rotations.get_or_create(&ResultLabel { result: "failed" }).inc();
                 // Certainly not applied: the rotation can start over later.
                 self.status.pending_rotation = None;
                 self.set(ROTATING, false, reason::IDLE, format!("rotation {target} not started: {e}"));
@@ -424,6 +428,10 @@ impl<'a> Run<'a> {
             ),
         );
         self.publish(kind, reason_, format!("rotation {target}: {detail}")).await;
+        let result = if reason_ == "Rotated" { "rotated" } else { "recovered" };
+        let took = self.rotation_started.map(|t| t.elapsed());
+        let (namespace, name) = (self.resource.namespace().unwrap_or_default(), self.resource.name_any());
+        self.ctx.metrics.rotated(&namespace, &name, result, took, self.now.as_second());
     }
 
     async fn apply_secret(&self, desired: &Secret) -> Result<()> {

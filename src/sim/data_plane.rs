@@ -79,9 +79,7 @@ fn encoding(headers: &HeaderMap) -> Encoding {
 }
 
 async fn json_body(body: Body) -> Result<Value, DataPlaneError> {
-    let bytes = to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| DataPlaneError::Command(format!("ERR request body is larger than {MAX_BODY} bytes")))?;
+    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| DataPlaneError::BodyTooLarge(MAX_BODY))?;
     serde_json::from_slice(&bytes).map_err(|_| DataPlaneError::Command("ERR failed to parse command".into()))
 }
 

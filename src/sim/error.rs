@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -18,6 +18,9 @@ pub enum ApiError {
     DatabaseNotFound,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The body was not read to its end, so the connection cannot be reused.
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -40,6 +43,10 @@ impl IntoResponse for ApiError {
             Self::BadRequest(message) => {
                 (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response()
             }
+            Self::BodyTooLarge(_) => {
+                let body = Json(json!({"error": self.to_string()}));
+                (StatusCode::BAD_REQUEST, [(header::CONNECTION, "close")], body).into_response()
+            }
             Self::Internal(message) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": message}))).into_response()
             }
@@ -54,14 +61,19 @@ pub enum DataPlaneError {
     WrongPass,
     #[error("{0}")]
     Command(String),
+    #[error("ERR request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
 }
 
 impl IntoResponse for DataPlaneError {
     fn into_response(self) -> Response {
-        let status = match self {
-            Self::WrongPass => StatusCode::UNAUTHORIZED,
-            Self::Command(_) => StatusCode::BAD_REQUEST,
-        };
-        (status, Json(json!({"error": self.to_string()}))).into_response()
+        let body = Json(json!({"error": self.to_string()}));
+        match self {
+            Self::WrongPass => (StatusCode::UNAUTHORIZED, body).into_response(),
+            Self::Command(_) => (StatusCode::BAD_REQUEST, body).into_response(),
+            Self::BodyTooLarge(_) => {
+                (StatusCode::BAD_REQUEST, [(header::CONNECTION, "close")], body).into_response()
+            }
+        }
     }
 }

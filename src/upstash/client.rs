@@ -1,6 +1,6 @@
 //! reqwest implementation of the two calls the operator makes.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::header::{ACCEPT, RETRY_AFTER};
 
@@ -19,11 +19,15 @@ impl fmt::Debug for ApiCredentials {
     }
 }
 
+/// Told of every request: its route and HTTP status (`None`: no answer).
+pub type Observer = Arc<dyn Fn(&'static str, Option<u16>) + Send + Sync>;
+
 /// A Developer API client bound to one base URL (Upstash's, or a simulator's).
 #[derive(Clone)]
 pub struct UpstashClient {
     http: reqwest::Client,
     base_url: String,
+    observer: Option<Observer>,
 }
 
 impl UpstashClient {
@@ -35,12 +39,19 @@ impl UpstashClient {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned() })
+        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned(), observer: None })
+    }
+
+    /// Reports every request to `observer` (for metrics).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// `GET /v2/redis/database/{id}`, with credentials unless protected.
     pub async fn get_database(&self, auth: &ApiCredentials, id: &str) -> Result<RedisDatabase, UpstashError> {
-        self.call(reqwest::Method::GET, &format!("/v2/redis/database/{}", path_segment(id)), auth).await
+        self.call("get", reqwest::Method::GET, &format!("/v2/redis/database/{}", path_segment(id)), auth)
+            .await
     }
 
     /// `POST /v2/redis/reset-password/{id}`. Not idempotent: never retried here.
@@ -49,12 +60,13 @@ impl UpstashClient {
         auth: &ApiCredentials,
         id: &str,
     ) -> Result<RedisDatabase, UpstashError> {
-        self.call(reqwest::Method::POST, &format!("/v2/redis/reset-password/{}", path_segment(id)), auth)
-            .await
+        let path = format!("/v2/redis/reset-password/{}", path_segment(id));
+        self.call("reset-password", reqwest::Method::POST, &path, auth).await
     }
 
     async fn call(
         &self,
+        route: &'static str,
         method: reqwest::Method,
         path: &str,
         auth: &ApiCredentials,
@@ -66,8 +78,11 @@ impl UpstashClient {
             .header(ACCEPT, "application/json")
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(|e| self.observed(route, None, transport(e)))?;
         let status = response.status();
+        if let Some(observe) = &self.observer {
+            observe(route, Some(status.as_u16()));
+        }
         let retry_after =
             response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = response.bytes().await.map_err(transport)?;
@@ -75,6 +90,13 @@ impl UpstashClient {
             return Err(UpstashError::from_response(status, retry_after.as_deref(), &body));
         }
         RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))
+    }
+
+    fn observed(&self, route: &'static str, status: Option<u16>, error: UpstashError) -> UpstashError {
+        if let Some(observe) = &self.observer {
+            observe(route, status);
+        }
+        error
     }
 }
 

@@ -5,6 +5,6 @@ mod client;
 mod database;
 mod error;
 
-pub use client::{ApiCredentials, UpstashClient};
+pub use client::{ApiCredentials, Observer, UpstashClient};
 pub use database::{DatabaseCredentials, RedisDatabase};
 pub use error::UpstashError;

@@ -156,3 +156,4 @@ pub fn ready_message(r: &upstash_rotator::crd::RedisPasswordRotation) -> String 
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }
+pub mod process;

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
 use upstash_rotator::{
     conditions::{self, READY},
-    controller::{self, Settings},
+    controller::{self, Runtime, Settings},
     crd::{CredentialsSecretRef, RedisPasswordRotation, RedisPasswordRotationSpec},
 };
 
@@ -95,13 +95,14 @@ impl Operator {
             request_timeout,
             concurrency: 4,
             reporter: "upstash-rotator-test".into(),
+            shutdown_timeout: Duration::from_secs(20),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.await;
             };
-            if let Err(e) = controller::run(client, settings, shutdown).await {
+            if let Err(e) = controller::run(client, settings, Runtime::default(), shutdown).await {
                 panic!("operator failed to start: {e}");
             }
         });

@@ -1,0 +1,64 @@
+{{/* Chart name, truncated to the 63 characters Kubernetes allows. */}}
+{{- define "upstash-rotator.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, with the chart name unless already included. */}}
+{{- define "upstash-rotator.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "upstash-rotator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "upstash-rotator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "upstash-rotator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "upstash-rotator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "upstash-rotator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "upstash-rotator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "upstash-rotator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Rules on the operator's own resources and on Secrets: every verb it uses, no other. */}}
+{{- define "upstash-rotator.rules" -}}
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["redispasswordrotations"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["redispasswordrotations/status"]
+  verbs: ["patch"]
+# Setting an ownerReference with blockOwnerDeletion needs this where the
+# OwnerReferencesPermissionEnforcement admission plugin is on.
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["redispasswordrotations/finalizers"]
+  verbs: ["update"]
+# get: credential and target Secrets; list/watch: change triggers; patch:
+# server-side apply of the Secrets it writes. Never delete.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

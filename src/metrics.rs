@@ -1,0 +1,154 @@
+//! Prometheus metrics. Labels carry routes, reasons and resource names,
+//! never credentials.
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    /// HTTP status, or `error` when no answer came.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: Family<ResultLabel, Counter>,
+    pub reconcile_errors: Family<ReasonLabel, Counter>,
+    pub reconcile_duration: Histogram,
+    pub rotations: Family<ResultLabel, Counter>,
+    pub rotation_duration: Histogram,
+    pub upstash_requests: Family<RequestLabels, Counter>,
+    pub last_rotation: Family<ResourceLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("upstash_rotator");
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        registry.register("reconciles", "Reconciles by result (ok, error)", reconciles.clone());
+        let reconcile_errors = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by condition reason",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        let rotations = Family::<ResultLabel, Counter>::default();
+        registry.register("rotations", "Rotations by result (rotated, recovered, failed)", rotations.clone());
+        let rotation_duration = Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
+        registry.register(
+            "rotation_duration_seconds",
+            "From recording the intent to the Secret holding the new credentials",
+            rotation_duration.clone(),
+        );
+        let upstash_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "upstash_requests",
+            "Upstash API requests by route and status",
+            upstash_requests.clone(),
+        );
+        let last_rotation = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "last_rotation_timestamp_seconds",
+            "Unix time of the last successful rotation, per resource",
+            last_rotation.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            rotations,
+            rotation_duration,
+            upstash_requests,
+            last_rotation,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn upstash_request(&self, route: &'static str, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.upstash_requests.get_or_create(&RequestLabels { route, status }).inc();
+    }
+
+    pub fn rotated(
+        &self,
+        namespace: &str,
+        name: &str,
+        result: &'static str,
+        took: Option<Duration>,
+        at_unix: i64,
+    ) {
+        self.rotations.get_or_create(&ResultLabel { result }).inc();
+        if let Some(took) = took {
+            self.rotation_duration.observe(took.as_secs_f64());
+        }
+        let labels = ResourceLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        self.last_rotation.get_or_create(&labels).set(at_unix);
+    }
+
+    /// Drops the per-resource series of a resource that is gone.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.last_rotation.remove(&ResourceLabels { namespace: namespace.to_owned(), name: name.to_owned() });
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_forgets_per_resource_series() {
+        let m = Metrics::default();
+        m.upstash_request("reset-password", Some(200));
+        m.upstash_request("get", None);
+        m.rotated("ns", "cache", "rotated", Some(Duration::from_millis(300)), 1_700_000_000);
+        let text = m.render().expect("render");
+        assert!(
+            text.contains(r#"upstash_rotator_upstash_requests_total{route="reset-password",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"upstash_rotator_upstash_requests_total{route="get",status="error"} 1"#));
+        assert!(text.contains(
+            r#"upstash_rotator_last_rotation_timestamp_seconds{namespace="ns",name="cache"} 1700000000"#
+        ));
+        m.forget("ns", "cache");
+        assert!(!m.render().expect("render").contains(r#"name="cache""#));
+    }
+}
