@@ -17,7 +17,7 @@ pub enum Error {
     /// An older resource already manages this database.
     #[error("{0}")]
     DatabaseConflict(String),
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
     /// The operator's own caches are not ready yet.
     #[error("{0}")]
@@ -54,3 +54,11 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The apiserver's own message, without the Debug dump of its Status.
+fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}

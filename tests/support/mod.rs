@@ -157,3 +157,4 @@ pub fn ready_message(r: &upstash_rotator::crd::RedisPasswordRotation) -> String 
         .unwrap_or_default()
 }
 pub mod process;
+pub mod tools;

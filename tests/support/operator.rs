@@ -244,7 +244,8 @@ impl World {
             .expect("raise rotation");
     }
 
-    /// Waits until the Ready condition has `reason` (and the predicate holds).
+    /// Waits until the Ready condition has `reason` (and the predicate holds);
+    /// on timeout, says what it saw last.
     pub async fn wait_for(
         &self,
         name: &str,
@@ -252,18 +253,21 @@ impl World {
         extra: impl Fn(&RedisPasswordRotation) -> bool,
     ) -> RedisPasswordRotation {
         let api = self.resources();
-        let what = format!("{name} to become {reason}");
-        eventually(WAIT, &what, || {
-            let api = api.clone();
-            let extra = &extra;
-            async move {
-                let r = api.get(name).await.ok()?;
-                let status = r.status.as_ref()?;
-                let ready = conditions::get(&status.conditions, READY)?;
-                (ready.reason == reason && extra(&r)).then_some(r)
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last = String::from("nothing");
+        loop {
+            if let Ok(r) = api.get(name).await {
+                let ready = r.status.as_ref().and_then(|s| conditions::get(&s.conditions, READY)).cloned();
+                if let Some(ready) = ready {
+                    if ready.reason == reason && extra(&r) {
+                        return r;
+                    }
+                    last = format!("{}: {}", ready.reason, ready.message);
+                }
             }
-        })
-        .await
+            assert!(tokio::time::Instant::now() < deadline, "{name} never became {reason}; last: {last}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Waits until `status.rotation` is `rotation` and Ready is True.

@@ -53,11 +53,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: ["upstash-rotator.io"]
   resources: ["redispasswordrotations/finalizers"]
   verbs: ["update"]
-# get: credential and target Secrets; list/watch: change triggers; patch:
-# server-side apply of the Secrets it writes. Never delete.
+# get: credential and target Secrets; list/watch: change triggers; create and
+# patch: server-side apply of the Secrets it writes (apply creates). Never delete.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -1,0 +1,167 @@
+//! The Helm chart: lint, strict values, server-side dry run of everything it
+//! renders, a real install and uninstall, and a pod spec the `restricted`
+//! Pod Security Standard admits.
+
+mod support;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Pod},
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use support::{
+    TestNamespace, admin_client, install_crds,
+    operator::committed_crd,
+    tools::{CHART, helm, kubectl, render, text},
+};
+
+#[test]
+fn chart_follows_the_crate_version_and_the_generated_crd() {
+    let chart = std::fs::read_to_string(format!("{CHART}/Chart.yaml")).expect("Chart.yaml");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        chart.contains(&format!("\nversion: {version}\n")),
+        "Chart version follows Cargo.toml ({version})"
+    );
+    assert!(
+        chart.contains(&format!("\nappVersion: \"{version}\"\n")),
+        "appVersion follows Cargo.toml ({version})"
+    );
+    let copy = std::fs::read_to_string(format!("{CHART}/crd/upstash-rotator.io_redispasswordrotations.yaml"));
+    let generated = upstash_rotator::cli::crd_yaml().expect("render");
+    assert!(copy.expect("chart CRD") == generated, "the chart's CRD is stale: run `make crds`");
+}
+
+#[test]
+fn lint_passes_and_unknown_or_bad_values_are_rejected() {
+    let lint = helm(&["lint", "--strict", CHART]);
+    assert!(lint.status.success(), "{}", text(&lint));
+    for (set, expected) in [
+        ("replica=2", "additional properties"),
+        ("image.digest=latest", "/image/digest"),
+        ("logFormat=xml", "/logFormat"),
+        ("upstashApiUrl=https://me:key@api.upstash.com", "/upstashApiUrl"),
+    ] {
+        let out = helm(&["template", "rel", CHART, "--set", set]);
+        assert!(!out.status.success(), "{set} must be rejected");
+        assert!(text(&out).contains(expected), "{set}: {}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn rendered_manifests_pass_a_server_side_dry_run() {
+    let client = admin_client().await;
+    install_crds(&client, &[committed_crd()]).await;
+    let release_ns = TestNamespace::new(&client, "chart").await;
+    let watched = TestNamespace::new(&client, "chart-watched").await;
+    let watch_list = format!("watchNamespaces={{{}}}", watched.name);
+    for sets in [
+        vec![],
+        vec![watch_list.as_str(), "replicas=2"],
+        vec!["crds.install=false", "leaderElection.enabled=false", "metrics.service.enabled=false"],
+        vec!["image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000"],
+    ] {
+        let manifests = render(&release_ns.name, &sets);
+        let out = kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "--field-manager=chart-test",
+                "-f",
+                "-",
+            ],
+            Some(&manifests),
+        );
+        assert!(out.status.success(), "dry run with {sets:?}: {}", text(&out));
+        if sets.contains(&"replicas=2") {
+            assert!(manifests.contains("kind: PodDisruptionBudget"));
+            assert!(manifests.contains("kind: Role\n") && !manifests.contains("kind: ClusterRole\n"));
+            assert!(manifests.contains(&format!("--namespace={}", watched.name)));
+        }
+    }
+    let keep = render(&release_ns.name, &[]);
+    assert!(keep.contains("helm.sh/resource-policy: keep"), "the CRD survives uninstall by default");
+}
+
+#[tokio::test]
+async fn helm_install_and_uninstall_on_the_real_apiserver() {
+    let client = admin_client().await;
+    install_crds(&client, &[committed_crd()]).await;
+    let ns = TestNamespace::new(&client, "helm").await;
+    let release = format!("r{}", &ns.name[ns.name.len() - 8..]);
+    // The CRD is shared by all tests and already installed; the chart's copy is
+    // checked by the dry run above.
+    let install = helm(&["install", &release, CHART, "-n", &ns.name, "--set", "crds.install=false"]);
+    assert!(install.status.success(), "{}", text(&install));
+    assert!(text(&install).contains("RedisPasswordRotation"), "NOTES tell what to apply next");
+    let fullname = format!("{release}-upstash-rotator");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let deployment = deployments.get(&fullname).await.expect("deployment installed");
+    let container = &deployment.spec.expect("spec").template.spec.expect("pod spec").containers[0];
+    assert_eq!(container.args.as_deref(), Some(&["run".to_owned()][..]));
+
+    let uninstall = helm(&["uninstall", &release, "-n", &ns.name]);
+    assert!(uninstall.status.success(), "{}", text(&uninstall));
+    assert!(deployments.get_opt(&fullname).await.expect("get").is_none());
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    assert!(crds.get_opt("redispasswordrotations.upstash-rotator.io").await.expect("get").is_some());
+}
+
+#[tokio::test]
+async fn the_pod_spec_is_admitted_under_the_restricted_pod_security_standard() {
+    let client = admin_client().await;
+    let ns = TestNamespace::new(&client, "psa").await;
+    let label = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect("label namespace");
+
+    let rendered = helm(&[
+        "template",
+        "rel",
+        CHART,
+        "--namespace",
+        &ns.name,
+        "--kube-version",
+        "1.36.3",
+        "--show-only",
+        "templates/deployment.yaml",
+    ]);
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    let deployment: Deployment =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&rendered.stdout)).expect("yaml");
+    let template = deployment.spec.expect("spec").template;
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some("operator".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        ..Default::default()
+    };
+    let pods: Api<Pod> = Api::namespaced(client, &ns.name);
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    pods.create(&dry_run, &pod).await.expect("the chart's pod is admitted under `restricted`");
+
+    // The namespace really enforces: a pod without the hardening is refused.
+    let mut weak = pod.clone();
+    if let Some(spec) = weak.spec.as_mut() {
+        spec.security_context = None;
+        spec.containers[0].security_context = None;
+    }
+    match pods.create(&dry_run, &weak).await {
+        Err(kube::Error::Api(status)) => {
+            assert!(status.message.contains("violates PodSecurity"), "{}", status.message)
+        }
+        other => panic!("a pod without securityContext must be refused, got {other:?}"),
+    }
+}

@@ -1,0 +1,98 @@
+//! The chart's RBAC, proven: the operator runs with nothing but a token of
+//! the chart's ServiceAccount, completes create → rotate, and is refused
+//! everything the chart does not grant.
+
+mod support;
+
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{Pod, Secret},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams},
+};
+use support::{
+    TestNamespace,
+    operator::{Operator, World},
+    service_account_client,
+    tools::{CHART, helm, text},
+};
+use upstash_rotator::conditions::reason;
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{what}: {status:?}"),
+        other => panic!("{what} must be forbidden, got {other:?}"),
+    }
+}
+
+async fn install(release: &str, namespace: &str, extra: &[&str]) {
+    let mut args = vec!["install", release, CHART, "-n", namespace, "--set", "crds.install=false"];
+    args.extend_from_slice(extra);
+    let out = helm(&args);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+async fn chart_identity(admin: &Client, namespace: &str, release: &str) -> Client {
+    service_account_client(admin, namespace, &format!("{release}-upstash-rotator")).await
+}
+
+#[tokio::test]
+async fn namespaced_install_rotates_with_its_own_token_and_nothing_more() {
+    let mut world = World::prepare("rbac").await;
+    let admin = world.client.clone();
+    let operator_ns = TestNamespace::new(&admin, "rbac-op").await;
+    let elsewhere = TestNamespace::new(&admin, "rbac-other").await;
+    let release = format!("r{}", &operator_ns.name[operator_ns.name.len() - 8..]);
+    let watch = format!("watchNamespaces={{{}}}", world.ns.name);
+    install(&release, &operator_ns.name, &["--set", &watch]).await;
+
+    let identity = chart_identity(&admin, &operator_ns.name, &release).await;
+    world.operator = Some(Operator::start(identity.clone(), &world.ns.name, &world.sim.url).await);
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.set_rotation("cache", 1).await;
+    world.wait_applied("cache", 1).await;
+    assert_eq!(world.resets().await, 1);
+    assert!(world.event_reasons().await.iter().any(|r| r == "Rotated"), "events are permitted");
+
+    let secrets_elsewhere: Api<Secret> = Api::namespaced(identity.clone(), &elsewhere.name);
+    forbidden(
+        secrets_elsewhere.list(&ListParams::default()).await,
+        "listing Secrets outside watchNamespaces",
+    );
+    forbidden(secrets_elsewhere.get("anything").await, "reading a Secret outside watchNamespaces");
+    let secrets_here: Api<Secret> = Api::namespaced(identity.clone(), &world.ns.name);
+    forbidden(secrets_here.delete("cache", &DeleteParams::default()).await, "deleting a Secret");
+    let pods: Api<Pod> = Api::namespaced(identity.clone(), &world.ns.name);
+    forbidden(pods.list(&ListParams::default()).await, "listing Pods");
+    let leases: Api<Lease> = Api::namespaced(identity.clone(), &operator_ns.name);
+    match leases.get("upstash-rotator").await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 404, "leases are readable: {status:?}"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    forbidden(leases.list(&ListParams::default()).await, "listing Leases");
+
+    world.stop_operator().await;
+    let out = helm(&["uninstall", &release, "-n", &operator_ns.name]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn cluster_wide_install_reads_secrets_everywhere_but_never_deletes() {
+    let admin = support::admin_client().await;
+    let operator_ns = TestNamespace::new(&admin, "rbac-cw").await;
+    let other = TestNamespace::new(&admin, "rbac-cw-other").await;
+    let release = format!("r{}", &operator_ns.name[operator_ns.name.len() - 8..]);
+    install(&release, &operator_ns.name, &[]).await;
+    let identity = chart_identity(&admin, &operator_ns.name, &release).await;
+
+    let secrets: Api<Secret> = Api::namespaced(identity.clone(), &other.name);
+    secrets.list(&ListParams::default()).await.expect("a cluster-wide install watches every namespace");
+    forbidden(secrets.delete("x", &DeleteParams::default()).await, "deleting a Secret");
+    let pods: Api<Pod> = Api::all(identity);
+    forbidden(pods.list(&ListParams::default()).await, "listing Pods");
+    let out = helm(&["uninstall", &release, "-n", &operator_ns.name]);
+    assert!(out.status.success(), "{}", text(&out));
+}
