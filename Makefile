@@ -34,6 +34,10 @@ build: ## Debug build of both binaries
 fmt: ## Format the code
 	cargo fmt --all
 
+.PHONY: bench
+bench: ## Sync/rotation speed, idleness and memory against same-run baselines
+	hack/bench.sh
+
 .PHONY: release
 release: ## Static release binaries (the ones the image contains) in target/x86_64-unknown-linux-musl/release
 	hack/release.sh

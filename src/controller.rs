@@ -77,7 +77,10 @@ pub async fn run(
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
-        settings.namespaces.iter().cloned().map(Some).collect()
+        // One controller per namespace, each namespace once: two controllers
+        // on one object would reconcile it concurrently.
+        let unique: std::collections::BTreeSet<_> = settings.namespaces.iter().cloned().collect();
+        unique.into_iter().map(Some).collect()
     };
     for scope in &scopes {
         let api: Api<RedisPasswordRotation> = scoped(&client, scope.as_deref());
@@ -99,7 +102,10 @@ pub async fn run(
     let controllers: Vec<_> =
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings)).collect();
     let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
-    let ctx = Arc::new(Context::new(client, upstash, recorder, stores.clone(), runtime.metrics.clone()));
+    let ctx = Arc::new(
+        Context::new(client, upstash, recorder, stores.clone(), runtime.metrics.clone())
+            .with_request_timeout(settings.request_timeout),
+    );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
         let forever = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);

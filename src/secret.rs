@@ -17,6 +17,9 @@ pub const MANAGED_BY: &str = "upstash-rotator";
 /// Name of the resource that writes the Secret.
 pub const RESOURCE_ANNOTATION: &str = "upstash-rotator.io/resource";
 pub const ROTATION_ANNOTATION: &str = "upstash-rotator.io/rotation";
+/// UID of the resource that wrote the rotation annotation: a retained Secret
+/// taken over by a re-created resource says nothing about the new one's counter.
+pub const RESOURCE_UID_ANNOTATION: &str = "upstash-rotator.io/resource-uid";
 pub const DATABASE_ANNOTATION: &str = "upstash-rotator.io/database-id";
 /// Set to "true" by a user to let the operator take over an existing Secret.
 pub const ADOPT_ANNOTATION: &str = "upstash-rotator.io/adopt";
@@ -59,9 +62,13 @@ pub fn ownership(secret: Option<&Secret>, resource_name: &str) -> Ownership {
     }
 }
 
-/// The rotation counter a Secret of ours was written for.
-pub fn written_rotation(secret: &Secret) -> Option<i64> {
-    secret.metadata.annotations.as_ref()?.get(ROTATION_ANNOTATION)?.parse().ok()
+/// The rotation counter a Secret was written for by the resource with `uid`.
+pub fn written_rotation(secret: &Secret, uid: &str) -> Option<i64> {
+    let annotations = secret.metadata.annotations.as_ref()?;
+    if annotations.get(RESOURCE_UID_ANNOTATION).map(String::as_str) != Some(uid) {
+        return None;
+    }
+    annotations.get(ROTATION_ANNOTATION)?.parse().ok()
 }
 
 /// The password and standard token a Secret holds, for comparison with what
@@ -108,6 +115,7 @@ pub fn desired(
     let mut annotations = template.annotations;
     annotations.insert(RESOURCE_ANNOTATION.into(), resource.metadata.name.clone().unwrap_or_default());
     annotations.insert(ROTATION_ANNOTATION.into(), rotation.to_string());
+    annotations.insert(RESOURCE_UID_ANNOTATION.into(), resource.metadata.uid.clone().unwrap_or_default());
     annotations.insert(DATABASE_ANNOTATION.into(), resource.spec.database_id.clone());
     let owner_references = match resource.spec.deletion_policy {
         DeletionPolicy::Delete => resource.controller_owner_ref(&()).map(|r| vec![r]),
@@ -185,7 +193,8 @@ mod tests {
         assert_eq!(text(&secret, KEY_REST_URL), "https://calm-otter-1.upstash.io");
         assert_eq!(text(&secret, KEY_PORT), "6379");
         assert_eq!(secret.data.as_ref().map(BTreeMap::len), Some(7));
-        assert_eq!(written_rotation(&secret), Some(3));
+        assert_eq!(written_rotation(&secret, "uid-1"), Some(3));
+        assert_eq!(written_rotation(&secret, "another-incarnation"), None);
         assert_eq!(secret.metadata.owner_references.as_ref().map(Vec::len), Some(1));
         assert!(holds(&secret, &creds));
     }

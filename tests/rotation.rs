@@ -14,7 +14,12 @@ use upstash_rotator::{conditions::reason, reconcile::FINALIZER, secret};
 #[tokio::test]
 async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     let world = World::new("rotate").await;
-    world.create("cache", world.spec()).await;
+    let mut spec = world.spec();
+    spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
+        labels: [("app.kubernetes.io/part-of".to_owned(), "shop".to_owned())].into(),
+        annotations: [("team".to_owned(), "payments".to_owned())].into(),
+    });
+    world.create("cache", spec).await;
     let synced = world.wait_for("cache", reason::SYNCED, |_| true).await;
     let status = synced.status.clone().expect("status");
     assert_eq!((status.rotation, status.pending_rotation), (Some(0), None));
@@ -39,9 +44,15 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     assert_eq!(written.type_.as_deref(), Some("Opaque"));
     let labels = written.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels.get(secret::MANAGED_BY_LABEL).map(String::as_str), Some(secret::MANAGED_BY));
+    assert_eq!(
+        labels.get("app.kubernetes.io/part-of").map(String::as_str),
+        Some("shop"),
+        "secretTemplate labels"
+    );
     let annotations = written.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(annotations.get(secret::ROTATION_ANNOTATION).map(String::as_str), Some("0"));
     assert_eq!(annotations.get(secret::DATABASE_ANNOTATION), Some(&world.database_id));
+    assert_eq!(annotations.get("team").map(String::as_str), Some("payments"), "secretTemplate annotations");
     let owners = written.metadata.owner_references.clone().unwrap_or_default();
     assert_eq!(owners.len(), 1, "Delete policy: owned by the resource");
     assert!(synced.metadata.finalizers.is_none(), "no finalizer while idle");

@@ -189,23 +189,15 @@ where
     tracing::info!(identity = %election.identity, "leading: starting controllers");
     runtime.readiness.set(false);
 
-    let (lost_tx, lost_rx) = watch::channel(false);
-    let stop = stopped();
-    let shutdown = async move {
-        let mut lost_rx = lost_rx;
-        tokio::select! {
-            () = stop => {}
-            _ = lost_rx.wait_for(|lost| *lost) => {}
-        }
-    };
-    let controllers = controller::run(client, settings, runtime, shutdown);
+    let controllers = controller::run(client, settings, runtime, stopped());
     tokio::pin!(controllers);
     let result = tokio::select! {
         r = &mut controllers => r,
         () = leadership.lost() => {
-            tracing::error!("lost leadership; stopping");
-            let _ = lost_tx.send(true);
-            let _ = controllers.await;
+            // Another replica may lead already: stop at once, mid-reconcile if
+            // need be. A reset this replica sent is found by the new leader's
+            // check of the recorded intent.
+            tracing::error!("lost leadership; stopping now");
             return ExitCode::FAILURE;
         }
     };

@@ -36,6 +36,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Caches of every watched scope, to find other resources on a database.
     pub stores: Vec<Store<RedisPasswordRotation>>,
+    /// How long after an intent was recorded a reset sent for it may still be
+    /// answered (longer than any Upstash request may take).
+    pub reset_window: Duration,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
@@ -56,7 +59,8 @@ pub struct Fingerprint {
 #[derive(Debug)]
 struct Failure {
     count: u32,
-    fingerprint: Fingerprint,
+    /// `None` when the failure happened before the fingerprint was taken.
+    fingerprint: Option<Fingerprint>,
     retry_at: tokio::time::Instant,
 }
 
@@ -83,9 +87,16 @@ impl Context {
             upstash,
             recorder,
             stores,
+            reset_window: Duration::from_secs(35),
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// Sets `reset_window` from the Upstash request timeout.
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.reset_window = request_timeout + Duration::from_secs(5);
+        self
     }
 
     /// Whether every cache has synced, waiting at most `limit`.
@@ -113,11 +124,16 @@ impl Context {
 
     /// Records a failure and returns how long to wait before the next try:
     /// `at_least` when the server asked for it, else exponential backoff.
-    pub fn failed(&self, uid: &str, fingerprint: Fingerprint, at_least: Option<Duration>) -> Duration {
+    pub fn failed(
+        &self,
+        uid: &str,
+        fingerprint: Option<Fingerprint>,
+        at_least: Option<Duration>,
+    ) -> Duration {
         let mut failures = lock(&self.failures);
         let count = failures.get(uid).map_or(0, |f| f.count);
         let backoff = FIRST_BACKOFF.saturating_mul(1u32 << count.min(16)).min(MAX_BACKOFF);
-        let delay = at_least.map_or(backoff, |d| d.max(Duration::from_secs(1)));
+        let delay = at_least.map_or(backoff, |d| d.max(backoff));
         let retry_at = tokio::time::Instant::now() + delay;
         failures.insert(uid.to_owned(), Failure { count: count.saturating_add(1), fingerprint, retry_at });
         delay
@@ -127,7 +143,7 @@ impl Context {
     /// failure; `None` when it may run now.
     pub fn hold_back(&self, uid: &str, fingerprint: &Fingerprint) -> Option<Duration> {
         let failures = lock(&self.failures);
-        let failure = failures.get(uid).filter(|f| &f.fingerprint == fingerprint)?;
+        let failure = failures.get(uid).filter(|f| f.fingerprint.as_ref() == Some(fingerprint))?;
         failure.retry_at.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
     }
 

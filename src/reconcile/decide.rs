@@ -41,7 +41,7 @@ pub fn next_step(f: Facts) -> Step {
     if let Some(target) = f.pending_rotation {
         return if f.remembered {
             Step::WriteRemembered { target }
-        } else if f.secret_rotation.is_some_and(|written| written >= target) {
+        } else if f.secret_rotation == Some(target) {
             Step::FinishRecorded { target }
         } else {
             Step::Recover { target }
@@ -123,6 +123,8 @@ mod tests {
             Step::FinishRecorded { target: 2 }
         );
         assert_eq!(next_step(Facts { secret_rotation: Some(1), ..pending }), Step::Recover { target: 2 });
+        // A newer annotation is not this intent's write: check with Upstash.
+        assert_eq!(next_step(Facts { secret_rotation: Some(5), ..pending }), Step::Recover { target: 2 });
         // The counter moved on meanwhile: the pending rotation finishes first.
         assert_eq!(next_step(Facts { spec_rotation: 9, ..pending }), Step::Recover { target: 2 });
     }

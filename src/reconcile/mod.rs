@@ -37,7 +37,13 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
         return Ok(Action::await_change());
     };
     let uid = fresh.uid().unwrap_or_default();
-    let fingerprint = fingerprint(&ctx, &fresh).await?;
+    let fingerprint = match fingerprint(&ctx, &fresh).await {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.failed(&uid, None, None);
+            return Err(e);
+        }
+    };
     if let Some(wait) = ctx.hold_back(&uid, &fingerprint) {
         // Only our own status write changed since the last failure.
         return Ok(Action::requeue(wait));
@@ -45,12 +51,18 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
     let mut run = run::Run::new(&ctx, fresh);
     let reason_before = conditions::get(&run.status.conditions, READY).map(|c| c.reason.clone());
 
-    let result = run.execute().await;
+    let mut result = run.execute().await;
     if let Err(e) = &result {
         run.record_error(e);
     }
-    run.write_status(false).await?;
-    run.release_finalizer().await?;
+    // Bookkeeping failures count as failures too, so they back off as well.
+    if let Err(e) = run.write_status(false).await {
+        result = result.and(Err(e));
+    }
+    // Also after a failure: a reset refused for certain leaves nothing in flight.
+    if let Err(e) = run.release_finalizer().await {
+        result = result.and(Err(e));
+    }
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.get_or_create(&ResultLabel { result: outcome }).inc();
@@ -62,7 +74,7 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
         }
         Err(e) => {
             ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
-            ctx.failed(&uid, fingerprint, e.retry_after());
+            ctx.failed(&uid, Some(fingerprint), e.retry_after());
             // One event per change of cause, not one per retry.
             let ready = conditions::get(&run.status.conditions, READY);
             if ready.map(|c| c.reason.clone()) != reason_before {

@@ -22,7 +22,7 @@ use crate::{
     crd::{RedisPasswordRotation, RedisPasswordRotationStatus},
     metrics::ResultLabel,
     secret::{self, Ownership},
-    upstash::{ApiCredentials, DatabaseCredentials, RedisDatabase},
+    upstash::{ApiCredentials, DatabaseCredentials, RedisDatabase, UpstashError},
 };
 
 /// Field manager of everything the operator writes.
@@ -112,16 +112,20 @@ impl<'a> Run<'a> {
             }
             Ownership::Absent | Ownership::Ours => {}
         }
-        self.check_database_conflict().await?;
-
         let pending = self.status.pending_rotation;
+        // A rotation in flight is finished even if another resource claims the
+        // database meanwhile: its reset may already have happened.
+        if pending.is_none() {
+            self.check_database_conflict().await?;
+        }
+        let deleting = self.resource.metadata.deletion_timestamp.is_some();
         let facts = Facts {
             spec_rotation: self.resource.spec.rotation,
             applied_rotation: self.status.rotation,
             pending_rotation: pending,
-            secret_rotation: existing.as_ref().and_then(secret::written_rotation),
+            secret_rotation: existing.as_ref().and_then(|s| secret::written_rotation(s, &self.uid)),
             remembered: self.ctx.remembered(&self.uid).is_some_and(|r| Some(r.target) == pending),
-            deleting: self.resource.metadata.deletion_timestamp.is_some(),
+            deleting,
         };
         let step = next_step(facts);
         tracing::debug!(?step, "next step");
@@ -141,7 +145,12 @@ impl<'a> Run<'a> {
                 self.rotate(&credentials, target).await
             }
             Step::Recover { target } => {
-                let credentials = self.api_credentials().await?;
+                let credentials = match self.api_credentials().await {
+                    Ok(c) => c,
+                    // Being deleted and unable to ever check: let the deletion proceed.
+                    Err(e) if deleting => return self.abandon(target, &e.to_string()).await,
+                    Err(e) => return Err(e),
+                };
                 self.recover(&credentials, existing.as_ref(), target).await
             }
         }
@@ -280,7 +289,12 @@ impl<'a> Run<'a> {
         self.set(READY, false, reason::ROTATING, format!("rotation {target} in progress"));
         // The intent must be stored before the reset: a restart then knows to
         // check with Upstash instead of resetting again.
-        self.write_status(true).await?;
+        if let Err(e) = self.write_status(true).await {
+            // Not stored, so nothing is in flight: the error path must not store it either.
+            self.status.pending_rotation = None;
+            self.set(ROTATING, false, reason::IDLE, format!("rotation {target} not started yet"));
+            return Err(e);
+        }
         self.rotation_started = Some(std::time::Instant::now());
         self.reset(credentials, target).await
     }
@@ -294,7 +308,7 @@ impl<'a> Run<'a> {
                     self.set(ROTATING, true, reason::RECOVERING, format!(
                         "the reset for rotation {target} answered without credentials; reading them back from Upstash"
                     ));
-                    return Err(Error::Upstash(crate::upstash::UpstashError::InvalidResponse(
+                    return Err(Error::Upstash(UpstashError::InvalidResponse(
                         "the reset answered without credentials".into(),
                     )));
                 };
@@ -349,10 +363,21 @@ impl<'a> Run<'a> {
         existing: Option<&Secret>,
         target: i64,
     ) -> Result<()> {
-        let database = self.ctx.upstash.get_database(credentials, &self.resource.spec.database_id).await?;
-        let comparison = database.credentials.as_ref().map(|c| existing.map(|s| secret::holds(s, c)));
         let deleting = self.resource.metadata.deletion_timestamp.is_some();
-        match recovery_verdict(comparison, deleting) {
+        let database = match self.ctx.upstash.get_database(credentials, &self.resource.spec.database_id).await
+        {
+            Ok(db) => db,
+            Err(e @ (UpstashError::DatabaseNotFound(_) | UpstashError::Unauthorized(_))) if deleting => {
+                return self.abandon(target, &e.to_string()).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let comparison = database.credentials.as_ref().map(|c| existing.map(|s| secret::holds(s, c)));
+        let verdict = recovery_verdict(comparison, deleting);
+        if matches!(verdict, Verdict::Reset | Verdict::ResetBlind) {
+            self.ensure_no_reset_in_flight(target)?;
+        }
+        match verdict {
             verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
                 let Some(current) = database.credentials.clone() else { return Ok(()) };
                 self.adopt(&database, &current, target).await?;
@@ -382,22 +407,43 @@ impl<'a> Run<'a> {
                 .await;
                 self.reset(credentials, target).await
             }
-            Verdict::Abandon => {
-                self.status.pending_rotation = None;
-                self.set(
-                    ROTATING,
-                    false,
-                    reason::IDLE,
-                    format!("rotation {target} abandoned: resource deleted"),
-                );
-                self.publish(EventType::Warning, "RotationAbandoned", format!(
-                    "the resource is being deleted and the reset for rotation {target} is not known to have \
-                     happened; no new reset was made"
-                ))
-                .await;
-                Ok(())
-            }
+            Verdict::Abandon => self.abandon(target, "no reset is known to have happened").await,
         }
+    }
+
+    /// Another process (a previous leader, a replica without election) may
+    /// still be waiting for the answer to a reset it sent for this intent.
+    /// Until that request must have ended, a GET showing the old credentials
+    /// proves nothing, and resetting now could reset twice.
+    fn ensure_no_reset_in_flight(&self, target: i64) -> Result<()> {
+        let since = conditions::get(&self.status.conditions, ROTATING)
+            .filter(|c| c.status == "True")
+            .map(|c| c.last_transition_time.0);
+        let Some(since) = since else { return Ok(()) };
+        let age = self.now.duration_since(since).unsigned_abs();
+        let window = self.ctx.reset_window;
+        if age < window {
+            return Err(Error::NotReady(format!(
+                "the reset for rotation {target} was requested {}s ago and may still be in flight; Upstash is \
+                 asked again after {}s before any new reset",
+                age.as_secs(),
+                window.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Gives up an intent that can never be checked because the resource is
+    /// being deleted: no new reset, the deletion proceeds.
+    async fn abandon(&mut self, target: i64, why: &str) -> Result<()> {
+        self.status.pending_rotation = None;
+        self.set(ROTATING, false, reason::IDLE, format!("rotation {target} abandoned: resource deleted"));
+        let note = format!(
+            "the resource is being deleted and the reset for rotation {target} cannot be confirmed ({why}); no new \
+             reset was made"
+        );
+        self.publish(EventType::Warning, "RotationAbandoned", note).await;
+        Ok(())
     }
 
     async fn adopt(

@@ -73,8 +73,11 @@ pub enum ParseError {
 
 impl RedisDatabase {
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
-        // serde_json's messages name positions and types, never the input.
-        let raw: Raw = serde_json::from_slice(body).map_err(|e| ParseError::Shape(e.to_string()))?;
+        // serde_json's messages can quote string values from the body, so only
+        // the kind and position of the error are kept.
+        let raw: Raw = serde_json::from_slice(body).map_err(|e| {
+            ParseError::Shape(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+        })?;
         let host = raw.endpoint.as_deref().and_then(normalise_host).ok_or(ParseError::NoEndpoint)?;
         let port = raw.port.as_ref().and_then(port_of).ok_or(ParseError::NoPort)?;
         // TLS is always on at Upstash; only an explicit false turns it off.
@@ -152,6 +155,14 @@ mod tests {
     fn tls_false_is_honoured() {
         let body = br#"{"database_id":"x","endpoint":"127.0.0.1","port":6380,"tls":false}"#;
         assert!(!RedisDatabase::parse(body).expect("parses").tls);
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_body() {
+        let Err(ParseError::Shape(message)) = RedisDatabase::parse(br#""s3cr3t-token-value""#) else {
+            panic!("a bare string is not a Database")
+        };
+        assert!(!message.contains("s3cr3t"), "{message}");
     }
 
     #[test]

@@ -34,7 +34,12 @@ impl UpstashError {
     /// Whether a reset that failed this way may still have been applied:
     /// then only a GET can tell, and a blind retry could reset twice.
     pub fn reset_may_have_happened(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Transport(_) | Self::InvalidResponse(_))
+        // Only documented refusals are known not to apply; an unexpected 4xx
+        // (408, 409, ...) is checked with a GET like a 5xx.
+        matches!(
+            self,
+            Self::Server { .. } | Self::Rejected { .. } | Self::Transport(_) | Self::InvalidResponse(_)
+        )
     }
 
     /// Classifies a non-2xx answer (docs/upstash-api.md §9.4).
@@ -132,6 +137,7 @@ mod tests {
         assert!(!classify(429, "").reset_may_have_happened());
         assert!(!classify(401, "").reset_may_have_happened());
         assert!(!classify(404, "").reset_may_have_happened());
+        assert!(classify(408, "").reset_may_have_happened());
     }
 
     #[test]
