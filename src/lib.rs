@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod reconcile;
 /// The Secret the operator writes.
 pub mod secret;
+/// SIGTERM / SIGINT handling.
+pub mod signal;
 /// The Upstash Developer API simulator behind `upstash-sim`.
 pub mod sim;
 /// rustls crypto provider set-up.

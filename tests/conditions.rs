@@ -97,16 +97,7 @@ async fn rate_limits_and_outages_are_retried_with_backoff() {
     world.wait_for("cache", reason::SYNCED, |_| true).await;
 
     // Bounded retries: two failures, a handful of GETs in all, no hot loop.
-    let log: serde_json::Value = world
-        .sim
-        .http
-        .get(format!("{}/_sim/requests", world.sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let log = world.sim.request_log().await;
     let gets = log["counts"]["get"][&world.database_id].as_u64().unwrap_or(0);
     assert!(gets <= 12, "{gets} GETs for two faults");
     assert_eq!(world.resets().await, 0);

@@ -60,12 +60,9 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     // Idle when nothing changes: the operator stops calling Upstash.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let count = |log: serde_json::Value| log["counts"]["get"][&world.database_id].as_u64().unwrap_or(0);
-    let log_url = format!("{}/_sim/requests", world.sim.url);
-    let quiet_before =
-        count(world.sim.http.get(&log_url).send().await.expect("log").json().await.expect("json"));
+    let quiet_before = count(world.sim.request_log().await);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let quiet_after =
-        count(world.sim.http.get(&log_url).send().await.expect("log").json().await.expect("json"));
+    let quiet_after = count(world.sim.request_log().await);
     assert_eq!(quiet_before, quiet_after, "no Upstash calls while nothing changes");
 
     world.set_rotation("cache", 1).await;

@@ -291,15 +291,7 @@ async fn slow_and_lost_responses_still_apply_the_reset() {
     sim.reset(&id).await.expect_err("dropped");
     assert_eq!(sim.resets(&id).await, 2, "a plain drop applies nothing");
 
-    let log: Value = sim
-        .http
-        .get(format!("{}/_sim/requests", sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let log = sim.request_log().await;
     assert_eq!(log["counts"]["reset-password"][&id], json!(3));
     let statuses: Vec<_> = log["requests"]
         .as_array()
@@ -380,15 +372,7 @@ async fn concurrent_resets_each_get_distinct_credentials() {
     let live: Vec<_> = futures::future::join_all(results.iter().map(|c| sim.ping(&c.1))).await;
     assert_eq!(live.iter().filter(|s| **s == 200).count(), 1, "only the last reset's token works: {live:?}");
     assert_eq!(sim.resets(&id).await, 8);
-    let log: Value = sim
-        .http
-        .get(format!("{}/_sim/requests", sim.url))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let log = sim.request_log().await;
     assert_eq!(log["counts"]["reset-password"][&id], json!(8));
 }
 

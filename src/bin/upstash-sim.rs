@@ -51,19 +51,6 @@ fn accounts(args: &Args) -> Result<Vec<Account>, String> {
     Ok(all)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -104,7 +91,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    sim::serve(listener, state, shutdown_signal()).await;
+    sim::serve(listener, state, upstash_rotator::signal::terminated()).await;
     tracing::info!("upstash-sim stopped");
     ExitCode::SUCCESS
 }

@@ -225,16 +225,7 @@ fn default_identity() -> String {
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
+async fn shutdown_signal() {
+    crate::signal::terminated().await;
     tracing::info!("shutdown requested; finishing reconciles in progress");
 }

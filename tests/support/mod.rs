@@ -158,3 +158,22 @@ pub fn ready_message(r: &upstash_rotator::crd::RedisPasswordRotation) -> String 
 }
 pub mod process;
 pub mod tools;
+
+/// Collects a child's output lines in the background, for assertions on logs.
+pub fn capture_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use tokio::io::AsyncBufReadExt as _;
+    let sink = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let writer = sink.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut all) = writer.lock() {
+                all.push_str(&line);
+                all.push('\n');
+            }
+        }
+    });
+    sink
+}

@@ -7,10 +7,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::{Child, Command};
 
 pub struct OperatorProcess {
     child: Child,
@@ -33,18 +30,7 @@ impl OperatorProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn upstash-rotator");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let sink = logs.clone();
-        let stderr = child.stderr.take().expect("stderr");
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut all) = sink.lock() {
-                    all.push_str(&line);
-                    all.push('\n');
-                }
-            }
-        });
+        let logs = super::capture_lines(child.stderr.take().expect("piped stderr"));
         let process = Self { child, http: format!("http://127.0.0.1:{port}"), logs };
         let client = reqwest::Client::new();
         super::eventually(Duration::from_secs(30), "the operator's HTTP endpoints", || {

@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
 };
 
@@ -48,18 +48,7 @@ impl Sim {
             .expect("read upstash-sim stdout");
         let url = first.trim().strip_prefix("upstash-sim listening on ").expect("address line").to_owned();
 
-        let logs = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut all) = sink.lock() {
-                    all.push_str(&line);
-                    all.push('\n');
-                }
-            }
-        });
+        let logs = super::capture_lines(child.stderr.take().expect("piped stderr"));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
         Self { url, http, child, logs }
     }
@@ -128,6 +117,13 @@ impl Sim {
         let response =
             self.http.get(format!("{}/_sim/databases/{id}", self.url)).send().await.expect("inspect");
         response.json().await.expect("inspect body")
+    }
+
+    /// The simulator's request log and counts (`/_sim/requests`).
+    pub async fn request_log(&self) -> Value {
+        let response =
+            self.http.get(format!("{}/_sim/requests", self.url)).send().await.expect("request log");
+        response.json().await.expect("request log body")
     }
 
     pub async fn resets(&self, id: &str) -> u64 {
