@@ -4,18 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+started=$SECONDS
+phase() { echo "== $1 (t+$((SECONDS - started))s)"; }
+
+phase "dependencies"
 hack/deps.sh
 # Upstash's own npm clients, pinned by tests/clients/package-lock.json.
 if ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json 2>/dev/null; then
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
+phase "control plane"
 exports=$(hack/testenv/up.sh)
 trap 'hack/testenv/down.sh' EXIT
 eval "$exports"
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "== cargo test"
+phase "cargo test"
 cargo test --locked --no-fail-fast
+phase "done"
