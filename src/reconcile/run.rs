@@ -480,9 +480,25 @@ impl<'a> Run<'a> {
         self.ctx.metrics.rotated(&namespace, &name, result, took, self.now.as_second());
     }
 
+    /// Applies the Secret, checking ownership again right before: a Secret
+    /// someone created since the reconcile began is never taken over. Force is
+    /// used only on a Secret that is already ours; a new one is created without
+    /// it, so a concurrent creator's fields conflict instead of being overwritten.
     async fn apply_secret(&self, desired: &Secret) -> Result<()> {
         let name = desired.metadata.name.clone().unwrap_or_default();
-        self.secrets.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(desired)).await?;
+        let current = self.secrets.get_opt(&name).await?;
+        let params = match secret::ownership(current.as_ref(), &self.resource.name_any()) {
+            Ownership::Ours => PatchParams::apply(MANAGER).force(),
+            Ownership::Absent => PatchParams::apply(MANAGER),
+            Ownership::Foreign | Ownership::OtherResource(_) => {
+                return Err(Error::SecretConflict(format!(
+                    "Secret {name} appeared and is not managed by this resource; annotate it with {}=\"true\" to \
+                     let the operator take it over",
+                    secret::ADOPT_ANNOTATION
+                )));
+            }
+        };
+        self.secrets.patch(&name, &params, &Patch::Apply(desired)).await?;
         Ok(())
     }
 
