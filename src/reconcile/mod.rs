@@ -11,7 +11,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt as _,
-    core::PartialObjectMeta,
     runtime::{controller::Action, events::EventType},
 };
 
@@ -37,18 +36,20 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
         return Ok(Action::await_change());
     };
     let uid = fresh.uid().unwrap_or_default();
-    let fingerprint = match fingerprint(&ctx, &fresh).await {
-        Ok(f) => f,
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default());
+    let observed = match run::Observed::read(&secrets, &fresh).await {
+        Ok(o) => o,
         Err(e) => {
             ctx.failed(&uid, None, None);
             return Err(e);
         }
     };
+    let fingerprint = fingerprint(&fresh, &observed);
     if let Some(wait) = ctx.hold_back(&uid, &fingerprint) {
         // Only our own status write changed since the last failure.
         return Ok(Action::requeue(wait));
     }
-    let mut run = run::Run::new(&ctx, fresh);
+    let mut run = run::Run::new(&ctx, fresh, observed);
     let reason_before = conditions::get(&run.status.conditions, READY).map(|c| c.reason.clone());
 
     let mut result = run.execute().await;
@@ -100,15 +101,12 @@ pub fn error_policy(resource: Arc<RedisPasswordRotation>, error: &Error, ctx: Ar
     Action::requeue(delay)
 }
 
-async fn fingerprint(ctx: &Context, resource: &RedisPasswordRotation) -> Result<Fingerprint, Error> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default());
-    let version = |s: Option<PartialObjectMeta<Secret>>| s.and_then(|s| s.metadata.resource_version);
-    Ok(Fingerprint {
+fn fingerprint(resource: &RedisPasswordRotation, observed: &run::Observed) -> Fingerprint {
+    let version = |s: &Option<Secret>| s.as_ref().and_then(|s| s.metadata.resource_version.clone());
+    Fingerprint {
         generation: resource.metadata.generation,
         deleting: resource.metadata.deletion_timestamp.is_some(),
-        credentials_secret: version(
-            secrets.get_metadata_opt(&resource.spec.credentials_secret_ref.name).await?,
-        ),
-        target_secret: version(secrets.get_metadata_opt(&resource.secret_name()).await?),
-    })
+        credentials_secret: version(&observed.credentials),
+        target_secret: version(&observed.target),
+    }
 }

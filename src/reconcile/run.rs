@@ -33,11 +33,29 @@ pub const FINALIZER: &str = "upstash-rotator.io/rotation-in-flight";
 /// until the next reconcile (the response stays in memory).
 const SECRET_WRITE_ATTEMPTS: u32 = 5;
 
+/// The two Secrets a reconcile depends on, read once at its start.
+pub struct Observed {
+    /// The Secret this resource writes.
+    pub target: Option<Secret>,
+    /// The Secret holding the Upstash API email and key.
+    pub credentials: Option<Secret>,
+}
+
+impl Observed {
+    pub async fn read(secrets: &Api<Secret>, resource: &RedisPasswordRotation) -> Result<Self> {
+        Ok(Self {
+            target: secrets.get_opt(&resource.secret_name()).await?,
+            credentials: secrets.get_opt(&resource.spec.credentials_secret_ref.name).await?,
+        })
+    }
+}
+
 pub struct Run<'a> {
     ctx: &'a Context,
     pub resource: RedisPasswordRotation,
     api: Api<RedisPasswordRotation>,
     secrets: Api<Secret>,
+    observed: Observed,
     pub status: RedisPasswordRotationStatus,
     uid: String,
     now: Timestamp,
@@ -46,11 +64,12 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    pub fn new(ctx: &'a Context, resource: RedisPasswordRotation) -> Self {
+    pub fn new(ctx: &'a Context, resource: RedisPasswordRotation, observed: Observed) -> Self {
         let namespace = resource.namespace().unwrap_or_default();
         Self {
             api: Api::namespaced(ctx.client.clone(), &namespace),
             secrets: Api::namespaced(ctx.client.clone(), &namespace),
+            observed,
             status: resource.status.clone().unwrap_or_default(),
             uid: resource.uid().unwrap_or_default(),
             now: Timestamp::now(),
@@ -94,24 +113,8 @@ impl<'a> Run<'a> {
 
     /// Follows the state machine one step.
     pub async fn execute(&mut self) -> Result<()> {
-        let name = self.resource.name_any();
-        let secret_name = self.resource.secret_name();
-        let existing = self.secrets.get_opt(&secret_name).await?;
-        match secret::ownership(existing.as_ref(), &name) {
-            Ownership::Foreign => {
-                return Err(Error::SecretConflict(format!(
-                    "Secret {secret_name} already exists and is not managed by this resource; annotate it with \
-                     {}=\"true\" to let the operator take it over, or set another spec.secretName",
-                    secret::ADOPT_ANNOTATION
-                )));
-            }
-            Ownership::OtherResource(other) => {
-                return Err(Error::SecretConflict(format!(
-                    "Secret {secret_name} is written by RedisPasswordRotation {other}; set another spec.secretName"
-                )));
-            }
-            Ownership::Absent | Ownership::Ours => {}
-        }
+        let existing = self.observed.target.take();
+        writable(existing.as_ref(), &self.resource)?;
         let pending = self.status.pending_rotation;
         // A rotation in flight is finished even if another resource claims the
         // database meanwhile: its reset may already have happened.
@@ -159,7 +162,7 @@ impl<'a> Run<'a> {
     /// Email and API key from the referenced Secret in this namespace.
     async fn api_credentials(&self) -> Result<ApiCredentials> {
         let reference = &self.resource.spec.credentials_secret_ref;
-        let secret = self.secrets.get_opt(&reference.name).await?.ok_or_else(|| {
+        let secret = self.observed.credentials.as_ref().ok_or_else(|| {
             Error::CredentialsSecretMissing(format!(
                 "Secret {} with the Upstash API email and key does not exist in this namespace",
                 reference.name
@@ -487,16 +490,10 @@ impl<'a> Run<'a> {
     async fn apply_secret(&self, desired: &Secret) -> Result<()> {
         let name = desired.metadata.name.clone().unwrap_or_default();
         let current = self.secrets.get_opt(&name).await?;
-        let params = match secret::ownership(current.as_ref(), &self.resource.name_any()) {
-            Ownership::Ours => PatchParams::apply(MANAGER).force(),
-            Ownership::Absent => PatchParams::apply(MANAGER),
-            Ownership::Foreign | Ownership::OtherResource(_) => {
-                return Err(Error::SecretConflict(format!(
-                    "Secret {name} appeared and is not managed by this resource; annotate it with {}=\"true\" to \
-                     let the operator take it over",
-                    secret::ADOPT_ANNOTATION
-                )));
-            }
+        let params = if writable(current.as_ref(), &self.resource)? {
+            PatchParams::apply(MANAGER).force()
+        } else {
+            PatchParams::apply(MANAGER)
         };
         self.secrets.patch(&name, &params, &Patch::Apply(desired)).await?;
         Ok(())
@@ -557,5 +554,24 @@ impl<'a> Run<'a> {
         let name = self.resource.name_any();
         self.resource = self.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(())
+    }
+}
+
+/// Whether this resource may write `existing` (its target Secret): `Ok(true)`
+/// when the Secret is already ours, `Ok(false)` when it does not exist yet,
+/// and `SecretConflict` when it belongs to someone else.
+fn writable(existing: Option<&Secret>, resource: &RedisPasswordRotation) -> Result<bool> {
+    let secret_name = resource.secret_name();
+    match secret::ownership(existing, &resource.name_any()) {
+        Ownership::Ours => Ok(true),
+        Ownership::Absent => Ok(false),
+        Ownership::Foreign => Err(Error::SecretConflict(format!(
+            "Secret {secret_name} already exists and is not managed by this resource; annotate it with \
+             {}=\"true\" to let the operator take it over, or set another spec.secretName",
+            secret::ADOPT_ANNOTATION
+        ))),
+        Ownership::OtherResource(other) => Err(Error::SecretConflict(format!(
+            "Secret {secret_name} is written by RedisPasswordRotation {other}; set another spec.secretName"
+        ))),
     }
 }
