@@ -22,7 +22,7 @@ use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
 };
-use upstash_rotator::crd::{CredentialsSecretRef, RedisPasswordRotation, RedisPasswordRotationSpec};
+use upstash_rotator::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
 
 const RESOURCES: usize = 20;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -183,18 +183,7 @@ async fn main() -> Result<()> {
     let resources: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
     for (i, id) in ids.iter().enumerate() {
-        let spec = RedisPasswordRotationSpec {
-            database_id: id.clone(),
-            rotation: 0,
-            credentials_secret_ref: CredentialsSecretRef {
-                name: "upstash-api".into(),
-                email_key: "email".into(),
-                api_key_key: "apiKey".into(),
-            },
-            secret_name: None,
-            secret_template: None,
-            deletion_policy: Default::default(),
-        };
+        let spec = RedisPasswordRotationSpec::new(id.as_str(), "upstash-api");
         resources.create(&PostParams::default(), &RedisPasswordRotation::new(&format!("r{i}"), spec)).await?;
     }
     wait_all(&resources, 0).await?;

@@ -168,6 +168,25 @@ pub struct RedisPasswordRotationStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl RedisPasswordRotationSpec {
+    /// A spec with every optional field at its default (counter 0, Secret named
+    /// after the resource, `Delete` policy, keys `email` and `apiKey`).
+    pub fn new(database_id: impl Into<String>, credentials_secret: impl Into<String>) -> Self {
+        Self {
+            database_id: database_id.into(),
+            rotation: 0,
+            credentials_secret_ref: CredentialsSecretRef {
+                name: credentials_secret.into(),
+                email_key: default_email_key(),
+                api_key_key: default_api_key_key(),
+            },
+            secret_name: None,
+            secret_template: None,
+            deletion_policy: DeletionPolicy::default(),
+        }
+    }
+}
+
 impl RedisPasswordRotation {
     /// The Secret this resource writes.
     pub fn secret_name(&self) -> String {

@@ -139,24 +139,14 @@ pub fn desired(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CredentialsSecretRef, RedisPasswordRotationSpec};
+    use crate::crd::RedisPasswordRotationSpec;
 
     fn resource(policy: DeletionPolicy) -> RedisPasswordRotation {
-        let mut r = RedisPasswordRotation::new(
-            "cache",
-            RedisPasswordRotationSpec {
-                database_id: "db-1".into(),
-                rotation: 0,
-                credentials_secret_ref: CredentialsSecretRef {
-                    name: "upstash-api".into(),
-                    email_key: "email".into(),
-                    api_key_key: "apiKey".into(),
-                },
-                secret_name: None,
-                secret_template: None,
-                deletion_policy: policy,
-            },
-        );
+        let spec = RedisPasswordRotationSpec {
+            deletion_policy: policy,
+            ..RedisPasswordRotationSpec::new("db-1", "upstash-api")
+        };
+        let mut r = RedisPasswordRotation::new("cache", spec);
         r.metadata.namespace = Some("ns".into());
         r.metadata.uid = Some("uid-1".into());
         r

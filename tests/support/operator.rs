@@ -21,7 +21,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use upstash_rotator::{
     conditions::{self, READY},
     controller::{self, Runtime, Settings},
-    crd::{CredentialsSecretRef, RedisPasswordRotation, RedisPasswordRotationSpec},
+    crd::{RedisPasswordRotation, RedisPasswordRotationSpec},
 };
 
 use super::{
@@ -214,18 +214,7 @@ impl World {
     }
 
     pub fn spec(&self) -> RedisPasswordRotationSpec {
-        RedisPasswordRotationSpec {
-            database_id: self.database_id.clone(),
-            rotation: 0,
-            credentials_secret_ref: CredentialsSecretRef {
-                name: CREDENTIALS_SECRET.into(),
-                email_key: "email".into(),
-                api_key_key: "apiKey".into(),
-            },
-            secret_name: None,
-            secret_template: None,
-            deletion_policy: Default::default(),
-        }
+        RedisPasswordRotationSpec::new(self.database_id.as_str(), CREDENTIALS_SECRET)
     }
 
     pub async fn create(&self, name: &str, spec: RedisPasswordRotationSpec) -> RedisPasswordRotation {
