@@ -51,7 +51,7 @@ echo "database id: $database_id"
 say "Installing the CRD and running the operator (it talks to the simulator, not to Upstash)"
 run kubectl apply --server-side -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd/redispasswordrotations.upstash-rotator.io >/dev/null
-"$bin/upstash-rotator" run --upstash-api-url "$sim" --namespace demo >"$work/operator.log" 2>&1 &
+"$bin/upstash-rotator" run --upstash-api-url "$sim" --allow-insecure-upstash-url --namespace demo >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 say "Applying the examples: the API credentials Secret and a RedisPasswordRotation"

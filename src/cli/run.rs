@@ -21,6 +21,10 @@ pub struct RunArgs {
     /// hold credentials).
     #[arg(long, env = "UPSTASH_API_URL", default_value = "https://api.upstash.com", hide_env_values = true)]
     upstash_api_url: String,
+    /// Accept an `http://` API URL. Only for `upstash-sim` on this machine:
+    /// over plain HTTP the API key and every new password travel in clear.
+    #[arg(long, env = "ALLOW_INSECURE_UPSTASH_URL")]
+    allow_insecure_upstash_url: bool,
     /// Namespace to watch (repeatable, or comma-separated); all when absent.
     #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
@@ -57,10 +61,15 @@ pub struct RunArgs {
     log_format: telemetry::LogFormat,
 }
 
-fn parse_base_url(value: &str) -> Result<String, String> {
+fn parse_base_url(value: &str, allow_insecure: bool) -> Result<String, String> {
     let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-        return Err("expected an http(s) URL such as https://api.upstash.com".into());
+        return Err("expected an https URL such as https://api.upstash.com".into());
+    }
+    if url.scheme() == "http" && !allow_insecure {
+        return Err("http:// would send the API key and new passwords in clear; use https, or pass \
+                    --allow-insecure-upstash-url for upstash-sim on this machine"
+            .into());
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry credentials; they come from each resource's Secret".into());
@@ -71,6 +80,7 @@ fn parse_base_url(value: &str) -> Result<String, String> {
 pub async fn run(args: RunArgs) -> ExitCode {
     let RunArgs {
         upstash_api_url,
+        allow_insecure_upstash_url,
         namespaces,
         request_timeout,
         concurrency,
@@ -83,7 +93,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         shutdown_timeout,
         log_format,
     } = args;
-    let upstash_api_url = match parse_base_url(&upstash_api_url) {
+    let upstash_api_url = match parse_base_url(&upstash_api_url, allow_insecure_upstash_url) {
         Ok(url) => url,
         Err(e) => {
             eprintln!("upstash-rotator: invalid --upstash-api-url: {e}");

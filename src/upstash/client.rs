@@ -37,6 +37,9 @@ impl UpstashClient {
             .user_agent(concat!("upstash-rotator/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
+            // A redirect would resend the API key to wherever it points, and
+            // a redirected reset could be sent twice.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned(), observer: None })

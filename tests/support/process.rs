@@ -23,6 +23,8 @@ impl OperatorProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_upstash-rotator"))
             .arg("run")
             .args(["--http-bind-address", &format!("127.0.0.1:{port}"), "--log-format", "text"])
+            // Every test points the operator at upstash-sim over loopback HTTP.
+            .arg("--allow-insecure-upstash-url")
             .args(args)
             .env("RUST_LOG", "info,upstash_rotator=debug")
             .stdout(Stdio::null())
