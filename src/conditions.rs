@@ -26,6 +26,18 @@ pub mod reason {
     pub const SECRET_CONFLICT: &str = "SecretConflict";
     pub const DATABASE_CONFLICT: &str = "DatabaseConflict";
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// The Secret cannot be written (immutable, another type, refused by a
+    /// quota or webhook): found before any reset, so nothing is lost.
+    pub const SECRET_NOT_WRITABLE: &str = "SecretNotWritable";
+    /// The password was reset but the Secret write failed: the new
+    /// credentials are held in memory and the write is retried.
+    pub const SECRET_WRITE_FAILED: &str = "SecretWriteFailed";
+    /// A reset sent earlier may still be answered: waiting before deciding.
+    pub const RESET_IN_FLIGHT: &str = "ResetInFlight";
+    /// The operator's caches are still loading.
+    pub const STARTING: &str = "Starting";
+    /// Blind resets are capped: a person has to decide.
+    pub const ROTATION_NEEDS_ATTENTION: &str = "RotationNeedsAttention";
 }
 
 /// Sets one condition. `lastTransitionTime` moves only when `status` changes,

@@ -21,6 +21,7 @@ use kube::{
 use crate::{
     crd::RedisPasswordRotation,
     http::Readiness,
+    leader::Fence,
     metrics::Metrics,
     reconcile::{Context, error_policy, reconcile, store_ready},
     secret::{MANAGED_BY, MANAGED_BY_LABEL, RESOURCE_ANNOTATION},
@@ -40,6 +41,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name reported on events.
     pub reporter: String,
+    /// This process, recorded with each reset attempt it makes.
+    pub identity: String,
     /// After a shutdown request, how long reconciles in progress may take to
     /// finish (a rotation past its reset writes its Secret in that time).
     pub shutdown_timeout: Duration,
@@ -50,6 +53,8 @@ pub struct Settings {
 pub struct Runtime {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// Closes when leadership may be lost; open when not elected.
+    pub fence: Fence,
 }
 
 /// Why the operator cannot start.
@@ -104,7 +109,8 @@ pub async fn run(
     let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
     let ctx = Arc::new(
         Context::new(client, upstash, recorder, stores.clone(), runtime.metrics.clone())
-            .with_request_timeout(settings.request_timeout),
+            .with_request_timeout(settings.request_timeout)
+            .with_identity(settings.identity.clone(), runtime.fence.clone()),
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
@@ -120,12 +126,14 @@ pub async fn run(
 
     let runs = controllers.into_iter().map(|controller| {
         let metrics = runtime.metrics.clone();
+        let shared = ctx.clone();
         controller.graceful_shutdown_on(signal(&shutdown)).run(reconcile, error_policy, ctx.clone()).for_each(
             move |result| {
                 match result {
                     // A deleted resource: its per-resource series go with it.
                     Err(ControllerError::ObjectNotFound(gone)) => {
                         metrics.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                        shared.prune_gone();
                     }
                     Err(e) => tracing::debug!(error = %e, "controller event"),
                     Ok(_) => {}

@@ -2,7 +2,7 @@
 //! operator reports. Doc comments become the CRD's descriptions, which
 //! `kubectl explain` shows, so they are written for users.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,7 +60,7 @@ pub struct RedisPasswordRotationSpec {
     /// ID of the Upstash Redis database (a UUID, as shown in the Upstash
     /// console). Immutable: create a new resource for another database.
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.databaseId is immutable: create a new resource for another database"))]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"))]
     pub database_id: String,
 
     /// Rotation counter. Each time it goes up, the operator resets the
@@ -80,7 +80,10 @@ pub struct RedisPasswordRotationSpec {
     /// Name of the Secret the operator writes the database credentials to, in
     /// this namespace. Defaults to the resource's name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub secret_name: Option<String>,
 
     /// Extra labels and annotations for the written Secret.
@@ -117,15 +120,45 @@ fn default_api_key_key() -> String {
     "apiKey".into()
 }
 
-/// Extra metadata for the written Secret.
+/// Extra metadata for the written Secret. Checked at admission, so a
+/// template the apiserver would refuse on the Secret never gets as far as a
+/// password reset.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 pub struct SecretTemplate {
-    /// Labels added to the Secret.
+    /// Labels added to the Secret (valid Kubernetes label keys and values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "label_values")]
+    // Keys: an optional DNS-subdomain prefix and `/`, then a name of at most 63.
+    #[x_kube(validation = kube::core::Rule::new(
+        r"self.all(k, k.size() <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (self[k] == '' || self[k].matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')))"
+    ).message("secretTemplate.labels: keys must be qualified names ([prefix/]name) and values at most 63 of A-Z, a-z, 0-9, '-', '_', '.', starting and ending alphanumeric"))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the Secret.
+    /// Annotations added to the Secret (valid Kubernetes annotation keys).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "annotation_values")]
+    #[x_kube(validation = kube::core::Rule::new(
+        r"self.all(k, k.size() <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
+    ).message("secretTemplate.annotations: keys must be qualified names ([prefix/]name)"))]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// At most 64 labels, each value at most 63 characters.
+fn label_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 63}
+    })
+}
+
+/// At most 64 annotations of at most 4 KiB each (the apiserver allows
+/// 256 KiB in all, and the operator adds its own).
+fn annotation_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 4096}
+    })
 }
 
 /// Fate of the Secret when the resource is deleted.
@@ -161,11 +194,45 @@ pub struct RedisPasswordRotationStatus {
     /// Name of the Secret holding the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// Fingerprint (a truncated SHA-256, not reversible) of the credentials
+    /// the operator last wrote to the Secret: what Upstash reported then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_fingerprint: Option<String>,
+    /// The reset attempt of `pendingRotation`: recorded before each reset is
+    /// sent, cleared with `pendingRotation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<ResetAttempt>,
     /// `Ready`: the Secret holds the database's current credentials.
     /// `Rotating`: a rotation is in flight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One recorded reset attempt. A process sends a reset only after recording
+/// its own attempt here and reading it back, so a stale process finds another
+/// holder or a higher attempt and stops.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetAttempt {
+    /// Identity of the operator process that recorded the attempt.
+    pub holder: String,
+    /// Attempts recorded for this rotation, this one included.
+    #[schemars(range(min = 1))]
+    pub attempt: i64,
+    /// When the attempt was recorded; a reset sent for it may still be
+    /// answered until the request timeout has passed since.
+    pub requested_at: MicroTime,
+    /// Fingerprint of the credentials Upstash reported before the first
+    /// attempt: recovery compares Upstash's credentials with it to tell
+    /// whether a reset happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_credentials: Option<String>,
+    /// Resets sent without a way to tell whether an earlier one happened
+    /// (Credential Protection hides the credentials): capped.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub blind_resets: i64,
 }
 
 impl RedisPasswordRotationSpec {

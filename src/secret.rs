@@ -32,6 +32,10 @@ pub const KEY_PORT: &str = "UPSTASH_REDIS_PORT";
 pub const KEY_PASSWORD: &str = "UPSTASH_REDIS_PASSWORD";
 pub const KEY_REDIS_URL: &str = "REDIS_URL";
 
+/// Every key the Secret holds.
+pub const KEYS: [&str; 7] =
+    [KEY_REST_URL, KEY_REST_TOKEN, KEY_REST_READONLY_TOKEN, KEY_HOST, KEY_PORT, KEY_PASSWORD, KEY_REDIS_URL];
+
 /// Characters left as they are in the userinfo part of a URL.
 const USERINFO: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
@@ -78,6 +82,30 @@ pub fn stored_credentials(secret: &Secret) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((data.get(KEY_PASSWORD)?.0.clone(), data.get(KEY_REST_TOKEN)?.0.clone()))
 }
 
+/// A non-reversible fingerprint of a password and REST token: enough to tell
+/// two credentials apart, useless for recovering either. Domain-separated
+/// and truncated SHA-256 of high-entropy random values.
+pub fn fingerprint_of(password: &[u8], rest_token: &[u8]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"upstash-rotator/credentials/v1\0");
+    context.update(password);
+    context.update(b"\0");
+    context.update(rest_token);
+    let digest = context.finish();
+    let hex: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Fingerprint of credentials Upstash reported.
+pub fn fingerprint(credentials: &DatabaseCredentials) -> String {
+    fingerprint_of(credentials.password.as_bytes(), credentials.rest_token.as_bytes())
+}
+
+/// Fingerprint of the credentials a Secret holds, if it holds any.
+pub fn secret_fingerprint(secret: &Secret) -> Option<String> {
+    stored_credentials(secret).map(|(password, token)| fingerprint_of(&password, &token))
+}
+
 /// Whether the Secret already holds exactly these credentials.
 pub fn holds(secret: &Secret, credentials: &DatabaseCredentials) -> bool {
     stored_credentials(secret).is_some_and(|(password, token)| {
@@ -109,6 +137,11 @@ pub fn desired(
     credentials: &DatabaseCredentials,
     rotation: i64,
 ) -> Secret {
+    Secret { data: Some(data(database, credentials)), ..desired_without_data(resource, rotation) }
+}
+
+/// Everything of the desired Secret but its data.
+pub fn desired_without_data(resource: &RedisPasswordRotation, rotation: i64) -> Secret {
     let template = resource.spec.secret_template.clone().unwrap_or_default();
     let mut labels = template.labels;
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
@@ -131,7 +164,6 @@ pub fn desired(
             ..Default::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(data(database, credentials)),
         ..Default::default()
     }
 }
@@ -187,6 +219,19 @@ mod tests {
         assert_eq!(written_rotation(&secret, "another-incarnation"), None);
         assert_eq!(secret.metadata.owner_references.as_ref().map(Vec::len), Some(1));
         assert!(holds(&secret, &creds));
+        assert_eq!(secret_fingerprint(&secret), Some(fingerprint(&creds)));
+    }
+
+    #[test]
+    fn fingerprints_tell_credentials_apart_without_revealing_them() {
+        let (_, creds) = database(true);
+        let print = fingerprint(&creds);
+        assert!(print.starts_with("sha256:") && print.len() == "sha256:".len() + 24, "{print}");
+        assert!(!print.contains(&creds.password) && !print.contains(&creds.rest_token));
+        let other = DatabaseCredentials { rest_token: "tok2".into(), ..creds.clone() };
+        assert_ne!(fingerprint(&other), print);
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(fingerprint_of(b"ab", b"c"), fingerprint_of(b"a", b"bc"));
     }
 
     #[test]

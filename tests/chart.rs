@@ -51,6 +51,27 @@ fn lint_passes_and_unknown_or_bad_values_are_rejected() {
         assert!(!out.status.success(), "{set} must be rejected");
         assert!(text(&out).contains(expected), "{set}: {}", text(&out));
     }
+    // Combinations that would risk a second reset or a cut-short one.
+    for (sets, expected) in [
+        (vec!["leaderElection.enabled=false", "replicas=2"], "needs leaderElection.enabled"),
+        (vec!["requestTimeoutSeconds=60"], "at least requestTimeoutSeconds + 5"),
+    ] {
+        let mut args = vec!["template", "rel", CHART, "--kube-version", "1.36.3"];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = helm(&args);
+        assert!(!out.status.success(), "{sets:?} must be rejected");
+        assert!(text(&out).contains(expected), "{sets:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn without_election_the_old_pod_stops_before_the_new_one_starts() {
+    let single = render("default", &["leaderElection.enabled=false"]);
+    assert!(single.contains("type: Recreate"), "no rolling update without election");
+    let elected = render("default", &[]);
+    assert!(!elected.contains("type: Recreate"), "with election a rolling update is safe");
 }
 
 #[tokio::test]

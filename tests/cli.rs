@@ -70,10 +70,31 @@ async fn unreachable_cluster_and_bad_flags_are_clear_errors() {
     assert!(text(&bad_url.stderr).contains("https URL"), "{}", text(&bad_url.stderr));
     let plain_http = rotator(&["run", "--upstash-api-url", "http://127.0.0.1:1"], None).await;
     assert_eq!(plain_http.status.code(), Some(2), "plain HTTP needs the explicit flag");
-    assert!(text(&plain_http.stderr).contains("--allow-insecure-upstash-url"), "{}", text(&plain_http.stderr));
+    assert!(
+        text(&plain_http.stderr).contains("--allow-insecure-upstash-url"),
+        "{}",
+        text(&plain_http.stderr)
+    );
     let with_key = rotator(&["run", "--upstash-api-url", "https://me:secret@api.upstash.com"], None).await;
     assert_eq!(with_key.status.code(), Some(2));
     assert!(!text(&with_key.stderr).contains("me:secret@"), "the rejected URL is not echoed with its key");
+
+    let cut_short = rotator(
+        &[
+            "run",
+            "--allow-insecure-upstash-url",
+            "--upstash-api-url",
+            "http://127.0.0.1:1",
+            "--request-timeout",
+            "30",
+            "--shutdown-timeout",
+            "10",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(cut_short.status.code(), Some(2), "SIGTERM must never cut a reset short");
+    assert!(text(&cut_short.stderr).contains("--shutdown-timeout"), "{}", text(&cut_short.stderr));
 
     let crd = rotator(&["crd"], None).await;
     assert!(crd.status.success());

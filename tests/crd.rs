@@ -67,6 +67,59 @@ async fn cel_rules_reject_decreases_and_identity_changes() {
     assert!(err.to_string().contains("should be greater than or equal to 0"), "{err}");
 }
 
+/// What the Secret write would refuse after a reset is refused at admission,
+/// before any reset.
+#[tokio::test]
+async fn invalid_ids_names_and_templates_are_rejected_at_admission() {
+    let world = World::prepare("admission").await;
+    let create = |spec| async {
+        world
+            .resources()
+            .create(&Default::default(), &upstash_rotator::crd::RedisPasswordRotation::new("bad", spec))
+            .await
+            .expect_err("the apiserver must reject this resource")
+            .to_string()
+    };
+    for id in ["../other", "a/b", "", &"x".repeat(65)] {
+        let mut spec = world.spec();
+        spec.database_id = id.to_owned();
+        let err = create(spec).await;
+        assert!(err.contains("spec.databaseId"), "{id:?}: {err}");
+    }
+    for name in ["Upper", "under_score", "-dash", &"a".repeat(254)] {
+        let mut spec = world.spec();
+        spec.secret_name = Some(name.to_owned());
+        let err = create(spec).await;
+        assert!(err.contains("spec.secretName"), "{name:?}: {err}");
+    }
+    for (labels, annotations) in [
+        (vec![("bad key!", "v")], vec![]),
+        (vec![("ok", "bad value!")], vec![]),
+        (vec![("ok", &*"v".repeat(64))], vec![]),
+        (vec![], vec![("-x", "y")]),
+    ] {
+        let mut spec = world.spec();
+        spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            annotations: annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        });
+        let err = create(spec).await;
+        assert!(err.contains("spec.secretTemplate"), "{labels:?} {annotations:?}: {err}");
+    }
+    // Valid ones pass.
+    let mut spec = world.spec();
+    spec.secret_name = Some("shop.redis-credentials".into());
+    spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
+        labels: [
+            ("app.kubernetes.io/part-of".to_owned(), "shop".to_owned()),
+            ("empty".to_owned(), String::new()),
+        ]
+        .into(),
+        annotations: [("example.com/owner".to_owned(), "team payments, on call: #ops".to_owned())].into(),
+    });
+    world.create("good", spec).await;
+}
+
 #[tokio::test]
 async fn kubectl_explain_teaches_every_field() {
     let client = support::admin_client().await;

@@ -22,7 +22,7 @@ async fn sigterm_during_a_slow_reset_still_writes_the_secret() {
         "--request-timeout",
         "20",
         "--shutdown-timeout",
-        "15",
+        "20",
     ])
     .await;
     world.create("cache", world.spec()).await;

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use k8s_openapi::api::{
     coordination::v1::Lease,
     core::v1::{Pod, Secret},
@@ -18,7 +20,8 @@ use support::{
     service_account_client,
     tools::{CHART, helm, text},
 };
-use upstash_rotator::conditions::reason;
+
+use upstash_rotator::{conditions::reason, leader::Election};
 
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     match result {
@@ -68,11 +71,24 @@ async fn namespaced_install_rotates_with_its_own_token_and_nothing_more() {
     let pods: Api<Pod> = Api::namespaced(identity.clone(), &world.ns.name);
     forbidden(pods.list(&ListParams::default()).await, "listing Pods");
     let leases: Api<Lease> = Api::namespaced(identity.clone(), &operator_ns.name);
-    match leases.get("upstash-rotator").await {
-        Err(kube::Error::Api(status)) => assert_eq!(status.code, 404, "leases are readable: {status:?}"),
-        other => panic!("expected not found, got {other:?}"),
-    }
+    let lease_name = format!("{release}-upstash-rotator");
+    forbidden(leases.get("someone-elses-lease").await, "reading another Lease");
     forbidden(leases.list(&ListParams::default()).await, "listing Leases");
+    // Leader election works with exactly these rights: take, renew, release.
+    let election = Election {
+        namespace: operator_ns.name.clone(),
+        lease_name: lease_name.clone(),
+        identity: "rbac-test".into(),
+        lease_duration: Duration::from_secs(3),
+    };
+    let mut leadership = election.start(identity.clone()).await.expect("election starts");
+    tokio::time::timeout(Duration::from_secs(10), leadership.acquired()).await.expect("leads in time");
+    assert_eq!(leadership.fence().check(), Ok(()), "a fresh leader may act");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(leadership.fence().check(), Ok(()), "renewed past the first lease duration");
+    leadership.release().await;
+    let released = leases.get(&lease_name).await.expect("lease");
+    assert_eq!(released.spec.and_then(|s| s.holder_identity), None, "released for a standby");
 
     world.stop_operator().await;
     let out = helm(&["uninstall", &release, "-n", &operator_ns.name]);

@@ -54,7 +54,7 @@ pub struct RunArgs {
     identity: Option<String>,
     /// Seconds reconciles in progress may take to finish after SIGTERM; keep it
     /// below the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=600))]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=600))]
     shutdown_timeout: u64,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
@@ -100,6 +100,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    if shutdown_timeout < request_timeout {
+        eprintln!(
+            "upstash-rotator: --shutdown-timeout ({shutdown_timeout}s) must be at least --request-timeout \
+             ({request_timeout}s), so that SIGTERM never cuts a password reset short"
+        );
+        return ExitCode::from(exit::USAGE);
+    }
     telemetry::init(log_format);
 
     let client = match kube::Client::try_default().await {
@@ -109,12 +116,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(exit::CLUSTER);
         }
     };
+    let identity = identity.unwrap_or_else(default_identity);
     let settings = Settings {
         upstash_api_url,
         namespaces: namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
         request_timeout: Duration::from_secs(request_timeout),
         concurrency,
         reporter: "upstash-rotator".into(),
+        identity: identity.clone(),
         shutdown_timeout: Duration::from_secs(shutdown_timeout),
     };
     let runtime = Runtime::default();
@@ -153,7 +162,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         let election = Election {
             namespace: lease_namespace.unwrap_or_default(),
             lease_name,
-            identity: identity.unwrap_or_else(default_identity),
+            identity,
             lease_duration: Duration::from_secs(lease_duration),
         };
         run_elected(client, settings, runtime, election, stopped).await
@@ -177,6 +186,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut runtime = runtime;
     let mut leadership = match election.start(client.clone()).await {
         Ok(l) => l,
         Err(e) => {
@@ -198,6 +208,7 @@ where
     }
     tracing::info!(identity = %election.identity, "leading: starting controllers");
     runtime.readiness.set(false);
+    runtime.fence = leadership.fence();
 
     let controllers = controller::run(client, settings, runtime, stopped());
     tokio::pin!(controllers);
@@ -205,8 +216,9 @@ where
         r = &mut controllers => r,
         () = leadership.lost() => {
             // Another replica may lead already: stop at once, mid-reconcile if
-            // need be. A reset this replica sent is found by the new leader's
-            // check of the recorded intent.
+            // need be. The fence already refuses every reset and write, and a
+            // reset this replica sent is found by the new leader's check of
+            // the recorded intent.
             tracing::error!("lost leadership; stopping now");
             return ExitCode::FAILURE;
         }

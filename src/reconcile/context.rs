@@ -16,6 +16,7 @@ use kube::{
 
 use crate::{
     crd::RedisPasswordRotation,
+    leader::Fence,
     metrics::Metrics,
     upstash::{DatabaseCredentials, RedisDatabase, UpstashClient},
 };
@@ -39,6 +40,10 @@ pub struct Context {
     /// How long after an intent was recorded a reset sent for it may still be
     /// answered (longer than any Upstash request may take).
     pub reset_window: Duration,
+    /// This process, as recorded with each reset attempt.
+    pub identity: String,
+    /// Closed once this process may have lost its lease.
+    pub fence: Fence,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
@@ -88,6 +93,8 @@ impl Context {
             recorder,
             stores,
             reset_window: Duration::from_secs(35),
+            identity: String::new(),
+            fence: Fence::unfenced(),
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -96,6 +103,13 @@ impl Context {
     /// Sets `reset_window` from the Upstash request timeout.
     pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
         self.reset_window = request_timeout + Duration::from_secs(5);
+        self
+    }
+
+    /// Who this process is, and the fence its writes and resets pass.
+    pub fn with_identity(mut self, identity: String, fence: Fence) -> Self {
+        self.identity = identity;
+        self.fence = fence;
         self
     }
 
@@ -158,6 +172,22 @@ impl Context {
     pub fn succeeded(&self, uid: &str) {
         lock(&self.failures).remove(uid);
     }
+
+    /// Drops what is kept for resources no cache holds any more (deleted
+    /// ones): a long-running operator must not grow with every resource it
+    /// has ever seen.
+    pub fn prune_gone(&self) {
+        let live: std::collections::HashSet<String> =
+            self.stores.iter().flat_map(|s| s.state()).filter_map(|r| r.metadata.uid.clone()).collect();
+        lock(&self.remembered).retain(|uid, _| live.contains(uid));
+        lock(&self.failures).retain(|uid, _| live.contains(uid));
+    }
+
+    /// Drops everything kept for a resource that is gone.
+    pub fn forget_resource(&self, uid: &str) {
+        self.forget(uid);
+        self.succeeded(uid);
+    }
 }
 
 /// Waits for a cache to sync until `deadline`. Polls in short slices: the
@@ -170,5 +200,62 @@ pub async fn store_ready(store: &Store<RedisPasswordRotation>, deadline: tokio::
             Err(_) if tokio::time::Instant::now() >= deadline => return false,
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{crd::RedisPasswordRotationSpec, upstash::DatabaseCredentials};
+    use kube::runtime::{
+        events::Reporter,
+        reflector::{self, store::Writer},
+        watcher,
+    };
+
+    /// A client that is never called: these tests touch no apiserver.
+    fn offline_client() -> Client {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("offline"))
+        });
+        Client::new(service, "default")
+    }
+
+    fn resource(uid: &str) -> RedisPasswordRotation {
+        let mut r = RedisPasswordRotation::new(uid, RedisPasswordRotationSpec::new("db", "api"));
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some(uid.into());
+        r
+    }
+
+    #[tokio::test]
+    async fn what_is_kept_for_a_deleted_resource_goes_with_it() {
+        crate::tls::install_crypto_provider();
+        let (store, mut writer): (_, Writer<RedisPasswordRotation>) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(resource("live")));
+        writer.apply_watcher_event(&watcher::Event::Apply(resource("gone")));
+        let client = offline_client();
+        let upstash = UpstashClient::new("https://example.invalid", Duration::from_secs(1)).expect("client");
+        let recorder = Recorder::new(client.clone(), Reporter { controller: "test".into(), instance: None });
+        let ctx = Context::new(client, upstash, recorder, vec![store], Arc::default());
+        let credentials = DatabaseCredentials {
+            password: "p".into(),
+            rest_token: "t".into(),
+            read_only_rest_token: "r".into(),
+        };
+        let database =
+            RedisDatabase { id: "db".into(), host: "h".into(), port: 6379, tls: true, credentials: None };
+        for uid in ["live", "gone"] {
+            ctx.remember(
+                uid,
+                Remembered { target: 1, database: database.clone(), credentials: credentials.clone() },
+            );
+            ctx.failed(uid, None, None);
+        }
+        writer.apply_watcher_event(&watcher::Event::Delete(resource("gone")));
+        ctx.prune_gone();
+        assert!(ctx.remembered("live").is_some() && ctx.remembered("gone").is_none());
+        let failures = lock(&ctx.failures);
+        assert!(failures.contains_key("live") && !failures.contains_key("gone"));
     }
 }

@@ -2,6 +2,10 @@
 //! a password twice or lose one is decided here, from facts the I/O shell
 //! gathered, so it can be tested exhaustively without a cluster.
 
+/// Blind resets (sent without a way to tell whether the previous one
+/// happened) allowed for one intent before a person has to decide.
+pub const BLIND_RESET_LIMIT: i64 = 3;
+
 /// What the reconciler does next for one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -14,8 +18,8 @@ pub enum Step {
     /// A reset for `target` succeeded in this process but its Secret write
     /// did not: write the credentials kept in memory.
     WriteRemembered { target: i64 },
-    /// The Secret already holds the credentials of `target`: only the status
-    /// is behind.
+    /// The Secret already holds the new credentials of `target`: only the
+    /// status is behind.
     FinishRecorded { target: i64 },
     /// The reset for `target` has an unknown outcome (or the operator
     /// restarted): ask Upstash and compare before doing anything else.
@@ -32,8 +36,13 @@ pub struct Facts {
     pub pending_rotation: Option<i64>,
     /// The rotation annotation of our Secret, if it exists and is ours.
     pub secret_rotation: Option<i64>,
+    /// The Secret's credentials differ from those Upstash had before the
+    /// pending intent (true when that is unknown).
+    pub secret_changed_since_intent: bool,
     /// This process holds the reset response for `pending_rotation`.
     pub remembered: bool,
+    /// The pending intent used up its blind resets.
+    pub blind_resets_exhausted: bool,
     pub deleting: bool,
 }
 
@@ -41,8 +50,11 @@ pub fn next_step(f: Facts) -> Step {
     if let Some(target) = f.pending_rotation {
         return if f.remembered {
             Step::WriteRemembered { target }
-        } else if f.secret_rotation == Some(target) {
+        } else if f.secret_rotation == Some(target) && f.secret_changed_since_intent {
             Step::FinishRecorded { target }
+        } else if f.blind_resets_exhausted && f.spec_rotation > target && !f.deleting {
+            // The user raised the counter after being told: a new intent.
+            Step::Rotate { target: f.spec_rotation }
         } else {
             Step::Recover { target }
         };
@@ -62,12 +74,14 @@ pub fn next_step(f: Facts) -> Step {
 /// What a GET tells about a reset whose outcome was unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Upstash's credentials differ from the Secret's: the reset happened.
+    /// Upstash's credentials differ from those it had before the intent:
+    /// the reset happened.
     Adopt,
-    /// The Secret is gone, so nothing can be compared: take what Upstash has
-    /// now, without a second reset, and warn.
+    /// Nothing to compare with (no fingerprint, no Secret): take what
+    /// Upstash has now, without a second reset, and warn.
     AdoptUnverified,
-    /// Upstash still has the Secret's credentials: the reset never happened.
+    /// Upstash still has the credentials it had before: the reset never
+    /// happened.
     Reset,
     /// Credential Protection hides the credentials: nothing can be compared,
     /// and only a new reset yields usable credentials.
@@ -76,15 +90,29 @@ pub enum Verdict {
     Abandon,
 }
 
-/// `upstash_matches_secret` is `None` when GET shows no credentials, and
-/// `Some(None)` when it shows some but our Secret is absent.
-pub fn recovery_verdict(upstash_matches_secret: Option<Option<bool>>, deleting: bool) -> Verdict {
-    match upstash_matches_secret {
-        Some(Some(false)) => Verdict::Adopt,
-        Some(None) => Verdict::AdoptUnverified,
-        Some(Some(true)) | None if deleting => Verdict::Abandon,
-        Some(Some(true)) => Verdict::Reset,
-        None => Verdict::ResetBlind,
+/// Fingerprints of what Upstash reports now (`None`: hidden), of what it
+/// reported before the intent, and of what the Secret holds. The fingerprint
+/// taken before the intent is the reference; the Secret only stands in when
+/// there is none, since a user may have edited it.
+pub fn recovery_verdict(
+    upstash_now: Option<&str>,
+    before_intent: Option<&str>,
+    secret: Option<&str>,
+    deleting: bool,
+) -> Verdict {
+    let Some(now) = upstash_now else {
+        return if deleting { Verdict::Abandon } else { Verdict::ResetBlind };
+    };
+    match before_intent.or(secret) {
+        Some(reference) if reference == now => {
+            if deleting {
+                Verdict::Abandon
+            } else {
+                Verdict::Reset
+            }
+        }
+        Some(_) => Verdict::Adopt,
+        None => Verdict::AdoptUnverified,
     }
 }
 
@@ -93,7 +121,12 @@ mod tests {
     use super::*;
 
     fn facts() -> Facts {
-        Facts { spec_rotation: 0, applied_rotation: Some(0), ..Facts::default() }
+        Facts {
+            spec_rotation: 0,
+            applied_rotation: Some(0),
+            secret_changed_since_intent: true,
+            ..Facts::default()
+        }
     }
 
     #[test]
@@ -130,6 +163,42 @@ mod tests {
     }
 
     #[test]
+    fn an_annotation_over_the_old_credentials_does_not_finish_a_rotation() {
+        // The Secret says rotation 2 but still holds what Upstash had before
+        // the intent (an abandoned intent's annotation, or a hand edit).
+        let pending = Facts {
+            spec_rotation: 2,
+            applied_rotation: Some(1),
+            pending_rotation: Some(2),
+            secret_rotation: Some(2),
+            secret_changed_since_intent: false,
+            ..facts()
+        };
+        assert_eq!(next_step(pending), Step::Recover { target: 2 });
+    }
+
+    #[test]
+    fn exhausted_blind_resets_wait_for_a_counter_bump() {
+        let stuck = Facts {
+            spec_rotation: 2,
+            applied_rotation: Some(1),
+            pending_rotation: Some(2),
+            blind_resets_exhausted: true,
+            ..facts()
+        };
+        assert_eq!(
+            next_step(stuck),
+            Step::Recover { target: 2 },
+            "only a GET: it may show credentials again"
+        );
+        assert_eq!(next_step(Facts { spec_rotation: 3, ..stuck }), Step::Rotate { target: 3 });
+        assert_eq!(
+            next_step(Facts { spec_rotation: 3, deleting: true, ..stuck }),
+            Step::Recover { target: 2 }
+        );
+    }
+
+    #[test]
     fn deletion_finishes_what_is_in_flight_and_starts_nothing() {
         let deleting = Facts { spec_rotation: 3, applied_rotation: Some(1), deleting: true, ..facts() };
         assert_eq!(next_step(deleting), Step::Release);
@@ -138,13 +207,20 @@ mod tests {
     }
 
     #[test]
-    fn recovery_compares_before_it_resets() {
-        assert_eq!(recovery_verdict(Some(Some(false)), false), Verdict::Adopt);
-        assert_eq!(recovery_verdict(Some(Some(true)), false), Verdict::Reset);
-        assert_eq!(recovery_verdict(Some(None), false), Verdict::AdoptUnverified);
-        assert_eq!(recovery_verdict(None, false), Verdict::ResetBlind);
-        assert_eq!(recovery_verdict(Some(Some(false)), true), Verdict::Adopt);
-        assert_eq!(recovery_verdict(Some(Some(true)), true), Verdict::Abandon);
-        assert_eq!(recovery_verdict(None, true), Verdict::Abandon);
+    fn recovery_compares_with_what_upstash_had_before_the_intent() {
+        let (old, new, edited) = (Some("old"), Some("new"), Some("edited"));
+        assert_eq!(recovery_verdict(new, old, old, false), Verdict::Adopt);
+        assert_eq!(recovery_verdict(old, old, old, false), Verdict::Reset);
+        // A hand-edited or deleted Secret changes nothing: the reset did not happen.
+        assert_eq!(recovery_verdict(old, old, edited, false), Verdict::Reset);
+        assert_eq!(recovery_verdict(old, old, None, false), Verdict::Reset);
+        // Without a fingerprint the Secret is the reference.
+        assert_eq!(recovery_verdict(new, None, old, false), Verdict::Adopt);
+        assert_eq!(recovery_verdict(old, None, old, false), Verdict::Reset);
+        assert_eq!(recovery_verdict(new, None, None, false), Verdict::AdoptUnverified);
+        assert_eq!(recovery_verdict(None, old, old, false), Verdict::ResetBlind);
+        assert_eq!(recovery_verdict(new, old, old, true), Verdict::Adopt);
+        assert_eq!(recovery_verdict(old, old, old, true), Verdict::Abandon);
+        assert_eq!(recovery_verdict(None, old, old, true), Verdict::Abandon);
     }
 }

@@ -5,8 +5,9 @@ mod context;
 pub mod decide;
 mod error;
 mod run;
+mod writes;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -28,15 +29,17 @@ use crate::{
 /// the cache) so a stale view can never start a second reset.
 #[tracing::instrument(skip_all, fields(namespace = resource.namespace().unwrap_or_default(), name = resource.name_any()))]
 pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<RedisPasswordRotation> =
-        Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default());
+    ctx.fence.check()?;
+    let namespace = resource.namespace().unwrap_or_default();
+    let api: Api<RedisPasswordRotation> = Api::namespaced(ctx.client.clone(), &namespace);
     let started = std::time::Instant::now();
     let Some(fresh) = api.get_opt(&resource.name_any()).await? else {
-        ctx.metrics.forget(&resource.namespace().unwrap_or_default(), &resource.name_any());
+        ctx.metrics.forget(&namespace, &resource.name_any());
+        ctx.forget_resource(&resource.uid().unwrap_or_default());
         return Ok(Action::await_change());
     };
     let uid = fresh.uid().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let observed = match run::Observed::read(&secrets, &fresh).await {
         Ok(o) => o,
         Err(e) => {
@@ -53,19 +56,30 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
     let reason_before = conditions::get(&run.status.conditions, READY).map(|c| c.reason.clone());
 
     let mut result = run.execute().await;
-    if let Err(e) = &result {
-        run.record_error(e);
-    }
-    // Bookkeeping failures count as failures too, so they back off as well.
-    if let Err(e) = run.write_status(false).await {
-        result = result.and(Err(e));
+    match &result {
+        Ok(()) => result = run.write_status().await,
+        // Only the conditions: the error path never writes `rotation`,
+        // `pendingRotation` or `reset`, and never over a newer version.
+        Err(e) if e.is_reported() => {
+            run.record_error(e);
+            if let Err(write) = run.write_conditions().await {
+                tracing::debug!(error = %write, "cannot report the failure; the next reconcile will");
+            }
+        }
+        Err(_) => {}
     }
     // Also after a failure: a reset refused for certain leaves nothing in flight.
-    if let Err(e) = run.release_finalizer().await {
+    if (result.is_ok() || result.as_ref().is_err_and(Error::is_reported))
+        && let Err(e) = run.release_finalizer().await
+    {
         result = result.and(Err(e));
     }
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let outcome = if result.as_ref().is_ok() || result.as_ref().is_err_and(Error::is_expected) {
+        "ok"
+    } else {
+        "error"
+    };
     ctx.metrics.reconciles.get_or_create(&ResultLabel { result: outcome }).inc();
 
     match result {
@@ -73,12 +87,20 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
             ctx.succeeded(&uid);
             Ok(Action::await_change())
         }
+        // Not failures: no backoff, no warning event.
+        Err(Error::Waiting { retry, .. }) => Ok(Action::requeue(retry.max(Duration::from_millis(100)))),
+        // The resource changed under this reconcile; its watch event brings
+        // a fresh one, and this requeue covers a missed event.
+        Err(Error::Stale(why)) => {
+            tracing::debug!("{why}");
+            Ok(Action::requeue(STALE_RETRY))
+        }
         Err(e) => {
             ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
             ctx.failed(&uid, Some(fingerprint), e.retry_after());
             // One event per change of cause, not one per retry.
             let ready = conditions::get(&run.status.conditions, READY);
-            if ready.map(|c| c.reason.clone()) != reason_before {
+            if e.is_reported() && ready.map(|c| c.reason.clone()) != reason_before {
                 let note = ready.map(|c| c.message.clone()).unwrap_or_else(|| e.to_string());
                 run.publish(EventType::Warning, e.reason(), note).await;
             }
@@ -86,6 +108,9 @@ pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) 
         }
     }
 }
+
+/// How soon a reconcile that found its view stale runs again.
+const STALE_RETRY: Duration = Duration::from_millis(500);
 
 /// Retries after the delay the failure chose (backoff, or as long as Upstash
 /// asked). A change to the resource or its Secrets still retries at once.

@@ -4,22 +4,25 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{MicroTime, Time},
+    jiff::Timestamp,
+};
 use kube::{
     Api, Resource as _, ResourceExt as _,
-    api::{Patch, PatchParams},
     runtime::events::{Event, EventType},
 };
-use serde_json::json;
 
 use super::{
     context::{Context, Remembered},
-    decide::{Facts, Step, Verdict, next_step, recovery_verdict},
-    error::{Error, Result},
+    decide::{BLIND_RESET_LIMIT, Facts, Step, Verdict, next_step, recovery_verdict},
+    error::{Error, Result, kube_message, namespace_terminating},
+    writes::SecretWrite,
 };
 use crate::{
     conditions::{self, READY, ROTATING, reason},
-    crd::{RedisPasswordRotation, RedisPasswordRotationStatus},
+    crd::{RedisPasswordRotation, RedisPasswordRotationStatus, ResetAttempt},
     metrics::ResultLabel,
     secret::{self, Ownership},
     upstash::{ApiCredentials, DatabaseCredentials, RedisDatabase, UpstashError},
@@ -51,13 +54,13 @@ impl Observed {
 }
 
 pub struct Run<'a> {
-    ctx: &'a Context,
+    pub(super) ctx: &'a Context,
     pub resource: RedisPasswordRotation,
-    api: Api<RedisPasswordRotation>,
-    secrets: Api<Secret>,
+    pub(super) api: Api<RedisPasswordRotation>,
+    pub(super) secrets: Api<Secret>,
     observed: Observed,
     pub status: RedisPasswordRotationStatus,
-    uid: String,
+    pub(super) uid: String,
     now: Timestamp,
     /// When this process recorded the intent of the rotation it finishes.
     rotation_started: Option<std::time::Instant>,
@@ -88,12 +91,19 @@ impl<'a> Run<'a> {
         conditions::set(&mut self.status.conditions, type_, status, reason, message, generation, self.now);
     }
 
+    /// Puts the error on the conditions: `Ready` for failures, `Rotating`
+    /// for a deliberate wait while a reset may be in flight.
     pub fn record_error(&mut self, error: &Error) {
         let message = match error {
             Error::Upstash(e) => format!("database {}: {e}", self.resource.spec.database_id),
             other => other.to_string(),
         };
-        self.set(READY, false, error.reason(), message);
+        match error {
+            Error::Waiting { reason, .. } if self.status.pending_rotation.is_some() => {
+                self.set(ROTATING, true, reason, message);
+            }
+            _ => self.set(READY, false, error.reason(), message),
+        }
         self.status.observed_generation = self.generation();
     }
 
@@ -113,6 +123,7 @@ impl<'a> Run<'a> {
 
     /// Follows the state machine one step.
     pub async fn execute(&mut self) -> Result<()> {
+        self.ctx.fence.check()?;
         let existing = self.observed.target.take();
         writable(existing.as_ref(), &self.resource)?;
         let pending = self.status.pending_rotation;
@@ -122,12 +133,17 @@ impl<'a> Run<'a> {
             self.check_database_conflict().await?;
         }
         let deleting = self.resource.metadata.deletion_timestamp.is_some();
+        let reset = self.status.reset.clone().filter(|_| pending.is_some());
+        let before_intent = reset.as_ref().and_then(|r| r.previous_credentials.clone());
+        let secret_print = existing.as_ref().and_then(secret::secret_fingerprint);
         let facts = Facts {
             spec_rotation: self.resource.spec.rotation,
             applied_rotation: self.status.rotation,
             pending_rotation: pending,
             secret_rotation: existing.as_ref().and_then(|s| secret::written_rotation(s, &self.uid)),
+            secret_changed_since_intent: before_intent.is_none() || secret_print != before_intent,
             remembered: self.ctx.remembered(&self.uid).is_some_and(|r| Some(r.target) == pending),
+            blind_resets_exhausted: reset.as_ref().is_some_and(|r| r.blind_resets >= BLIND_RESET_LIMIT),
             deleting,
         };
         let step = next_step(facts);
@@ -135,20 +151,21 @@ impl<'a> Run<'a> {
         match step {
             Step::WriteRemembered { target } => self.write_remembered(target).await,
             Step::FinishRecorded { target } => {
+                self.status.credentials_fingerprint = secret_print;
                 self.finish_rotation(target, EventType::Normal, "Rotated", "Secret already held them").await;
                 Ok(())
             }
             Step::Release => Ok(()),
             Step::Sync { rotation } => {
-                let credentials = self.api_credentials().await?;
+                let credentials = self.api_credentials()?;
                 self.sync(&credentials, existing.as_ref(), rotation).await
             }
             Step::Rotate { target } => {
-                let credentials = self.api_credentials().await?;
-                self.rotate(&credentials, target).await
+                let credentials = self.api_credentials()?;
+                self.rotate(&credentials, existing.as_ref(), target).await
             }
             Step::Recover { target } => {
-                let credentials = match self.api_credentials().await {
+                let credentials = match self.api_credentials() {
                     Ok(c) => c,
                     // Being deleted and unable to ever check: let the deletion proceed.
                     Err(e) if deleting => return self.abandon(target, &e.to_string()).await,
@@ -160,7 +177,7 @@ impl<'a> Run<'a> {
     }
 
     /// Email and API key from the referenced Secret in this namespace.
-    async fn api_credentials(&self) -> Result<ApiCredentials> {
+    fn api_credentials(&self) -> Result<ApiCredentials> {
         let reference = &self.resource.spec.credentials_secret_ref;
         let secret = self.observed.credentials.as_ref().ok_or_else(|| {
             Error::CredentialsSecretMissing(format!(
@@ -187,13 +204,19 @@ impl<'a> Run<'a> {
         Ok(ApiCredentials { email: value(&reference.email_key)?, api_key: value(&reference.api_key_key)? })
     }
 
-    /// Refuses to act when an older resource manages the same database.
+    /// Refuses to act when an older resource that has synced successfully
+    /// manages the same database. Only synced ones count: a resource with a
+    /// bogus key and someone else's database id must not block the real one.
     async fn check_database_conflict(&self) -> Result<()> {
         if !self.ctx.caches_ready(Duration::from_secs(30)).await {
-            return Err(Error::NotReady(
-                "cannot check for other resources on this database yet: the resource cache is not synced"
-                    .into(),
-            ));
+            return Err(Error::Waiting {
+                reason: reason::STARTING,
+                message:
+                    "waiting for the operator's resource cache before checking for other resources on this \
+                          database"
+                        .into(),
+                retry: Duration::from_secs(1),
+            });
         }
         let key = |r: &RedisPasswordRotation| {
             (
@@ -210,20 +233,24 @@ impl<'a> Run<'a> {
             .flat_map(|s| s.state())
             .filter(|o| o.uid().as_deref() != Some(self.uid.as_str()))
             .filter(|o| o.spec.database_id == self.resource.spec.database_id)
+            .filter(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))
             .filter(|o| key(o) < mine)
             .min_by_key(|o| key(o));
-        match older {
-            Some(other) => Err(Error::DatabaseConflict(format!(
-                "database {} is already managed by RedisPasswordRotation {}/{}; delete this resource or that one",
-                self.resource.spec.database_id,
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            ))),
-            None => Ok(()),
-        }
+        let Some(other) = older else { return Ok(()) };
+        // Another namespace's resource names are not this namespace's business.
+        let who = if other.namespace() == self.resource.namespace() {
+            format!("RedisPasswordRotation {}", other.name_any())
+        } else {
+            "an older RedisPasswordRotation in another namespace".to_owned()
+        };
+        Err(Error::DatabaseConflict(format!(
+            "database {} is already managed by {who}; delete this resource or that one",
+            self.resource.spec.database_id
+        )))
     }
 
-    /// Makes the Secret hold what Upstash reports now, without a reset.
+    /// Makes the Secret hold what Upstash reports now, without a reset. The
+    /// status records the rotation only once the Secret holds it.
     async fn sync(
         &mut self,
         credentials: &ApiCredentials,
@@ -232,13 +259,10 @@ impl<'a> Run<'a> {
     ) -> Result<()> {
         let database = self.ctx.upstash.get_database(credentials, &self.resource.spec.database_id).await?;
         let secret_name = self.resource.secret_name();
-        self.status.secret_name = Some(secret_name.clone());
-        self.status.observed_generation = self.generation();
         let first_sync = self.status.rotation.is_none();
-        self.status.rotation = Some(rotation);
-        self.set(ROTATING, false, reason::IDLE, "no rotation in progress");
 
         let Some(current) = database.credentials.clone() else {
+            self.record_sync(rotation, None);
             if existing.is_some() {
                 self.set(READY, true, reason::SYNCED, format!(
                     "Upstash hides this database's credentials (Credential Protection), so Secret {secret_name} \
@@ -254,7 +278,15 @@ impl<'a> Run<'a> {
         };
         let desired = secret::desired(&self.resource, &database, &current, rotation);
         let drifted = existing.is_none_or(|s| s.data != desired.data);
-        self.apply_secret(&desired).await?;
+        let observed_version = existing.and_then(|s| s.metadata.resource_version.as_deref());
+        self.apply_secret(&desired, SecretWrite::Sync { observed_version }).await.map_err(|e| match e {
+            Error::Kube(k) => Error::SecretNotWritable(format!(
+                "Secret {secret_name} cannot be written: {}",
+                kube_message(&k)
+            )),
+            other => other,
+        })?;
+        self.record_sync(rotation, Some(secret::fingerprint(&current)));
         if drifted && !first_sync {
             let what = if existing.is_none() { "was deleted" } else { "was edited" };
             self.publish(
@@ -279,31 +311,86 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Records the intent, then resets once.
-    async fn rotate(&mut self, credentials: &ApiCredentials, target: i64) -> Result<()> {
-        self.ensure_finalizer().await?;
-        self.status.pending_rotation = Some(target);
-        self.set(
-            ROTATING,
-            true,
-            reason::RESET_REQUESTED,
-            format!("resetting the password for rotation {target}"),
-        );
-        self.set(READY, false, reason::ROTATING, format!("rotation {target} in progress"));
-        // The intent must be stored before the reset: a restart then knows to
-        // check with Upstash instead of resetting again.
-        if let Err(e) = self.write_status(true).await {
-            // Not stored, so nothing is in flight: the error path must not store it either.
-            self.status.pending_rotation = None;
-            self.set(ROTATING, false, reason::IDLE, format!("rotation {target} not started yet"));
-            return Err(e);
+    fn record_sync(&mut self, rotation: i64, fingerprint: Option<String>) {
+        self.status.secret_name = Some(self.resource.secret_name());
+        self.status.observed_generation = self.generation();
+        self.status.rotation = Some(rotation);
+        if fingerprint.is_some() {
+            self.status.credentials_fingerprint = fingerprint;
         }
+        self.set(ROTATING, false, reason::IDLE, "no rotation in progress");
+    }
+
+    /// Checks that the answer can be stored, records the intent, then
+    /// resets once.
+    async fn rotate(
+        &mut self,
+        credentials: &ApiCredentials,
+        existing: Option<&Secret>,
+        target: i64,
+    ) -> Result<()> {
+        self.check_secret_writable(existing, target).await?;
+        self.ensure_finalizer().await?;
+        self.start_attempt(target, false).await?;
         self.rotation_started = Some(std::time::Instant::now());
         self.reset(credentials, target).await
     }
 
+    /// Records a reset attempt as this process's, then reads it back. Only a
+    /// process that finds its own attempt there, and still holds its lease,
+    /// sends the reset: a process that was paused finds another holder, a
+    /// higher attempt or an expired lease, and stops.
+    async fn start_attempt(&mut self, target: i64, blind: bool) -> Result<()> {
+        let earlier = self.status.reset.clone().filter(|_| self.status.pending_rotation == Some(target));
+        let previous_credentials = match (&earlier, self.status.pending_rotation) {
+            (Some(r), _) => r.previous_credentials.clone(),
+            // A new intent over an unfinished one: what Upstash has is unknown.
+            (None, Some(_)) => None,
+            (None, None) => self.status.credentials_fingerprint.clone(),
+        };
+        let attempt = ResetAttempt {
+            holder: self.ctx.identity.clone(),
+            attempt: earlier.as_ref().map_or(1, |r| r.attempt.saturating_add(1)),
+            requested_at: MicroTime(now_in_microseconds()),
+            previous_credentials,
+            blind_resets: earlier.as_ref().map_or(0, |r| r.blind_resets) + i64::from(blind),
+        };
+        let stored = self.status.clone();
+        self.status.pending_rotation = Some(target);
+        self.status.reset = Some(attempt.clone());
+        self.set(
+            ROTATING,
+            true,
+            reason::RESET_REQUESTED,
+            format!("resetting the password for rotation {target} (attempt {})", attempt.attempt),
+        );
+        self.set(READY, false, reason::ROTATING, format!("rotation {target} in progress"));
+        // The intent must be stored before the reset: a restart then knows to
+        // check with Upstash instead of resetting again.
+        if let Err(e) = self.write_status().await {
+            // Not stored, so nothing is in flight: the error path must not
+            // report it either.
+            self.status = stored;
+            return Err(e);
+        }
+        self.ctx.fence.check()?;
+        let fresh = self.api.get(&self.resource.name_any()).await?;
+        let mine = fresh
+            .status
+            .as_ref()
+            .is_some_and(|s| s.pending_rotation == Some(target) && s.reset.as_ref() == Some(&attempt));
+        if !mine {
+            return Err(Error::Stale(format!(
+                "another process recorded a reset for rotation {target} after this one; deciding again"
+            )));
+        }
+        self.ctx.fence.check()?;
+        Ok(())
+    }
+
     async fn reset(&mut self, credentials: &ApiCredentials, target: i64) -> Result<()> {
         let id = self.resource.spec.database_id.clone();
+        self.ctx.fence.check()?;
         match self.ctx.upstash.reset_password(credentials, &id).await {
             Ok(database) => {
                 let Some(new) = database.credentials.clone() else {
@@ -328,9 +415,17 @@ impl<'a> Run<'a> {
             Err(e) => {
                 self.ctx.metrics.rotations.get_or_create(&ResultLabel { result: "failed" }).inc();
                 // Certainly not applied: the rotation can start over later.
+                // Cleared on the same precondition as every status write; if
+                // that fails the intent stays and is recovered with a GET.
                 self.status.pending_rotation = None;
+                self.status.reset = None;
                 self.set(ROTATING, false, reason::IDLE, format!("rotation {target} not started: {e}"));
-                Err(e.into())
+                let error = Error::from(e);
+                self.record_error(&error);
+                if let Err(write) = self.write_status().await {
+                    tracing::warn!(error = %write, "cannot clear the refused intent; it is recovered later");
+                }
+                Err(error)
             }
         }
     }
@@ -340,20 +435,32 @@ impl<'a> Run<'a> {
     async fn write_remembered(&mut self, target: i64) -> Result<()> {
         let Some(remembered) = self.ctx.remembered(&self.uid) else { return Ok(()) };
         let desired = secret::desired(&self.resource, &remembered.database, &remembered.credentials, target);
+        let secret_name = self.resource.secret_name();
         let mut delay = Duration::from_millis(250);
         for attempt in 1..=SECRET_WRITE_ATTEMPTS {
-            match self.apply_secret(&desired).await {
+            match self.apply_secret(&desired, SecretWrite::Rotation { target }).await {
                 Ok(()) => break,
-                Err(e) if attempt == SECRET_WRITE_ATTEMPTS => return Err(e),
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "writing the rotated Secret failed; retrying from memory");
+                Err(Error::Kube(e)) if namespace_terminating(&e) => {
+                    self.ctx.forget(&self.uid);
+                    return self.abandon(target, "the namespace is being deleted").await;
+                }
+                Err(Error::Kube(e)) if attempt == SECRET_WRITE_ATTEMPTS => {
+                    return Err(Error::SecretWriteFailed(format!(
+                        "the password was reset for rotation {target} but Secret {secret_name} cannot be written \
+                         ({}); the new credentials are held in memory and the write is retried",
+                        kube_message(&e)
+                    )));
+                }
+                Err(Error::Kube(e)) => {
+                    tracing::warn!(attempt, error = %kube_message(&e), "writing the rotated Secret failed; retrying from memory");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
+                Err(other) => return Err(other),
             }
         }
         self.ctx.forget(&self.uid);
-        let secret_name = self.resource.secret_name();
+        self.status.credentials_fingerprint = Some(secret::fingerprint(&remembered.credentials));
         self.finish_rotation(target, EventType::Normal, "Rotated", &format!("Secret {secret_name} updated"))
             .await;
         Ok(())
@@ -375,11 +482,16 @@ impl<'a> Run<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        let comparison = database.credentials.as_ref().map(|c| existing.map(|s| secret::holds(s, c)));
-        let verdict = recovery_verdict(comparison, deleting);
-        if matches!(verdict, Verdict::Reset | Verdict::ResetBlind) {
-            self.ensure_no_reset_in_flight(target)?;
-        }
+        let upstash_now = database.credentials.as_ref().map(secret::fingerprint);
+        let reset = self.status.reset.clone();
+        let before_intent = reset.as_ref().and_then(|r| r.previous_credentials.clone());
+        let secret_print = existing.and_then(secret::secret_fingerprint);
+        let verdict = recovery_verdict(
+            upstash_now.as_deref(),
+            before_intent.as_deref(),
+            secret_print.as_deref(),
+            deleting,
+        );
         match verdict {
             verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
                 let Some(current) = database.credentials.clone() else { return Ok(()) };
@@ -392,20 +504,36 @@ impl<'a> Run<'a> {
                 } else {
                     (
                         EventType::Warning,
-                        "the Secret was missing, so whether the reset happened could not be checked; stored the credentials Upstash reports, without a second reset (raise spec.rotation to force one)",
+                        "whether the reset happened could not be checked (no record of the credentials before it, and no Secret); stored the credentials Upstash reports, without a second reset (raise spec.rotation to force one)",
                     )
                 };
                 self.finish_rotation(target, kind, "RotationRecovered", note).await;
                 Ok(())
             }
             Verdict::Reset => {
+                self.ensure_no_reset_in_flight(target)?;
                 tracing::info!(target, "the unconfirmed reset never happened; resetting now");
+                self.start_attempt(target, false).await?;
                 self.reset(credentials, target).await
             }
             Verdict::ResetBlind => {
+                let blind = reset.as_ref().map_or(0, |r| r.blind_resets);
+                if blind >= BLIND_RESET_LIMIT {
+                    return Err(Error::NeedsAttention(format!(
+                        "Upstash hides this database's credentials (Credential Protection) and the answers to \
+                         {blind} resets for rotation {target} were lost, so Secret {} may hold a revoked password. \
+                         No more resets are made on their own: raise spec.rotation to reset once more, or turn \
+                         Credential Protection off in the Upstash console so the current credentials can be read",
+                        self.resource.secret_name()
+                    )));
+                }
+                self.ensure_no_reset_in_flight(target)?;
+                self.start_attempt(target, true).await?;
                 self.publish(EventType::Warning, "ResetRepeated", format!(
                     "Upstash hides this database's credentials (Credential Protection), so whether the reset for \
-                     rotation {target} happened cannot be checked; resetting again to obtain usable credentials"
+                     rotation {target} happened cannot be checked; resetting again to obtain usable credentials \
+                     (blind reset {} of at most {BLIND_RESET_LIMIT})",
+                    blind + 1
                 ))
                 .await;
                 self.reset(credentials, target).await
@@ -417,33 +545,43 @@ impl<'a> Run<'a> {
     /// Another process (a previous leader, a replica without election) may
     /// still be waiting for the answer to a reset it sent for this intent.
     /// Until that request must have ended, a GET showing the old credentials
-    /// proves nothing, and resetting now could reset twice.
+    /// proves nothing, and resetting now could reset twice. Measured from the
+    /// latest attempt; a time in the future (clock skew) counts as in flight.
     fn ensure_no_reset_in_flight(&self, target: i64) -> Result<()> {
-        let since = conditions::get(&self.status.conditions, ROTATING)
-            .filter(|c| c.status == "True")
-            .map(|c| c.last_transition_time.0);
-        let Some(since) = since else { return Ok(()) };
-        let age = self.now.duration_since(since).unsigned_abs();
+        let since = match &self.status.reset {
+            Some(reset) => reset.requested_at.0,
+            None => match conditions::get(&self.status.conditions, ROTATING).filter(|c| c.status == "True") {
+                Some(c) => c.last_transition_time.0,
+                None => return Ok(()),
+            },
+        };
         let window = self.ctx.reset_window;
-        if age < window {
-            return Err(Error::NotReady(format!(
-                "the reset for rotation {target} was requested {}s ago and may still be in flight; Upstash is \
-                 asked again after {}s before any new reset",
-                age.as_secs(),
-                window.as_secs()
-            )));
-        }
-        Ok(())
+        let age = Timestamp::now().duration_since(since);
+        let wait = match Duration::try_from(age) {
+            Ok(age) if age >= window => return Ok(()),
+            Ok(age) => window - age,
+            Err(_) => window,
+        };
+        Err(Error::Waiting {
+            reason: reason::RESET_IN_FLIGHT,
+            message: format!(
+                "the last reset for rotation {target} may still be answered; Upstash is asked again in {}s, \
+                 before any new reset",
+                wait.as_secs().max(1)
+            ),
+            retry: wait,
+        })
     }
 
     /// Gives up an intent that can never be checked because the resource is
     /// being deleted: no new reset, the deletion proceeds.
     async fn abandon(&mut self, target: i64, why: &str) -> Result<()> {
         self.status.pending_rotation = None;
+        self.status.reset = None;
         self.set(ROTATING, false, reason::IDLE, format!("rotation {target} abandoned: resource deleted"));
         let note = format!(
-            "the resource is being deleted and the reset for rotation {target} cannot be confirmed ({why}); no new \
-             reset was made"
+            "the resource is being deleted and the rotation {target} cannot be finished ({why}); no new reset was \
+             made"
         );
         self.publish(EventType::Warning, "RotationAbandoned", note).await;
         Ok(())
@@ -456,13 +594,16 @@ impl<'a> Run<'a> {
         target: i64,
     ) -> Result<()> {
         let desired = secret::desired(&self.resource, database, current, target);
-        self.apply_secret(&desired).await
+        self.apply_secret(&desired, SecretWrite::Rotation { target }).await?;
+        self.status.credentials_fingerprint = Some(secret::fingerprint(current));
+        Ok(())
     }
 
     async fn finish_rotation(&mut self, target: i64, kind: EventType, reason_: &str, detail: &str) {
         let secret_name = self.resource.secret_name();
         self.status.rotation = Some(target);
         self.status.pending_rotation = None;
+        self.status.reset = None;
         self.status.secret_name = Some(secret_name.clone());
         self.status.last_rotation_time = Some(Time(self.now));
         self.status.observed_generation = self.generation();
@@ -483,22 +624,6 @@ impl<'a> Run<'a> {
         self.ctx.metrics.rotated(&namespace, &name, result, took, self.now.as_second());
     }
 
-    /// Applies the Secret, checking ownership again right before: a Secret
-    /// someone created since the reconcile began is never taken over. Force is
-    /// used only on a Secret that is already ours; a new one is created without
-    /// it, so a concurrent creator's fields conflict instead of being overwritten.
-    async fn apply_secret(&self, desired: &Secret) -> Result<()> {
-        let name = desired.metadata.name.clone().unwrap_or_default();
-        let current = self.secrets.get_opt(&name).await?;
-        let params = if writable(current.as_ref(), &self.resource)? {
-            PatchParams::apply(MANAGER).force()
-        } else {
-            PatchParams::apply(MANAGER)
-        };
-        self.secrets.patch(&name, &params, &Patch::Apply(desired)).await?;
-        Ok(())
-    }
-
     async fn ensure_finalizer(&mut self) -> Result<()> {
         if self.resource.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(());
@@ -509,7 +634,9 @@ impl<'a> Run<'a> {
     }
 
     pub async fn release_finalizer(&mut self) -> Result<()> {
+        let stored_pending = self.resource.status.as_ref().and_then(|s| s.pending_rotation);
         if self.status.pending_rotation.is_some()
+            || stored_pending.is_some()
             || !self.resource.finalizers().iter().any(|f| f == FINALIZER)
         {
             return Ok(());
@@ -517,50 +644,18 @@ impl<'a> Run<'a> {
         let finalizers = self.resource.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
         self.patch_finalizers(finalizers).await
     }
+}
 
-    /// Replaces the finalizer list, failing if the object changed meanwhile.
-    async fn patch_finalizers(&mut self, finalizers: Vec<String>) -> Result<()> {
-        let patch = json!({"metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": self.resource.resource_version(),
-        }});
-        let name = self.resource.name_any();
-        self.resource = self.api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        Ok(())
-    }
-
-    /// Writes the status if it changed. With `precondition`, fails when the
-    /// resource changed since it was read (another writer, a stale view).
-    ///
-    /// A JSON merge patch with explicit nulls, not server-side apply: a field
-    /// someone else once set (`kubectl edit --subresource=status`) must still
-    /// be cleared when the operator clears it.
-    pub async fn write_status(&mut self, precondition: bool) -> Result<()> {
-        if self.resource.status.as_ref() == Some(&self.status) {
-            return Ok(());
-        }
-        let s = &self.status;
-        let mut patch = json!({"status": {
-            "observedGeneration": s.observed_generation,
-            "rotation": s.rotation,
-            "pendingRotation": s.pending_rotation,
-            "lastRotationTime": s.last_rotation_time,
-            "secretName": s.secret_name,
-            "conditions": s.conditions,
-        }});
-        if precondition {
-            patch["metadata"] = json!({"resourceVersion": self.resource.resource_version()});
-        }
-        let name = self.resource.name_any();
-        self.resource = self.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        Ok(())
-    }
+/// Now, at the precision the apiserver stores a `MicroTime` with.
+fn now_in_microseconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
 }
 
 /// Whether this resource may write `existing` (its target Secret): `Ok(true)`
 /// when the Secret is already ours, `Ok(false)` when it does not exist yet,
 /// and `SecretConflict` when it belongs to someone else.
-fn writable(existing: Option<&Secret>, resource: &RedisPasswordRotation) -> Result<bool> {
+pub(super) fn writable(existing: Option<&Secret>, resource: &RedisPasswordRotation) -> Result<bool> {
     let secret_name = resource.secret_name();
     match secret::ownership(existing, &resource.name_any()) {
         Ownership::Ours => Ok(true),

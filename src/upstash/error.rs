@@ -71,7 +71,9 @@ fn message_of(status: StatusCode, body: &[u8]) -> String {
         _ => None,
     };
     let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The excerpt reaches status conditions and events: whatever looks like
+    // a password, token or key is replaced before it is kept.
+    let collapsed = text.split_whitespace().map(redact_word).collect::<Vec<_>>().join(" ");
     if collapsed.is_empty() {
         return format!("HTTP {}", status.as_u16());
     }
@@ -79,6 +81,37 @@ fn message_of(status: StatusCode, body: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &collapsed[..cut]),
         None => collapsed,
     }
+}
+
+/// Shortest run of token characters taken for a secret.
+const TOKEN_LIKE: usize = 16;
+
+/// A word with a run of at least `TOKEN_LIKE` characters that credentials
+/// are made of (letters, digits, `+/=_-.`) holding a digit, or any run of
+/// at least twice that, is replaced. Ordinary words, ids and error codes
+/// stay readable.
+fn redact_word(word: &str) -> String {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "+/=_-.".contains(c);
+    let mut out = String::with_capacity(word.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let secret_like = run.len() >= 2 * TOKEN_LIKE
+            || (run.len() >= TOKEN_LIKE
+                && run.chars().any(|c| c.is_ascii_digit())
+                && run.chars().any(|c| c.is_ascii_alphabetic()));
+        out.push_str(if secret_like { "[redacted]" } else { run.as_str() });
+        run.clear();
+    };
+    for c in word.chars() {
+        if is_token_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// `Retry-After` in seconds (an HTTP date is rare for APIs and treated as absent).
@@ -138,6 +171,20 @@ mod tests {
         assert!(!classify(401, "").reset_may_have_happened());
         assert!(!classify(404, "").reset_may_have_happened());
         assert!(classify(408, "").reset_may_have_happened());
+    }
+
+    #[test]
+    fn token_like_text_never_reaches_a_message() {
+        let body = r#"{"error":"bad password AYNgAAIjcDE2ZTk1YjQ3ZjM4NmE0ZDcyOTg for default, token=AXNhbW3kZ2VfdG9rZW4xMjM0NTY"}"#;
+        let UpstashError::Rejected { message, .. } = classify(422, body) else { panic!("rejected") };
+        assert!(!message.contains("AYNgAAIjcDE2ZTk1YjQ3ZjM4NmE0ZDcyOTg"), "{message}");
+        assert!(!message.contains("AXNhbW3kZ2VfdG9rZW4xMjM0NTY"), "{message}");
+        assert_eq!(message, "bad password [redacted] for default, [redacted]");
+        // Ids and words stay readable.
+        let UpstashError::DatabaseNotFound(m) = classify(404, r#""database 96ad0856-03b1 not found""#) else {
+            panic!("not found")
+        };
+        assert_eq!(m, "database 96ad0856-03b1 not found");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use upstash_rotator::{
     conditions::{self, READY},
     controller::{self, Runtime, Settings},
     crd::{RedisPasswordRotation, RedisPasswordRotationSpec},
+    leader::Fence,
 };
 
 use super::{
@@ -88,6 +89,19 @@ impl Operator {
         api_url: &str,
         request_timeout: Duration,
     ) -> Self {
+        Self::start_as(client, namespace, api_url, request_timeout, "test", Fence::unfenced()).await
+    }
+
+    /// An operator with its own identity and fence (a second replica, or
+    /// one whose lease has run out).
+    pub async fn start_as(
+        client: Client,
+        namespace: &str,
+        api_url: &str,
+        request_timeout: Duration,
+        identity: &str,
+        fence: Fence,
+    ) -> Self {
         capture_logs();
         let settings = Settings {
             upstash_api_url: api_url.to_owned(),
@@ -95,14 +109,16 @@ impl Operator {
             request_timeout,
             concurrency: 4,
             reporter: "upstash-rotator-test".into(),
+            identity: format!("{identity}-{namespace}"),
             shutdown_timeout: Duration::from_secs(20),
         };
+        let runtime = Runtime { fence, ..Runtime::default() };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.await;
             };
-            if let Err(e) = controller::run(client, settings, Runtime::default(), shutdown).await {
+            if let Err(e) = controller::run(client, settings, runtime, shutdown).await {
                 panic!("operator failed to start: {e}");
             }
         });

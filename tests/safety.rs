@@ -1,0 +1,233 @@
+//! Regression tests of the rotation promise on the real control plane and
+//! `upstash-sim`: no password lost, no second reset for one counter value,
+//! no rotation reported that never happened, whatever else writes meanwhile.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use reqwest::Method;
+use serde_json::json;
+use support::{
+    WAIT, eventually,
+    operator::{Operator, World},
+    ready_message,
+};
+use upstash_rotator::{conditions::reason, leader::Fence, secret};
+
+/// The Secret holds what Upstash has now: the application can connect.
+async fn assert_secret_is_current(world: &World, name: &str) {
+    let current = world.current().await;
+    assert_eq!(
+        world.secret_text(name, secret::KEY_PASSWORD).await,
+        current["password"].as_str().expect("password"),
+        "Secret {name} holds a revoked password"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_secret_does_not_fake_a_rotation_that_never_happened() {
+    let world = World::new("edited").await;
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", reason::SYNCED, |_| true).await;
+
+    // A 5xx leaves the outcome unknown; it did not apply.
+    let fault = json!({"route": "reset-password", "action": {"kind": "respond", "status": 500}});
+    world.sim.fault(fault).await;
+    world.set_rotation("cache", 1).await;
+    eventually(WAIT, "the refused reset", || async {
+        (world.sim.request_log().await["counts"]["reset-password"][&world.database_id].as_u64() >= Some(1))
+            .then_some(())
+    })
+    .await;
+    // While the operator waits out the in-flight window, a user edits the
+    // Secret: it no longer matches Upstash, but no reset happened.
+    let patch = json!({"stringData": {secret::KEY_PASSWORD: "typed-by-hand"}});
+    world.secrets().patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("edit");
+
+    world.wait_applied("cache", 1).await;
+    assert_eq!(world.resets().await, 1, "the rotation was really made, once");
+    assert_secret_is_current(&world, "cache").await;
+    assert!(
+        !world.event_reasons().await.iter().any(|r| r == "RotationRecovered"),
+        "a hand edit is no proof of a reset"
+    );
+}
+
+#[tokio::test]
+async fn blind_resets_stop_after_three_and_a_counter_bump_resumes() {
+    let world = World::prepare("blind").await;
+    let protection = format!("/_sim/databases/{}/credential-protection", world.database_id);
+    world.sim.control(Method::PUT, &protection, json!({"enabled": true})).await;
+    let mut world = world;
+    world.start_operator().await;
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", reason::CREDENTIALS_UNAVAILABLE, |_| true).await;
+    world.set_rotation("cache", 1).await;
+    world.wait_applied("cache", 1).await;
+    assert_eq!(world.resets().await, 1);
+
+    // Every answer is lost from now on, and nothing can be compared.
+    world
+        .sim
+        .fault(json!({"route": "reset-password", "times": 20, "action": {"kind": "drop_after_apply"}}))
+        .await;
+    world.set_rotation("cache", 2).await;
+    let stuck = world.wait_for("cache", reason::ROTATION_NEEDS_ATTENTION, |_| true).await;
+    let message = ready_message(&stuck);
+    assert!(message.contains("raise spec.rotation"), "{message}");
+    assert_eq!(world.resets().await, 1 + 1 + 3, "the first reset and three blind ones, then nothing");
+    assert_eq!(world.event_count("ResetRepeated").await, 3);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(world.resets().await, 5, "capped: no more resets on its own");
+
+    world.sim.control(Method::DELETE, "/_sim/faults", json!({})).await;
+    world.set_rotation("cache", 3).await;
+    world.wait_applied("cache", 3).await;
+    assert_eq!(world.resets().await, 6, "the counter bump asked for one more reset");
+    let token = world.secret_text("cache", secret::KEY_REST_TOKEN).await;
+    assert_eq!(world.sim.ping(&token).await, 200, "the Secret works again");
+}
+
+#[tokio::test]
+async fn an_immutable_secret_stops_a_rotation_before_the_reset() {
+    let world = World::new("immutable").await;
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    let patch = json!({"immutable": true});
+    world.secrets().patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("freeze");
+
+    world.set_rotation("cache", 1).await;
+    let refused = world.wait_for("cache", reason::SECRET_NOT_WRITABLE, |_| true).await;
+    assert!(ready_message(&refused).contains("immutable"), "{}", ready_message(&refused));
+    assert_eq!(world.resets().await, 0, "no reset whose answer could not be stored");
+    assert_eq!(refused.status.as_ref().and_then(|s| s.pending_rotation), None);
+    assert_secret_is_current(&world, "cache").await;
+
+    // The user removes the obstacle; the rotation goes ahead.
+    world.secrets().delete("cache", &DeleteParams::default()).await.expect("delete");
+    world.wait_applied("cache", 1).await;
+    assert_eq!(world.resets().await, 1);
+    assert_secret_is_current(&world, "cache").await;
+}
+
+#[tokio::test]
+async fn a_process_without_its_lease_never_acts() {
+    let world = World::prepare("fenced").await;
+    let stale = Operator::start_as(
+        world.client.clone(),
+        &world.ns.name,
+        &world.sim.url,
+        Duration::from_secs(2),
+        "stale",
+        Fence::closed(),
+    )
+    .await;
+    world.create("cache", world.spec()).await;
+    world.set_rotation("cache", 1).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let resource = world.resources().get("cache").await.expect("get");
+    assert!(resource.status.is_none(), "no status write: {:?}", resource.status);
+    assert!(resource.metadata.finalizers.is_none(), "no finalizer");
+    assert!(world.secrets().get_opt("cache").await.expect("get").is_none(), "no Secret");
+    let log = world.sim.request_log().await;
+    assert_eq!(log["counts"]["get"][&world.database_id].as_u64().unwrap_or(0), 0, "no Upstash call");
+    assert_eq!(world.resets().await, 0);
+    stale.stop().await;
+}
+
+#[tokio::test]
+async fn a_resource_that_never_synced_does_not_block_the_database() {
+    let world = World::new("squatter").await;
+    // An older resource names the same database with a key that cannot work.
+    let bogus = "bogus-api";
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": bogus},
+        "stringData": {"email": "nobody@example.com", "apiKey": "wrong"}});
+    world.secrets().patch(bogus, &PatchParams::apply("test"), &Patch::Apply(&secret)).await.expect("secret");
+    let mut squatter = world.spec();
+    squatter.credentials_secret_ref.name = bogus.into();
+    world.create("older", squatter).await;
+    world.wait_for("older", reason::INVALID_CREDENTIALS, |_| true).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have one-second precision
+
+    world.create("real", world.spec()).await;
+    world.wait_for("real", reason::SYNCED, |_| true).await;
+    world.set_rotation("real", 1).await;
+    world.wait_applied("real", 1).await;
+    assert_secret_is_current(&world, "real").await;
+}
+
+#[tokio::test]
+async fn deleting_the_namespace_mid_rotation_never_hangs() {
+    let mut world = World::prepare("nsgone").await;
+    // A request timeout longer than the delay, so the reset answers.
+    world.operator = Some(
+        Operator::start_with(world.client.clone(), &world.ns.name, &world.sim.url, Duration::from_secs(10))
+            .await,
+    );
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 3000}})).await;
+    world.set_rotation("cache", 1).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let namespaces: Api<Namespace> = Api::all(world.client.clone());
+    namespaces.delete(&world.ns.name, &DeleteParams::default()).await.expect("delete namespace");
+    eventually(Duration::from_secs(90), "the namespace to go away", || async {
+        namespaces.get_opt(&world.ns.name).await.ok().flatten().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(world.resets().await, 1, "no second reset while the namespace goes");
+}
+
+#[tokio::test]
+async fn two_operators_without_election_reset_once_per_step() {
+    let mut world = World::new("tworeplicas").await;
+    let second = Operator::start_as(
+        world.client.clone(),
+        &world.ns.name,
+        &world.sim.url,
+        Duration::from_secs(2),
+        "second",
+        Fence::unfenced(),
+    )
+    .await;
+    let mut databases = vec![world.database_id.clone()];
+    for i in 1..4 {
+        let id = world.sim.create_database(&format!("extra-{i}")).await["database_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        databases.push(id);
+    }
+    for (i, id) in databases.iter().enumerate() {
+        let mut spec = world.spec();
+        spec.database_id = id.clone();
+        world.create(&format!("cache-{i}"), spec).await;
+    }
+    for i in 0..databases.len() {
+        world.wait_for(&format!("cache-{i}"), reason::SYNCED, |_| true).await;
+    }
+    const ROUNDS: i64 = 4;
+    for round in 1..=ROUNDS {
+        for i in 0..databases.len() {
+            world.set_rotation(&format!("cache-{i}"), round).await;
+        }
+        for i in 0..databases.len() {
+            world.wait_applied(&format!("cache-{i}"), round).await;
+        }
+    }
+    for (i, id) in databases.iter().enumerate() {
+        assert_eq!(world.sim.resets(id).await, ROUNDS.unsigned_abs(), "cache-{i}: one reset per step");
+        let password = world.secret_text(&format!("cache-{i}"), secret::KEY_PASSWORD).await;
+        let current = world.sim.get_database(id).await;
+        assert_eq!(password, current["password"].as_str().expect("pw"), "cache-{i} holds a working password");
+    }
+    second.stop().await;
+    world.stop_operator().await;
+}
