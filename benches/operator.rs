@@ -169,7 +169,15 @@ async fn main() -> Result<()> {
     // The operator as a process, watching only the bench namespace.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut operator = Command::new(env!("CARGO_BIN_EXE_upstash-rotator"))
-        .args(["run", "--allow-insecure-upstash-url", "--upstash-api-url", &sim_url, "--namespace", &ns, "--http-bind-address"])
+        .args([
+            "run",
+            "--allow-insecure-upstash-url",
+            "--upstash-api-url",
+            &sim_url,
+            "--namespace",
+            &ns,
+            "--http-bind-address",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -70,7 +70,11 @@ async fn unreachable_cluster_and_bad_flags_are_clear_errors() {
     assert!(text(&bad_url.stderr).contains("https URL"), "{}", text(&bad_url.stderr));
     let plain_http = rotator(&["run", "--upstash-api-url", "http://127.0.0.1:1"], None).await;
     assert_eq!(plain_http.status.code(), Some(2), "plain HTTP needs the explicit flag");
-    assert!(text(&plain_http.stderr).contains("--allow-insecure-upstash-url"), "{}", text(&plain_http.stderr));
+    assert!(
+        text(&plain_http.stderr).contains("--allow-insecure-upstash-url"),
+        "{}",
+        text(&plain_http.stderr)
+    );
     let with_key = rotator(&["run", "--upstash-api-url", "https://me:secret@api.upstash.com"], None).await;
     assert_eq!(with_key.status.code(), Some(2));
     assert!(!text(&with_key.stderr).contains("me:secret@"), "the rejected URL is not echoed with its key");
