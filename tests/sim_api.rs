@@ -382,6 +382,10 @@ async fn state_file_keeps_databases_across_restarts() {
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let file = dir.join("state.json");
     let path = file.to_str().expect("utf-8 path");
+    // A symlink where the simulator used to put its temporary file.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "untouched").expect("victim");
+    std::os::unix::fs::symlink(&victim, dir.join("state.tmp")).expect("symlink");
     let created = {
         let sim = Sim::start(&["--state-file", path]).await;
         sim.create_database("kept").await
@@ -389,6 +393,18 @@ async fn state_file_keeps_databases_across_restarts() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&file).expect("state file written").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the state file holds credentials");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "untouched",
+        "no write through the symlink"
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["state.json", "state.tmp", "victim"], "no temporary file left behind");
 
     let sim = Sim::start(&["--state-file", path]).await;
     let id = created["database_id"].as_str().expect("id");
