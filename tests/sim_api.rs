@@ -437,3 +437,32 @@ async fn unknown_routes_and_bad_command_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("EMAIL:API_KEY"), "{stderr}");
 }
+
+async fn run_sim(args: &[&str]) -> std::process::Output {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstash-sim"))
+        .args(["--account", "dev@example.com:dev-key"])
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(std::time::Duration::from_secs(20), output)
+        .await
+        .expect("exits in time")
+        .expect("run")
+}
+
+#[tokio::test]
+async fn listening_outside_loopback_needs_allow_remote() {
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
+        let output = run_sim(&["--listen", listen]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "--listen {listen}: {stderr}");
+        assert!(stderr.contains("--allow-remote") && stderr.contains("loopback"), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing listened");
+    }
+    // With the flag the address is accepted; 192.0.2.1 (TEST-NET-1) is not
+    // on this machine, so binding fails and nothing is ever exposed.
+    let output = run_sim(&["--allow-remote", "--listen", "192.0.2.1:0"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen on 192.0.2.1:0"), "{stderr}");
+}
