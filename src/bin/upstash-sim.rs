@@ -9,7 +9,7 @@ use upstash_rotator::sim::{self, Access, Account, SimConfig};
 /// REST data plane, fault injection under /_sim). For tests and local
 /// development; never expose it beyond loopback.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on; port 0 picks a free one. The bound address is
     /// printed on the first line of standard output. Must be a loopback
