@@ -382,6 +382,10 @@ async fn state_file_keeps_databases_across_restarts() {
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let file = dir.join("state.json");
     let path = file.to_str().expect("utf-8 path");
+    // A symlink where the simulator used to put its temporary file.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "untouched").expect("victim");
+    std::os::unix::fs::symlink(&victim, dir.join("state.tmp")).expect("symlink");
     let created = {
         let sim = Sim::start(&["--state-file", path]).await;
         sim.create_database("kept").await
@@ -389,6 +393,18 @@ async fn state_file_keeps_databases_across_restarts() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&file).expect("state file written").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the state file holds credentials");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "untouched",
+        "no write through the symlink"
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["state.json", "state.tmp", "victim"], "no temporary file left behind");
 
     let sim = Sim::start(&["--state-file", path]).await;
     let id = created["database_id"].as_str().expect("id");
@@ -420,4 +436,33 @@ async fn unknown_routes_and_bad_command_line() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("EMAIL:API_KEY"), "{stderr}");
+}
+
+async fn run_sim(args: &[&str]) -> std::process::Output {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstash-sim"))
+        .args(["--account", "dev@example.com:dev-key"])
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(std::time::Duration::from_secs(20), output)
+        .await
+        .expect("exits in time")
+        .expect("run")
+}
+
+#[tokio::test]
+async fn listening_outside_loopback_needs_allow_remote() {
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
+        let output = run_sim(&["--listen", listen]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "--listen {listen}: {stderr}");
+        assert!(stderr.contains("--allow-remote") && stderr.contains("loopback"), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing listened");
+    }
+    // With the flag the address is accepted; 192.0.2.1 (TEST-NET-1) is not
+    // on this machine, so binding fails and nothing is ever exposed.
+    let output = run_sim(&["--allow-remote", "--listen", "192.0.2.1:0"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen on 192.0.2.1:0"), "{stderr}");
 }

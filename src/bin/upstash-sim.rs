@@ -9,12 +9,17 @@ use upstash_rotator::sim::{self, Access, Account, SimConfig};
 /// REST data plane, fault injection under /_sim). For tests and local
 /// development; never expose it beyond loopback.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on; port 0 picks a free one. The bound address is
-    /// printed on the first line of standard output.
+    /// printed on the first line of standard output. Must be a loopback
+    /// address unless --allow-remote is given.
     #[arg(long, default_value = "127.0.0.1:8910")]
     listen: SocketAddr,
+    /// Allows a --listen address outside loopback. The simulator has no TLS
+    /// and its control API (/_sim, fault injection) has no authentication.
+    #[arg(long)]
+    allow_remote: bool,
     /// An account with a read/write API key, as EMAIL:API_KEY (repeatable).
     #[arg(long = "account", env = "UPSTASH_SIM_ACCOUNTS", value_delimiter = ',', hide_env_values = true)]
     accounts: Vec<String>,
@@ -33,6 +38,18 @@ struct Args {
     /// Keeps databases across restarts in this file (written with mode 0600).
     #[arg(long)]
     state_file: Option<PathBuf>,
+}
+
+/// Refuses a listen address outside loopback unless --allow-remote is given.
+fn check_listen(args: &Args) -> Result<(), String> {
+    if args.allow_remote || args.listen.ip().to_canonical().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "--listen {}: not a loopback address. The simulator has no TLS and its control API (/_sim) has no \
+         authentication; listen on 127.0.0.1 or [::1], or pass --allow-remote to listen there anyway",
+        args.listen
+    ))
 }
 
 fn accounts(args: &Args) -> Result<Vec<Account>, String> {
@@ -62,6 +79,10 @@ async fn main() -> ExitCode {
         )
         .init();
 
+    if let Err(e) = check_listen(&args) {
+        eprintln!("upstash-sim: {e}");
+        return ExitCode::from(2);
+    }
     let accounts = match accounts(&args) {
         Ok(a) => a,
         Err(e) => {

@@ -17,6 +17,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use super::{
+    command_policy::refusal,
     error::DataPlaneError,
     management::MAX_BODY,
     rest_value::{Encoding, to_result},
@@ -98,6 +99,9 @@ fn command_of(value: &Value) -> Result<Vec<String>, DataPlaneError> {
 }
 
 async fn execute(grant: &TokenGrant, args: &[String]) -> Result<redis::Value, String> {
+    if let Some(error) = refusal(args) {
+        return Err(error);
+    }
     let name = args.first().map(|s| s.to_ascii_uppercase()).unwrap_or_default();
     if grant.kind == TokenKind::ReadOnly && !READ_ONLY.contains(&name.as_str()) {
         return Err(format!(

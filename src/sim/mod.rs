@@ -2,6 +2,7 @@
 //! plane, with fault injection (see docs/upstash-api.md §16).
 
 mod accounts;
+mod command_policy;
 mod control;
 mod data_plane;
 mod database;

@@ -4,12 +4,10 @@
 use redis::{AsyncCommands as _, IntoConnectionInfo as _, aio::MultiplexedConnection};
 use uuid::Uuid;
 
-use super::database::Credentials;
+use super::{command_policy::refusal, database::Credentials};
 
-/// Commands the REST data plane refuses, since they would let a client
-/// reconfigure the server or hijack the simulator's own connection.
-const BLOCKED: &[&str] =
-    &["ACL", "AUTH", "HELLO", "CONFIG", "SHUTDOWN", "MONITOR", "SUBSCRIBE", "PSUBSCRIBE", "CLIENT", "SELECT"];
+/// The simulator's own ACL user on every redis-server it manages.
+pub const ADMIN_USER: &str = "upstash-sim";
 
 /// The simulator's administrative connection to one redis-server.
 #[derive(Clone)]
@@ -34,7 +32,7 @@ impl RedisBackend {
         redis::cmd("ACL")
             .arg(&[
                 "SETUSER",
-                "upstash-sim",
+                ADMIN_USER,
                 "on",
                 "resetpass",
                 &format!(">{admin_password}"),
@@ -45,7 +43,7 @@ impl RedisBackend {
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| format!("redis-server {address}: cannot create the simulator's ACL user: {e}"))?;
-        let mut conn = open(address, Some(("upstash-sim", &admin_password))).await?;
+        let mut conn = open(address, Some((ADMIN_USER, &admin_password))).await?;
         let _: String = conn.ping().await.map_err(|e| format!("redis-server {address}: {e}"))?;
         Ok(Self { address: address.to_owned(), conn })
     }
@@ -81,8 +79,9 @@ impl RedisBackend {
     /// Runs one command for the REST data plane.
     pub async fn execute(&self, args: &[String]) -> Result<redis::Value, String> {
         let name = args.first().ok_or("ERR empty command")?;
-        if BLOCKED.iter().any(|b| b.eq_ignore_ascii_case(name)) {
-            return Err(format!("ERR command '{name}' is not allowed through the REST API"));
+        // The data plane checks first; this keeps the backend safe on its own.
+        if let Some(error) = refusal(args) {
+            return Err(error);
         }
         let mut cmd = redis::cmd(name);
         cmd.arg(&args[1..]);
@@ -99,11 +98,10 @@ impl RedisBackend {
             let mut pipe = redis::pipe();
             pipe.atomic();
             for args in commands {
+                if let Some(error) = refusal(args) {
+                    return commands.iter().map(|_| Err(error.clone())).collect();
+                }
                 if let Some(name) = args.first() {
-                    if BLOCKED.iter().any(|b| b.eq_ignore_ascii_case(name)) {
-                        let err = format!("ERR command '{name}' is not allowed through the REST API");
-                        return commands.iter().map(|_| Err(err.clone())).collect();
-                    }
                     pipe.cmd(name).arg(&args[1..]);
                 }
             }

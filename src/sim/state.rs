@@ -134,10 +134,8 @@ impl SimState {
         let Some(path) = &self.state_file else { return Ok(()) };
         let text =
             serde_json::to_string_pretty(&store.databases).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        write_private(&tmp, text.as_bytes())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| ApiError::Internal(format!("cannot write state file: {e}")))
+        write_private(path, text.as_bytes())
+            .map_err(|e| ApiError::Internal(format!("cannot write state file {}: {e}", path.display())))
     }
 
     pub async fn create(&self, auth: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
@@ -321,9 +319,97 @@ fn fake_endpoint(id: &str) -> String {
     format!("{}-{}.upstash.io", WORDS[n % WORDS.len()], 10000 + n % 90000)
 }
 
+/// Replaces `path` with `bytes` atomically: they go to a new file of random
+/// name in the same directory, created exclusively (never through an existing
+/// file or symlink) with mode 0600, synced, then renamed over `path`.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    file.write_all(bytes)
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // tempfile creates with O_CREAT|O_EXCL and mode 0600 on Unix.
+    let mut file = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    // Makes the rename itself durable; some file systems cannot sync a
+    // directory, and the data is already safe in the file, so this is best effort.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn scratch_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("upstash-sim-state-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_file_is_private_even_when_it_existed_with_another_mode() {
+        let dir = scratch_dir();
+        let path = dir.join("state.json");
+        std::fs::write(&path, "old").expect("pre-existing file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&path, b"{}").expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}");
+        assert_eq!(mode(&path), 0o600);
+        let entries: Vec<_> =
+            std::fs::read_dir(&dir).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(entries, ["state.json"], "no temporary file is left behind");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn predictable_temporary_paths_are_not_followed() {
+        let dir = scratch_dir();
+        let path = dir.join("state.json");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched").expect("victim");
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        // The old implementation wrote through `state.tmp`; guess a few more.
+        let traps = ["state.tmp", "state.json.tmp", ".state.json.tmp"].map(|n| dir.join(n));
+        for trap in &traps {
+            std::os::unix::fs::symlink(&victim, trap).expect("symlink");
+        }
+        for round in 0..3 {
+            write_private(&path, format!("{{\"round\": {round}}}").as_bytes()).expect("write");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
+        assert_eq!(mode(&victim), 0o644);
+        for trap in &traps {
+            let meta = std::fs::symlink_metadata(trap).expect("trap still there");
+            assert!(meta.file_type().is_symlink(), "{} was replaced", trap.display());
+        }
+        assert_eq!(std::fs::read_to_string(&path).expect("state"), "{\"round\": 2}");
+        assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_followed() {
+        let dir = scratch_dir();
+        let path = dir.join("state.json");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched").expect("victim");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        write_private(&path, b"{}").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
+        assert!(!std::fs::symlink_metadata(&path).expect("state").file_type().is_symlink());
+        assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -18,30 +18,51 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     pub async fn start(args: &[&str]) -> Self {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        // Port 0, and the bound address read back from the log: a port picked
+        // in advance could be taken by another process before the operator
+        // binds it.
         let mut child = Command::new(env!("CARGO_BIN_EXE_upstash-rotator"))
             .arg("run")
-            .args(["--http-bind-address", &format!("127.0.0.1:{port}"), "--log-format", "text"])
+            .args(["--http-bind-address", "127.0.0.1:0", "--log-format", "text"])
             // Every test points the operator at upstash-sim over loopback HTTP.
             .arg("--allow-insecure-upstash-url")
             .args(args)
             .env("RUST_LOG", "info,upstash_rotator=debug")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn upstash-rotator");
         let logs = super::capture_lines(child.stderr.take().expect("piped stderr"));
-        let process = Self { child, http: format!("http://127.0.0.1:{port}"), logs };
-        let client = reqwest::Client::new();
-        super::eventually(Duration::from_secs(30), "the operator's HTTP endpoints", || {
-            let url = format!("{}/healthz", process.http);
-            let client = client.clone();
-            async move { client.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-        .await;
-        process
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut address = None;
+        let http = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let (status, stderr) = super::sim::exit_report(&mut child, &logs).await;
+                panic!(
+                    "upstash-rotator run {args:?} exited before serving /healthz: {status}; its stderr:\n{stderr}"
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let (status, stderr) = super::sim::exit_report(&mut child, &logs).await;
+                panic!(
+                    "upstash-rotator run {args:?} did not serve /healthz within 30 s: {status}; its stderr:\n{stderr}"
+                );
+            }
+            if address.is_none() {
+                address = logs.lock().ok().and_then(|l| bound_address(&l)).map(|a| format!("http://{a}"));
+            }
+            if let Some(base) = &address {
+                let response = client.get(format!("{base}/healthz")).send().await;
+                if response.is_ok_and(|r| r.status().is_success()) {
+                    break base.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        Self { child, http, logs }
     }
 
     pub fn logs(&self) -> String {
@@ -64,4 +85,11 @@ impl OperatorProcess {
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
     }
+}
+
+/// The address in the operator's "serving /healthz" log line (text format).
+fn bound_address(logs: &str) -> Option<String> {
+    let line = logs.lines().find(|l| l.contains("serving /healthz"))?;
+    let value = line.split_whitespace().find_map(|w| w.strip_prefix("address="))?;
+    Some(value.trim_matches('"').to_owned())
 }

@@ -40,15 +40,26 @@ impl Sim {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn upstash-sim");
+        // Captured from the start, so a failed start can show why.
+        let logs = super::capture_lines(child.stderr.take().expect("piped stderr"));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut first = String::new();
-        tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).read_line(&mut first))
-            .await
-            .expect("upstash-sim printed its address in time")
-            .expect("read upstash-sim stdout");
-        let url = first.trim().strip_prefix("upstash-sim listening on ").expect("address line").to_owned();
-
-        let logs = super::capture_lines(child.stderr.take().expect("piped stderr"));
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).read_line(&mut first)).await;
+        let url = match read {
+            Ok(Ok(_)) => first.trim().strip_prefix("upstash-sim listening on ").map(str::to_owned),
+            _ => None,
+        };
+        let Some(url) = url else {
+            let why = match read {
+                Err(_) => "printed nothing on stdout within 20 s".to_owned(),
+                Ok(Err(e)) => format!("stdout could not be read: {e}"),
+                Ok(Ok(0)) => "closed stdout before printing its address".to_owned(),
+                Ok(Ok(_)) => format!("printed {:?} instead of its address", first.trim_end()),
+            };
+            let (status, stderr) = exit_report(&mut child, &logs).await;
+            panic!("upstash-sim {extra:?} {why}; {status}; its stderr:\n{stderr}");
+        };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
         Self { url, http, child, logs }
     }
@@ -150,34 +161,113 @@ impl Sim {
     }
 }
 
+/// How a child that failed to start ended, and what it wrote: waits a little
+/// for it to exit (killing it otherwise) and for its captured output to end.
+pub async fn exit_report(child: &mut Child, output: &Arc<Mutex<String>>) -> (String, String) {
+    let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+        Ok(Ok(status)) => format!("it exited with {status}"),
+        Ok(Err(e)) => format!("waiting for it failed: {e}"),
+        Err(_) => {
+            let _ = child.kill().await;
+            "it was still running and has been killed".to_owned()
+        }
+    };
+    // The reader task sees end-of-file right after the exit; let it finish.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (status, output.lock().map(|o| o.clone()).unwrap_or_default())
+}
+
 /// A throw-away redis-server on a free loopback port; killed when dropped.
 pub struct RedisServer {
     pub port: u16,
     _child: Child,
 }
 
+/// How many ports `RedisServer::start` tries: redis-server cannot bind port 0
+/// usefully, so it gets a port that was free a moment ago and another process
+/// may take first.
+const REDIS_PORT_ATTEMPTS: usize = 5;
+
 impl RedisServer {
     pub async fn start() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..REDIS_PORT_ATTEMPTS {
+            match Self::try_start().await {
+                Ok(server) => return server,
+                Err(Failure::PortTaken(report)) => failures.push(report),
+                Err(Failure::Fatal(report)) => panic!("redis-server did not start: {report}"),
+            }
+        }
+        panic!(
+            "redis-server did not start: the port was taken {REDIS_PORT_ATTEMPTS} times in a row:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    async fn try_start() -> Result<Self, Failure> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server is installed (make test installs it)");
-        let started = tokio::time::Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        let pid = child.id().expect("just spawned");
+        // redis-server logs to stdout.
+        let output = super::capture_lines(child.stdout.take().expect("piped stdout"));
+        let errors = super::capture_lines(child.stderr.take().expect("piped stderr"));
+        let report = |status: String| {
+            let text = |o: &Arc<Mutex<String>>| o.lock().map(|o| o.clone()).unwrap_or_default();
+            format!("port {port}: {status}; its output:\n{}{}", text(&output), text(&errors))
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let (status, _) = exit_report(&mut child, &output).await;
+                let report = report(status);
+                return Err(if report.contains("Address already in use") {
+                    Failure::PortTaken(report)
+                } else {
+                    Failure::Fatal(report)
+                });
+            }
+            // Whoever answers on the port must be the server just started,
+            // not another process that took the port first (then ours is about
+            // to fail to bind).
+            if serving_pid(port).await == Some(pid) {
+                return Ok(Self { port, _child: child });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let (status, _) = exit_report(&mut child, &output).await;
+                return Err(Failure::Fatal(report(format!("not ready within 10 s, {status}"))));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { port, _child: child }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+enum Failure {
+    PortTaken(String),
+    Fatal(String),
+}
+
+/// The `process_id` of the redis-server answering on `port`, if one does.
+async fn serving_pid(port: u16) -> Option<u32> {
+    let info = async {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("INFO").arg("server").query_async::<String>(&mut conn).await.ok()
+    };
+    let info = tokio::time::timeout(Duration::from_secs(2), info).await.ok()??;
+    info.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok())
 }
