@@ -174,8 +174,11 @@ async fn deleting_the_namespace_mid_rotation_never_hangs() {
     world.wait_for("cache", reason::SYNCED, |_| true).await;
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 3000}})).await;
     world.set_rotation("cache", 1).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // The namespace controller deletes the Secret early; do it first so the
+    // write after the reset must create it in a terminating namespace.
+    world.secrets().delete("cache", &DeleteParams::default()).await.expect("delete Secret");
     let namespaces: Api<Namespace> = Api::all(world.client.clone());
     namespaces.delete(&world.ns.name, &DeleteParams::default()).await.expect("delete namespace");
     eventually(Duration::from_secs(90), "the namespace to go away", || async {
