@@ -27,7 +27,8 @@ fi
 pid=$(cat "$pidfile")
 if kill -0 "$pid" 2>/dev/null; then
   kill "-$signal" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # It stops listening at once on TERM but may linger draining; 10 s is enough.
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 fi
