@@ -11,6 +11,9 @@ pub struct ScenarioReport {
     pub key: &'static str,
     pub title: &'static str,
     pub runs: u32,
+    /// Counter steps the operator applied, and resets Upstash saw.
+    pub steps: u64,
+    pub resets: u64,
     pub faults: u64,
     pub count: Count,
     pub leaks: u64,
@@ -78,9 +81,11 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 13] = [
     "scenario",
     "runs",
+    "steps",
+    "resets",
     "faults",
     "lost",
     "extra ann/silent",
@@ -92,7 +97,7 @@ const HEADER: [&str; 11] = [
     "verdict",
 ];
 
-fn row(r: &ScenarioReport) -> [String; 11] {
+fn row(r: &ScenarioReport) -> [String; 13] {
     let c = &r.count;
     let converge = median_max(&r.converge).map_or("-".into(), |(m, x)| format!("{}/{}", secs(m), secs(x)));
     let verdict = match (&r.error, &r.skipped, r.failed()) {
@@ -104,6 +109,8 @@ fn row(r: &ScenarioReport) -> [String; 11] {
     [
         r.key.to_owned(),
         r.runs.to_string(),
+        r.steps.to_string(),
+        r.resets.to_string(),
         r.faults.to_string(),
         c.lost.to_string(),
         format!("{}/{}", c.extra_announced, c.extra_silent),
@@ -118,7 +125,7 @@ fn row(r: &ScenarioReport) -> [String; 11] {
 
 /// A plain-text table for the terminal.
 pub fn table(reports: &[ScenarioReport]) -> String {
-    let rows: Vec<[String; 11]> = reports.iter().map(row).collect();
+    let rows: Vec<[String; 13]> = reports.iter().map(row).collect();
     let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -212,7 +219,8 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport], scenarios: &[(&str, 
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "Columns: **runs** rounds (burst of counter bumps with faults, heal, converge, check); **faults** \
+        "Columns: **runs** rounds (burst of counter bumps with faults, heal, converge, check); **steps** \
+         counter steps the operator reported applied; **resets** resets Upstash (the simulator) counted; **faults** \
          injected and taking effect (simulator answers shaped by a fault, kills, pauses, apiserver restarts, \
          admission denials periods, Secret edits, namespace deletions); **lost** Secrets not holding \
          Upstash's current password after convergence; **extra** resets beyond one per applied counter step, \
