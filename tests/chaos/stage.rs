@@ -170,6 +170,8 @@ pub struct Stage {
     pub protected: Mutex<BTreeSet<String>>,
     pub notes: Mutex<Vec<String>>,
     burst_over: AtomicBool,
+    /// Set by chaos to end the burst at once (open steps stay open).
+    cut: AtomicBool,
     watcher: JoinHandle<()>,
 }
 
@@ -274,6 +276,7 @@ impl Stage {
             protected: Mutex::default(),
             notes: Mutex::default(),
             burst_over: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             watcher,
         };
         stage.wait_all_converged(Duration::from_secs(60)).await.map_err(|e| anyhow!("first sync: {e}"))?;
@@ -298,6 +301,45 @@ impl Stage {
 
     pub fn burst_over(&self) -> bool {
         self.burst_over.load(Ordering::Relaxed)
+    }
+
+    /// Ends the current burst now: no more bumps, no more waiting for steps.
+    pub fn cut_burst(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+
+    fn cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
+
+    /// Raises every counter once more (a fresh change, as a user makes it),
+    /// opening a step where none is open.
+    pub async fn raise_all(&self, tracks: &mut [Track]) {
+        for (i, track) in tracks.iter_mut().enumerate() {
+            self.raise(i, track).await;
+        }
+    }
+
+    /// Raises database `i`'s counter by one, opening a step if none is open.
+    pub async fn raise(&self, i: usize, track: &mut Track) {
+        let Some(db) = self.dbs.get(i) else { return };
+        let Some(view) = self.view(&db.resource).await else { return };
+        if track.open.is_none() {
+            track.open = Some(self.resets(&db.id).await);
+        }
+        if let Err(e) = self.bump(&db.resource, view.spec + 1).await {
+            self.note(e.to_string());
+        }
+    }
+
+    /// Tracks starting from what every resource has applied now.
+    pub async fn tracks(&self) -> Vec<Track> {
+        let mut tracks = Vec::new();
+        for db in &self.dbs {
+            let view = self.view(&db.resource).await.unwrap_or_default();
+            tracks.push(Track { applied: view.applied.unwrap_or(view.spec), ..Track::default() });
+        }
+        tracks
     }
 
     pub async fn view(&self, name: &str) -> Option<View> {
@@ -495,6 +537,7 @@ impl Stage {
 
     pub async fn begin_round(&self) -> Snapshot {
         self.burst_over.store(false, Ordering::Relaxed);
+        self.cut.store(false, Ordering::Relaxed);
         let events = self.events().await;
         let mut resets = Vec::new();
         let mut counts = Vec::new();
@@ -549,7 +592,7 @@ impl Stage {
         };
         track.applied = view.applied.unwrap_or(view.spec);
         for (jump, pause_ms) in plan {
-            if Instant::now() > stop_bumping {
+            if Instant::now() > stop_bumping || self.cut() {
                 break;
             }
             let mut target = track.applied + jump;
@@ -571,7 +614,7 @@ impl Stage {
                         break true;
                     }
                 }
-                if Instant::now() > deadline {
+                if Instant::now() > deadline || self.cut() {
                     break false;
                 }
                 tokio::time::sleep(POLL).await;
