@@ -22,6 +22,9 @@ pub struct Config {
     pub report_path: Option<std::path::PathBuf>,
 }
 
+/// Faults a full campaign must inject, or it does not count.
+pub const FULL_MIN_FAULTS: u64 = 1000;
+
 /// Per-scenario knobs derived from the size.
 #[derive(Clone, Copy, Debug)]
 pub struct Knobs {
@@ -64,6 +67,7 @@ impl Config {
             Ok(p) if !p.trim().is_empty() => {
                 p.trim().parse().map_err(|_| format!("CHAOS_PARALLEL={p}: expected a number"))?
             }
+            _ if size == Size::Full => 5,
             _ => 4,
         };
         let report_path = match std::env::var("CHAOS_REPORT") {
@@ -88,11 +92,11 @@ impl Config {
                 scenario_limit: Duration::from_secs(180),
             },
             Size::Full => Knobs {
-                rounds: 8,
+                rounds: 7,
                 resources: 5,
-                burst: Duration::from_secs(40),
+                burst: Duration::from_secs(35),
                 max_bumps: 200,
-                burst_limit: Duration::from_secs(70),
+                burst_limit: Duration::from_secs(60),
                 converge_limit: Duration::from_secs(120),
                 scenario_limit: Duration::from_secs(1500),
             },

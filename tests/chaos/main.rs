@@ -64,6 +64,8 @@ fn main() -> ExitCode {
     let elapsed = started.elapsed();
 
     let totals = report::totals(&reports);
+    let too_few =
+        config.size == Size::Full && config.only.is_empty() && totals.faults < config::FULL_MIN_FAULTS;
     println!("\n{}", report::table(&reports));
     let details = report::details(&reports);
     if !details.is_empty() {
@@ -83,8 +85,15 @@ fn main() -> ExitCode {
         }
     }
     println!("chaos: seed {} size {size}, {:.0} s", config.seed, elapsed.as_secs_f64());
+    if too_few {
+        println!(
+            "chaos: a full campaign must inject at least {} faults; this one injected {}",
+            config::FULL_MIN_FAULTS,
+            totals.faults
+        );
+    }
     println!("{}", report::final_line(&totals));
-    if report::failed(&totals) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if report::failed(&totals) || too_few { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 fn command(program: &str, args: &[&str]) -> String {
@@ -113,6 +122,13 @@ async fn campaign(config: Config) -> Vec<ScenarioReport> {
         log_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{}", config.seed)),
     });
     println!("chaos: operator logs (redacted) go to {}", ctx.log_dir.display());
+    // First the harness proves it can see each kind of violation.
+    if let Err(e) = scenarios::selfcheck::run(&ctx).await.map(|found| println!("chaos: self-check: {found}"))
+    {
+        let mut r = ScenarioReport::new("self-check", "the harness's own detection");
+        r.error = Some(format!("{e:#}"));
+        return vec![r];
+    }
     let keys: Vec<&'static str> =
         scenarios::ALL.iter().map(|(k, _, _)| *k).filter(|k| config.wants(k)).collect();
     // The apiserver restart disturbs every namespace: it runs alone, last.

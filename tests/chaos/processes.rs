@@ -78,6 +78,8 @@ pub struct Operator {
     pub down_until: Option<Instant>,
     /// Exits the harness did not cause (lost leadership, crashes).
     pub own_exits: Vec<String>,
+    /// Stopped for good: never restarted.
+    retired: bool,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -98,6 +100,7 @@ impl Operator {
             paused: false,
             down_until: None,
             own_exits: Vec::new(),
+            retired: false,
         };
         op.spawn().await?;
         Ok(op)
@@ -218,7 +221,7 @@ impl Operator {
 
     /// Restarts it if it is down and may come back; notes exits it caused itself.
     pub async fn supervise(&mut self) -> Result<bool, String> {
-        if self.paused {
+        if self.paused || self.retired {
             return Ok(false);
         }
         if let Some(child) = self.child.as_mut()
@@ -238,6 +241,7 @@ impl Operator {
 
     /// Stops it for good (SIGCONT first if paused).
     pub async fn stop(&mut self) {
+        self.retired = true;
         self.resume();
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
