@@ -21,5 +21,12 @@ trap 'hack/testenv/down.sh' EXIT
 eval "$exports"
 
 phase "chaos (CHAOS_SIZE=$size)"
-CHAOS_SIZE=$size cargo test --locked --test chaos
-phase "done"
+log=target/chaos-$size.log
+status=0
+CHAOS_SIZE=$size cargo test --locked --test chaos 2>&1 | tee "$log" || status=$?
+hack/testenv/down.sh
+trap - EXIT
+phase "done (output in $log)"
+# The verdict again, last, after cargo's and the plane's messages.
+grep '^chaos: [0-9]* faults' "$log" | tail -n 1 || echo "chaos: no verdict (see $log)"
+exit "$status"

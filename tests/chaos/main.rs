@@ -30,6 +30,15 @@ use scenarios::common::Ctx;
 use tokio::sync::Semaphore;
 
 fn main() -> ExitCode {
+    // Behave like a libtest binary towards `cargo test --list` and name filters.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("chaos: test");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| !a.starts_with('-') && !"chaos".contains(a.as_str())) {
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
