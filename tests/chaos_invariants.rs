@@ -12,10 +12,9 @@ mod report;
 #[allow(dead_code)]
 mod rng;
 
-/// `report` names the stage's reason constant; the stand-in keeps it standalone.
-mod stage {
-    pub const NEEDS_ATTENTION: &str = "RotationNeedsAttention";
-}
+#[path = "chaos/tracking.rs"]
+#[allow(dead_code)]
+mod tracking;
 
 #[test]
 fn the_same_seed_replays_the_same_choices() {
@@ -228,5 +227,77 @@ mod report_tests {
         ]);
         assert_eq!(t.lines().count(), 3);
         assert!(t.contains("kill9") && t.contains("FAIL"));
+    }
+}
+
+mod tracking_tests {
+    use super::{invariants::Step, tracking::*};
+
+    fn view(spec: i64, applied: i64, reason: &str) -> View {
+        View {
+            spec,
+            applied: Some(applied),
+            pending: None,
+            ready: Some(("True".into(), reason.into(), String::new())),
+            rotating: None,
+        }
+    }
+
+    fn track(applied: i64) -> Track {
+        Track::starting_at(applied)
+    }
+
+    #[test]
+    fn an_advance_closes_the_open_step_with_the_resets_of_its_window() {
+        let mut t = track(3);
+        t.open = Some(10);
+        t.observe(&view(4, 3, "Rotating"), 11); // not applied yet
+        assert!(t.steps.is_empty());
+        t.observe(&view(4, 4, "Rotated"), 11);
+        assert_eq!(t.steps, vec![Step { resets: 1, applied: true }]);
+        assert_eq!(t.finish(), vec![Step { resets: 1, applied: true }]);
+    }
+
+    #[test]
+    fn a_jump_is_one_step_and_a_partial_advance_opens_the_next() {
+        let mut t = track(0);
+        t.open = Some(0);
+        t.observe(&view(3, 3, "Rotated"), 1);
+        assert_eq!(t.steps.len(), 1);
+        // Raised to 5 while 4 was being applied: 4 closes one step, 5 is the next.
+        t.open = Some(1);
+        t.observe(&view(5, 4, "Rotated"), 2);
+        t.observe(&view(5, 5, "Rotated"), 3);
+        assert_eq!(t.steps, vec![Step { resets: 1, applied: true }; 3]);
+    }
+
+    #[test]
+    fn a_step_still_open_at_the_end_is_not_applied() {
+        let mut t = track(2);
+        t.open = Some(7);
+        assert_eq!(t.finish(), vec![Step { resets: 0, applied: false }]);
+    }
+
+    #[test]
+    fn needs_attention_is_answered_once_per_occurrence() {
+        let mut t = track(1);
+        let stopped = view(2, 1, NEEDS_ATTENTION);
+        assert_eq!(t.attend(&stopped), Some(3));
+        // The status still shows the old condition: no second raise.
+        assert_eq!(t.attend(&view(3, 1, NEEDS_ATTENTION)), None);
+        assert_eq!(t.attention, 1);
+        // It stopped again later, for a higher counter: raise again.
+        assert_eq!(t.attend(&view(6, 5, NEEDS_ATTENTION)), Some(7));
+        assert_eq!(t.attend(&view(6, 5, "Rotating")), None);
+        assert_eq!(t.attention, 2);
+    }
+
+    #[test]
+    fn converged_means_applied_idle_and_ready() {
+        assert!(view(4, 4, "Rotated").converged());
+        assert!(!view(5, 4, "Rotated").converged());
+        let mut pending = view(4, 4, "Rotated");
+        pending.pending = Some(5);
+        assert!(!pending.converged());
     }
 }

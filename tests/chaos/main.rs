@@ -20,6 +20,7 @@ mod report;
 mod rng;
 mod scenarios;
 mod stage;
+mod tracking;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
@@ -68,6 +69,8 @@ fn main() -> ExitCode {
         }
     };
     let started = std::time::Instant::now();
+    // What was tested: the checkout as it is when the campaign starts.
+    let (date, tested) = (command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]), commit());
     let reports = runtime.block_on(campaign(config.clone()));
     runtime.shutdown_timeout(Duration::from_secs(10));
     let elapsed = started.elapsed();
@@ -81,13 +84,7 @@ fn main() -> ExitCode {
         println!("{details}");
     }
     if let Some(path) = &config.report_path {
-        let info = RunInfo {
-            seed: config.seed,
-            size,
-            date: command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-            commit: commit(),
-            elapsed,
-        };
+        let info = RunInfo { seed: config.seed, size, date, commit: tested, elapsed };
         match std::fs::write(path, report::markdown(&info, &reports, scenarios::ALL)) {
             Ok(()) => println!("chaos: wrote {}", path.display()),
             Err(e) => println!("chaos: cannot write {}: {e}", path.display()),

@@ -230,7 +230,7 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport], scenarios: &[(&str, 
          faults healed; **leaks** credential strings in operator logs, events or statuses; **attention** \
          times the operator stopped with `{}` and the harness raised the counter as the message says; \
          **converge** time from healing to all resources converged.\n",
-        super::stage::NEEDS_ATTENTION
+        super::tracking::NEEDS_ATTENTION
     );
     let _ = writeln!(md, "## Scenarios\n");
     for (key, title, what) in scenarios {

@@ -25,14 +25,14 @@ use kube::{
 use serde_json::{Value, json};
 use tokio::{task::JoinHandle, time::Instant};
 use upstash_rotator::{
-    conditions::{self, READY},
     crd::{RedisPasswordRotation, RedisPasswordRotationSpec},
     secret,
 };
 
+pub use super::tracking::{Track, View};
 use super::{
     config::Knobs,
-    invariants::{Ledger, Step},
+    invariants::Ledger,
     leaks::Needles,
     processes::{Fleet, Launch},
     rng::Rng,
@@ -43,8 +43,6 @@ use super::{
 };
 
 pub const CREDENTIALS_SECRET: &str = "upstash-api";
-/// The reason the operator gives when it stops after repeated blind resets.
-pub const NEEDS_ATTENTION: &str = "RotationNeedsAttention";
 /// How long resets may still trickle in after convergence.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Prefix of the passwords the user-edits scenario writes.
@@ -56,92 +54,6 @@ const POLL: Duration = Duration::from_millis(250);
 pub struct Db {
     pub id: String,
     pub resource: String,
-}
-
-/// The observable state of one resource, as far as the invariants care.
-#[derive(Clone, Debug, Default)]
-pub struct View {
-    pub spec: i64,
-    pub applied: Option<i64>,
-    pub pending: Option<i64>,
-    pub ready: Option<(String, String, String)>,
-    /// Reason of the `Rotating` condition when it is True.
-    pub rotating: Option<String>,
-}
-
-impl View {
-    fn of(r: &RedisPasswordRotation) -> Self {
-        let status = r.status.clone().unwrap_or_default();
-        let ready = conditions::get(&status.conditions, READY)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
-        let rotating = conditions::get(&status.conditions, conditions::ROTATING)
-            .filter(|c| c.status == "True")
-            .map(|c| c.reason.clone());
-        Self {
-            spec: r.spec.rotation,
-            applied: status.rotation,
-            pending: status.pending_rotation,
-            ready,
-            rotating,
-        }
-    }
-
-    pub fn converged(&self) -> bool {
-        self.applied == Some(self.spec)
-            && self.pending.is_none()
-            && self.ready.as_ref().is_some_and(|(s, _, _)| s == "True")
-    }
-
-    pub fn needs_attention(&self) -> bool {
-        self.ready.as_ref().is_some_and(|(_, reason, _)| reason == NEEDS_ATTENTION)
-    }
-
-    pub fn describe(&self) -> String {
-        let (status, reason, message) = self.ready.clone().unwrap_or_default();
-        format!(
-            "spec.rotation={} status.rotation={:?} pendingRotation={:?} Ready={status} {reason}: {message}",
-            self.spec, self.applied, self.pending
-        )
-    }
-}
-
-/// Steps of one resource in one round.
-#[derive(Clone, Debug, Default)]
-pub struct Track {
-    pub applied: i64,
-    pub steps: Vec<Step>,
-    /// Resets counted when the open step began.
-    open: Option<u64>,
-    pub attention: u64,
-    /// The counter value the harness last raised to answer `RotationNeedsAttention`.
-    attended: Option<i64>,
-}
-
-impl Track {
-    /// What a user does on `RotationNeedsAttention`: raise the counter, once
-    /// per occurrence. Returns the value to raise it to.
-    fn attend(&mut self, view: &View) -> Option<i64> {
-        if !view.needs_attention() || self.attended.is_some_and(|a| a >= view.spec) {
-            return None;
-        }
-        self.attention += 1;
-        self.attended = Some(view.spec + 1);
-        Some(view.spec + 1)
-    }
-
-    /// Folds an observation in: an advance of `status.rotation` closes the open
-    /// step; a counter still ahead opens the next one.
-    fn observe(&mut self, view: &View, resets: u64) {
-        let Some(applied) = view.applied else { return };
-        if applied > self.applied {
-            let start = self.open.take().unwrap_or(resets);
-            self.steps.push(Step { resets: resets.saturating_sub(start), applied: true });
-            self.applied = applied;
-            if view.spec > applied {
-                self.open = Some(resets);
-            }
-        }
-    }
 }
 
 /// What a round starts from.
@@ -337,7 +249,7 @@ impl Stage {
         let mut tracks = Vec::new();
         for db in &self.dbs {
             let view = self.view(&db.resource).await.unwrap_or_default();
-            tracks.push(Track { applied: view.applied.unwrap_or(view.spec), ..Track::default() });
+            tracks.push(Track::starting_at(view.applied.unwrap_or(view.spec)));
         }
         tracks
     }
@@ -670,9 +582,7 @@ impl Stage {
                 let resets = self.resets(&db.id).await;
                 track.observe(v, resets);
             }
-            if track.open.is_some() {
-                track.steps.push(Step { resets: 0, applied: false });
-            }
+            let steps = track.finish();
             let total = self.resets(&db.id).await.saturating_sub(snapshot.resets[i]);
             let (repeats, unverified) = Self::announcements(&events, &db.resource);
             let (repeats0, unverified0) = snapshot.events[i];
@@ -683,7 +593,7 @@ impl Stage {
             };
             ledgers.push(Ledger {
                 resource: format!("{}/{}", self.ns.name, db.resource),
-                steps: track.steps.clone(),
+                steps,
                 total_resets: total,
                 announced_repeats: repeats.saturating_sub(repeats0),
                 announced_unverified: unverified.saturating_sub(unverified0),

@@ -1,0 +1,113 @@
+//! What the harness knows about one resource while it raises its counter:
+//! its observed state, and the counter steps with the resets in each
+//! step's window. Pure, so it is unit-tested (tests/chaos_invariants.rs).
+
+use upstash_rotator::{
+    conditions::{self, READY},
+    crd::RedisPasswordRotation,
+};
+
+use super::invariants::Step;
+
+/// The reason the operator gives when it stops after repeated blind resets.
+pub const NEEDS_ATTENTION: &str = "RotationNeedsAttention";
+
+/// The observable state of one resource, as far as the invariants care.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub spec: i64,
+    pub applied: Option<i64>,
+    pub pending: Option<i64>,
+    pub ready: Option<(String, String, String)>,
+    /// Reason of the `Rotating` condition when it is True.
+    pub rotating: Option<String>,
+}
+
+impl View {
+    pub fn of(r: &RedisPasswordRotation) -> Self {
+        let status = r.status.clone().unwrap_or_default();
+        let ready = conditions::get(&status.conditions, READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+        let rotating = conditions::get(&status.conditions, conditions::ROTATING)
+            .filter(|c| c.status == "True")
+            .map(|c| c.reason.clone());
+        Self {
+            spec: r.spec.rotation,
+            applied: status.rotation,
+            pending: status.pending_rotation,
+            ready,
+            rotating,
+        }
+    }
+
+    pub fn converged(&self) -> bool {
+        self.applied == Some(self.spec)
+            && self.pending.is_none()
+            && self.ready.as_ref().is_some_and(|(s, _, _)| s == "True")
+    }
+
+    pub fn needs_attention(&self) -> bool {
+        self.ready.as_ref().is_some_and(|(_, reason, _)| reason == NEEDS_ATTENTION)
+    }
+
+    pub fn describe(&self) -> String {
+        let (status, reason, message) = self.ready.clone().unwrap_or_default();
+        format!(
+            "spec.rotation={} status.rotation={:?} pendingRotation={:?} Ready={status} {reason}: {message}",
+            self.spec, self.applied, self.pending
+        )
+    }
+}
+
+/// Steps of one resource in one round.
+#[derive(Clone, Debug, Default)]
+pub struct Track {
+    pub applied: i64,
+    pub steps: Vec<Step>,
+    /// Resets counted when the open step began.
+    pub open: Option<u64>,
+    pub attention: u64,
+    /// The counter value the harness last raised to answer `RotationNeedsAttention`.
+    attended: Option<i64>,
+}
+
+impl Track {
+    /// A track for a resource that has applied `applied`.
+    pub fn starting_at(applied: i64) -> Self {
+        Self { applied, ..Self::default() }
+    }
+
+    /// What a user does on `RotationNeedsAttention`: raise the counter, once
+    /// per occurrence. Returns the value to raise it to.
+    pub fn attend(&mut self, view: &View) -> Option<i64> {
+        if !view.needs_attention() || self.attended.is_some_and(|a| a >= view.spec) {
+            return None;
+        }
+        self.attention += 1;
+        self.attended = Some(view.spec + 1);
+        Some(view.spec + 1)
+    }
+
+    /// Folds an observation in: an advance of `status.rotation` closes the open
+    /// step; a counter still ahead opens the next one.
+    pub fn observe(&mut self, view: &View, resets: u64) {
+        let Some(applied) = view.applied else { return };
+        if applied > self.applied {
+            let start = self.open.take().unwrap_or(resets);
+            self.steps.push(Step { resets: resets.saturating_sub(start), applied: true });
+            self.applied = applied;
+            if view.spec > applied {
+                self.open = Some(resets);
+            }
+        }
+    }
+
+    /// The steps of the round; a step still open counts as not applied.
+    pub fn finish(&mut self) -> Vec<Step> {
+        let mut steps = self.steps.clone();
+        if self.open.is_some() {
+            steps.push(Step { resets: 0, applied: false });
+        }
+        steps
+    }
+}
