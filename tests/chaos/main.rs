@@ -85,6 +85,9 @@ fn main() -> ExitCode {
     }
     if let Some(path) = &config.report_path {
         let info = RunInfo { seed: config.seed, size, date, commit: tested, elapsed };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         match std::fs::write(path, report::markdown(&info, &reports, scenarios::ALL)) {
             Ok(()) => println!("chaos: wrote {}", path.display()),
             Err(e) => println!("chaos: cannot write {}: {e}", path.display()),
