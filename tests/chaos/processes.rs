@@ -227,7 +227,15 @@ impl Operator {
         if let Some(child) = self.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
-            self.own_exits.push(format!("{} exited by itself ({status})", self.launch.identity));
+            // Its last words, for the report (redacted there).
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(6).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            self.own_exits.push(format!(
+                "{} exited by itself ({status}); its last stderr lines:\n      {}",
+                self.launch.identity,
+                tail.join("\n      ")
+            ));
             self.child = None;
             // A kubelet restarts a crashed container after a short back-off.
             self.down_until = Some(Instant::now() + Duration::from_millis(500));

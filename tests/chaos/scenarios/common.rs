@@ -98,8 +98,21 @@ pub async fn close(stage: &Stage, ctx: &Ctx, report: &mut ScenarioReport) {
     }
     report.faults += stage.sim_faults().await + stage.other_faults.load(Ordering::Relaxed);
     let mut fleet = stage.fleet.lock().await;
-    report.details.extend(fleet.own_exits());
-    save_logs(&ctx.log_dir.join(&stage.ns.name), &fleet.logs(), |t| leaks::redact(t, &needles));
+    // Restarts are expected (lost leadership exits by design): show the first
+    // ones with their last lines, count the rest.
+    let exits = fleet.own_exits();
+    for exit in exits.iter().take(2) {
+        report.details.push(leaks::redact(exit, &needles));
+    }
+    if exits.len() > 2 {
+        report.details.push(format!("... and {} more exits of replicas by themselves", exits.len() - 2));
+    }
+    let dir = ctx.log_dir.join(&stage.ns.name);
+    save_logs(&dir, &fleet.logs(), |t| leaks::redact(t, &needles));
+    if report.failed() {
+        let shown = dir.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&dir);
+        report.details.push(format!("operator logs (redacted): {}", shown.display()));
+    }
     fleet.stop().await;
     drop(fleet);
     report.details.extend(stage.notes());
