@@ -4,7 +4,7 @@
 use std::{path::PathBuf, sync::atomic::Ordering, time::Duration};
 
 use futures::future::BoxFuture;
-use kube::Client;
+use kube::{Client, api::ListParams};
 use serde_json::{Value, json};
 
 use crate::{
@@ -131,12 +131,15 @@ pub fn delay(ms: u64) -> Value {
 pub async fn wait_for_intent(stage: &Stage, limit: Duration) -> Option<usize> {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline && !stage.burst_over() {
-        for (i, db) in stage.dbs.iter().enumerate() {
-            if stage.view(&db.resource).await.is_some_and(|v| v.pending.is_some()) {
-                return Some(i);
+        // One list for all resources: cheap enough to poll this often.
+        if let Ok(list) = stage.resources().list(&ListParams::default()).await {
+            let pending =
+                list.items.iter().find(|r| r.status.as_ref().is_some_and(|s| s.pending_rotation.is_some()));
+            if let Some(r) = pending {
+                return stage.dbs.iter().position(|d| Some(&d.resource) == r.metadata.name.as_ref());
             }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
     None
 }
