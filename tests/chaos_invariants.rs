@@ -35,7 +35,7 @@ mod invariants_tests {
     use super::invariants::*;
 
     fn step(resets: u64) -> Step {
-        Step { resets, applied: true }
+        Step { resets, advances: 1, ..Step::default() }
     }
 
     fn ledger(steps: Vec<Step>, total: u64) -> Ledger {
@@ -60,7 +60,7 @@ mod invariants_tests {
     }
 
     #[test]
-    fn a_late_reset_after_convergence_is_extra() {
+    fn a_late_reset_outside_any_window_is_extra() {
         // Windows saw one reset each, the settle period one more (a zombie).
         let l = ledger(vec![step(1), step(1)], 3);
         assert_eq!(l.count().extra_silent, 1);
@@ -84,10 +84,40 @@ mod invariants_tests {
     }
 
     #[test]
-    fn an_open_step_may_have_reset_once() {
-        let open = Step { resets: 1, applied: false };
-        assert_eq!(ledger(vec![step(1), open.clone()], 2).count(), Count::default());
-        assert_eq!(ledger(vec![step(1), open], 3).count().extra_silent, 1);
+    fn a_window_with_several_advances_justifies_one_reset_each() {
+        let merged = Step { resets: 2, advances: 2, ..Step::default() };
+        assert_eq!(ledger(vec![merged], 2).count(), Count::default());
+        let short = Step { resets: 1, advances: 2, ..Step::default() };
+        assert_eq!(ledger(vec![short], 1).count().missed_silent, 1);
+        let long = Step { resets: 3, advances: 2, ..Step::default() };
+        assert_eq!(ledger(vec![long], 3).count().extra_silent, 1);
+    }
+
+    #[test]
+    fn an_open_window_may_hold_one_reset_more() {
+        let open = Step { resets: 1, advances: 0, open: true, ..Step::default() };
+        assert_eq!(ledger(vec![step(1), open], 2).count(), Count::default());
+        let twice = Step { resets: 2, advances: 0, open: true, ..Step::default() };
+        assert_eq!(ledger(vec![step(1), twice], 3).count().extra_silent, 1);
+        // A reset outside the open window is not covered by it.
+        let quiet = Step { resets: 0, advances: 0, open: true, ..Step::default() };
+        assert_eq!(ledger(vec![step(1), quiet], 2).count().extra_silent, 1);
+    }
+
+    #[test]
+    fn odd_windows_are_named_with_their_times() {
+        let odd = Step {
+            resets: 2,
+            advances: 1,
+            opened_ms: 1_764_300_000_000,
+            closed_ms: 1_764_300_001_500,
+            ..Step::default()
+        };
+        let text = ledger(vec![step(1), odd], 3).describe().join("\n");
+        assert!(
+            text.contains("odd windows (UTC): #2 03:20:00.000Z..03:20:01.500Z (2 reset(s), 1 advance(s))"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -233,6 +263,10 @@ mod report_tests {
 mod tracking_tests {
     use super::{invariants::Step, tracking::*};
 
+    fn shapes(steps: &[Step]) -> Vec<(u64, u64, bool)> {
+        steps.iter().map(|s| (s.resets, s.advances, s.open)).collect()
+    }
+
     fn view(spec: i64, applied: i64, reason: &str) -> View {
         View {
             spec,
@@ -243,44 +277,49 @@ mod tracking_tests {
         }
     }
 
-    fn track(applied: i64) -> Track {
-        Track::starting_at(applied)
-    }
-
     #[test]
-    fn an_advance_closes_the_open_step_with_the_resets_of_its_window() {
-        let mut t = track(3);
-        t.open = Some(10);
+    fn an_advance_closes_the_open_window_with_its_resets() {
+        let mut t = Track::starting_at(&view(3, 3, "Rotated"), 10);
+        t.open(10);
         t.observe(&view(4, 3, "Rotating"), 11); // not applied yet
         assert!(t.steps.is_empty());
         t.observe(&view(4, 4, "Rotated"), 11);
-        assert_eq!(t.steps, vec![Step { resets: 1, applied: true }]);
-        assert_eq!(t.finish(), vec![Step { resets: 1, applied: true }]);
+        assert_eq!(shapes(&t.steps), vec![(1, 1, false)]);
+        assert_eq!(shapes(&t.finish(12)), vec![(1, 1, false)]);
     }
 
     #[test]
-    fn a_jump_is_one_step_and_a_partial_advance_opens_the_next() {
-        let mut t = track(0);
-        t.open = Some(0);
+    fn a_jump_is_one_step() {
+        let mut t = Track::starting_at(&view(0, 0, "Rotated"), 0);
+        t.open(0);
         t.observe(&view(3, 3, "Rotated"), 1);
-        assert_eq!(t.steps.len(), 1);
-        // Raised to 5 while 4 was being applied: 4 closes one step, 5 is the next.
-        t.open = Some(1);
-        t.observe(&view(5, 4, "Rotated"), 2);
-        t.observe(&view(5, 5, "Rotated"), 3);
-        assert_eq!(t.steps, vec![Step { resets: 1, applied: true }; 3]);
+        assert_eq!(shapes(&t.steps), vec![(1, 1, false)]);
     }
 
     #[test]
-    fn a_step_still_open_at_the_end_is_not_applied() {
-        let mut t = track(2);
-        t.open = Some(7);
-        assert_eq!(t.finish(), vec![Step { resets: 0, applied: false }]);
+    fn a_counter_raised_before_the_advance_was_seen_makes_one_window_of_two_advances() {
+        // Raised to 5 while 4 was being applied: which reset belongs to which
+        // advance cannot be told, so both advances share one window.
+        let mut t = Track::starting_at(&view(3, 3, "Rotated"), 0);
+        t.open(0);
+        t.observe(&view(5, 4, "Rotated"), 2);
+        assert!(t.steps.is_empty());
+        t.observe(&view(5, 5, "Rotated"), 2);
+        assert_eq!(shapes(&t.steps), vec![(2, 2, false)]);
+    }
+
+    #[test]
+    fn a_counter_left_ahead_opens_a_window_and_an_unwatched_advance_is_not_judged() {
+        let t = Track::starting_at(&view(6, 5, "Rotating"), 4);
+        assert_eq!(shapes(&t.finish(5)), vec![(1, 0, true)]);
+        let mut idle = Track::starting_at(&view(5, 5, "Rotated"), 4);
+        idle.observe(&view(6, 6, "Rotated"), 4);
+        assert_eq!((idle.steps.len(), idle.unjudged), (0, 1));
     }
 
     #[test]
     fn needs_attention_is_answered_once_per_occurrence() {
-        let mut t = track(1);
+        let mut t = Track::starting_at(&view(1, 1, "Rotated"), 0);
         let stopped = view(2, 1, NEEDS_ATTENTION);
         assert_eq!(t.attend(&stopped), Some(3));
         // The status still shows the old condition: no second raise.

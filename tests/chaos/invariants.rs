@@ -3,14 +3,38 @@
 
 use std::time::Duration;
 
-/// One counter step of one resource: from the bump until `status.rotation`
-/// advanced. A jump of several values in one bump is one step.
+/// A window of one resource: from a bump until `status.rotation` caught up
+/// with `spec.rotation`. Usually one counter step (a jump of several values
+/// in one bump is one step). When the counter was raised again before the
+/// previous value was seen applied, the window spans every advance the
+/// operator made meanwhile, since which reset belongs to which advance
+/// cannot be told apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Step {
-    /// Resets the simulator counted between the bump and the observed advance.
+    /// Resets the simulator counted in the window.
     pub resets: u64,
-    /// `status.rotation` advanced for it.
-    pub applied: bool,
+    /// Times `status.rotation` advanced in the window (each is one rotation).
+    pub advances: u64,
+    /// The window had not caught up when the round ended (one reset may be
+    /// on its way to a Secret write, or its resource deleted).
+    pub open: bool,
+    /// When the window opened and closed (Unix ms; 0 when unknown), to find
+    /// a violation in the operator's logs.
+    pub opened_ms: u64,
+    pub closed_ms: u64,
+}
+
+impl Step {
+    fn suspicious(&self) -> bool {
+        self.resets < self.advances || self.resets > self.advances + u64::from(self.open)
+    }
+}
+
+fn utc(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| k8s_openapi::jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| "?".into(), |t| t.strftime("%H:%M:%S%.3fZ").to_string())
 }
 
 /// Everything observed about one resource during one round.
@@ -68,18 +92,16 @@ impl Count {
 }
 
 impl Ledger {
-    /// Applied steps with no reset in their window are missed rotations.
-    /// Every reset beyond one per step (applied with a reset, or still open)
-    /// is extra. Announcements cover violations up to their number; the rest
-    /// are silent.
+    /// Advances without a reset in their window are missed rotations. Each
+    /// advance justifies one reset in its window, and an open window one more
+    /// (a reset whose Secret write is pending, a resource being deleted);
+    /// every other reset of the round is extra, including late ones outside
+    /// any window. Announcements cover violations up to their number; the
+    /// rest are silent.
     pub fn count(&self) -> Count {
-        let applied_with_reset = self.steps.iter().filter(|s| s.applied && s.resets > 0).count() as u64;
-        let missed = self.steps.iter().filter(|s| s.applied && s.resets == 0).count() as u64;
-        // A step never applied may have reset once (its Secret write is pending,
-        // its resource deleted): that is not an extra reset.
-        let open = self.steps.iter().filter(|s| !s.applied).count() as u64;
-        let allowed = applied_with_reset + open;
-        let extra = self.total_resets.saturating_sub(allowed);
+        let justified: u64 = self.steps.iter().map(|s| s.resets.min(s.advances + u64::from(s.open))).sum();
+        let missed: u64 = self.steps.iter().map(|s| s.advances.saturating_sub(s.resets)).sum();
+        let extra = self.total_resets.saturating_sub(justified);
         let extra_announced = extra.min(self.announced_repeats);
         let missed_announced = missed.min(self.announced_unverified);
         Count {
@@ -97,10 +119,16 @@ impl Ledger {
     pub fn describe(&self) -> Vec<String> {
         let c = self.count();
         let mut out = Vec::new();
-        let steps: Vec<String> =
-            self.steps.iter().map(|s| format!("{}{}", s.resets, if s.applied { "" } else { "?" })).collect();
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let advances = if s.advances == 1 { String::new() } else { format!("/{}", s.advances) };
+                format!("{}{advances}{}", s.resets, if s.open { "?" } else { "" })
+            })
+            .collect();
         let shape = format!(
-            "steps(resets per step, ?=not applied)=[{}], resets={}, ResetRepeated={}, unverified warnings={}",
+            "windows(resets[/advances if not 1][? if open])=[{}], resets={}, ResetRepeated={}, unverified warnings={}",
             steps.join(","),
             self.total_resets,
             self.announced_repeats,
@@ -109,6 +137,25 @@ impl Ledger {
         if c.lost > 0 {
             out.push(format!("{}: LOST: the Secret does not hold Upstash's current password", self.resource));
         }
+        let odd: Vec<String> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.suspicious())
+            .map(|(i, s)| {
+                format!(
+                    "#{} {}..{} ({} reset(s), {} advance(s){})",
+                    i + 1,
+                    utc(s.opened_ms),
+                    if s.open { "end".into() } else { utc(s.closed_ms) },
+                    s.resets,
+                    s.advances,
+                    if s.open { ", open" } else { "" }
+                )
+            })
+            .collect();
+        let shape =
+            if odd.is_empty() { shape } else { format!("{shape}; odd windows (UTC): {}", odd.join(", ")) };
         if c.extra_silent > 0 {
             out.push(format!("{}: {} SILENT extra reset(s); {shape}", self.resource, c.extra_silent));
         }

@@ -220,7 +220,7 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport], scenarios: &[(&str, 
     let _ = writeln!(
         md,
         "Columns: **runs** rounds (burst of counter bumps with faults, heal, converge, check); **steps** \
-         counter steps the operator reported applied; **resets** resets Upstash (the simulator) counted; **faults** \
+         advances of `status.rotation` (rotations the operator reported); **resets** resets Upstash (the simulator) counted; **faults** \
          injected and taking effect (simulator answers shaped by a fault, kills, pauses, apiserver restarts, \
          admission denials periods, Secret edits, namespace deletions); **lost** Secrets not holding \
          Upstash's current password after convergence; **extra** resets beyond one per applied counter step, \

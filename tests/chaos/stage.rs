@@ -236,9 +236,7 @@ impl Stage {
     pub async fn raise(&self, i: usize, track: &mut Track) {
         let Some(db) = self.dbs.get(i) else { return };
         let Some(view) = self.view(&db.resource).await else { return };
-        if track.open.is_none() {
-            track.open = Some(self.resets(&db.id).await);
-        }
+        track.open(self.resets(&db.id).await);
         if let Err(e) = self.bump(&db.resource, view.spec + 1).await {
             self.note(e.to_string());
         }
@@ -249,7 +247,7 @@ impl Stage {
         let mut tracks = Vec::new();
         for db in &self.dbs {
             let view = self.view(&db.resource).await.unwrap_or_default();
-            tracks.push(Track::starting_at(view.applied.unwrap_or(view.spec)));
+            tracks.push(Track::starting_at(&view, self.resets(&db.id).await));
         }
         tracks
     }
@@ -265,6 +263,10 @@ impl Stage {
         loop {
             match self.resources().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
+                // A refusal (e.g. the counter may only increase) is final.
+                Err(kube::Error::Api(e)) if e.code < 500 && e.code != 429 => {
+                    bail!("cannot raise {name} to {value}: {}", e.message)
+                }
                 Err(e) if Instant::now() > deadline => bail!("cannot raise {name} to {value}: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
             }
@@ -490,7 +492,6 @@ impl Stage {
         stop_bumping: Instant,
         deadline: Instant,
     ) -> Track {
-        let mut track = Track::default();
         let mut first = self.view(&db.resource).await;
         let patience = Instant::now() + Duration::from_secs(30);
         while first.is_none() && Instant::now() < patience {
@@ -499,25 +500,30 @@ impl Stage {
         }
         let Some(view) = first else {
             self.note(format!("{}: unreadable at the start of the burst; not bumped", db.resource));
-            track.applied = i64::MAX;
-            return track;
+            let mut never = Track::default();
+            never.applied = i64::MAX;
+            return never;
         };
-        track.applied = view.applied.unwrap_or(view.spec);
+        // A counter left ahead by an earlier round is a window already open.
+        let mut track = Track::starting_at(&view, self.resets(&db.id).await);
+        let mut spec = view.spec;
         for (jump, pause_ms) in plan {
             if Instant::now() > stop_bumping || self.cut() {
                 break;
             }
-            let mut target = track.applied + jump;
-            track.open = Some(self.resets(&db.id).await);
+            track.open(self.resets(&db.id).await);
+            let mut target = spec.max(track.applied) + jump;
             if let Err(e) = self.bump(&db.resource, target).await {
                 self.note(e.to_string());
                 break;
             }
+            spec = target;
             // Wait for the step to be applied (or the burst to end).
             let applied = loop {
                 if let Some(view) = self.view(&db.resource).await {
                     if let Some(raised) = track.attend(&view) {
                         target = raised;
+                        spec = raised;
                         let _ = self.bump(&db.resource, target).await;
                     }
                     let resets = self.resets(&db.id).await;
@@ -545,14 +551,18 @@ impl Stage {
         let healed = Instant::now();
         let deadline = healed + self.knobs.converge_limit;
         let mut converged_after = None;
+        // Why each resource is not converged, as last seen before the deadline.
+        let mut behind: Vec<Option<String>> = vec![None; self.dbs.len()];
         loop {
             self.supervise().await;
             let mut all = true;
             for (i, db) in self.dbs.iter().enumerate() {
                 let Some(view) = self.view(&db.resource).await else {
+                    behind[i] = Some("resource unreadable".into());
                     all = false;
                     continue;
                 };
+                behind[i] = (!view.converged()).then(|| view.describe());
                 if let Some(raised) = tracks[i].attend(&view) {
                     let _ = self.bump(&db.resource, raised).await;
                     all = false;
@@ -582,14 +592,24 @@ impl Stage {
                 let resets = self.resets(&db.id).await;
                 track.observe(v, resets);
             }
-            let steps = track.finish();
-            let total = self.resets(&db.id).await.saturating_sub(snapshot.resets[i]);
+            let now = self.resets(&db.id).await;
+            let steps = track.finish(now);
+            let total = now.saturating_sub(snapshot.resets[i]);
+            if track.unjudged > 0 {
+                self.note(format!(
+                    "{}: {} advance(s) seen with no window open (not judged)",
+                    db.resource, track.unjudged
+                ));
+            }
             let (repeats, unverified) = Self::announcements(&events, &db.resource);
             let (repeats0, unverified0) = snapshot.events[i];
-            let stuck = match &view {
-                Some(v) if v.converged() => None,
-                Some(v) => Some(v.describe()),
-                None => Some("resource unreadable".into()),
+            // Judged at the deadline: converging during the settle is too late.
+            let stuck = match (&converged_after, &view) {
+                (Some(_), Some(v)) if !v.converged() => Some(format!("after converging: {}", v.describe())),
+                (Some(_), _) => None,
+                (None, _) => {
+                    behind[i].take().map(|why| format!("{why} (after {:?})", self.knobs.converge_limit))
+                }
             };
             ledgers.push(Ledger {
                 resource: format!("{}/{}", self.ns.name, db.resource),

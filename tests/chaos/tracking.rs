@@ -9,6 +9,13 @@ use upstash_rotator::{
 
 use super::invariants::Step;
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The reason the operator gives when it stops after repeated blind resets.
 pub const NEEDS_ATTENTION: &str = "RotationNeedsAttention";
 
@@ -59,22 +66,39 @@ impl View {
     }
 }
 
-/// Steps of one resource in one round.
+/// Windows of one resource in one round.
 #[derive(Clone, Debug, Default)]
 pub struct Track {
     pub applied: i64,
     pub steps: Vec<Step>,
-    /// Resets counted when the open step began.
+    /// Resets counted when the open window began.
     pub open: Option<u64>,
+    opened_ms: u64,
+    /// Advances seen in the open window.
+    advances: u64,
+    /// Advances seen with no window open (nothing to judge them by).
+    pub unjudged: u64,
     pub attention: u64,
     /// The counter value the harness last raised to answer `RotationNeedsAttention`.
     attended: Option<i64>,
 }
 
 impl Track {
-    /// A track for a resource that has applied `applied`.
-    pub fn starting_at(applied: i64) -> Self {
-        Self { applied, ..Self::default() }
+    /// A track for a resource whose status and counter read `view`, with
+    /// `resets` counted so far; a counter already ahead opens a window.
+    pub fn starting_at(view: &View, resets: u64) -> Self {
+        let applied = view.applied.unwrap_or(view.spec);
+        let open = (view.spec > applied).then_some(resets);
+        Self { applied, open, opened_ms: now_ms(), ..Self::default() }
+    }
+
+    /// Opens a window unless one is open: the harness is about to raise the counter.
+    pub fn open(&mut self, resets: u64) {
+        if self.open.is_none() {
+            self.open = Some(resets);
+            self.opened_ms = now_ms();
+            self.advances = 0;
+        }
     }
 
     /// What a user does on `RotationNeedsAttention`: raise the counter, once
@@ -88,25 +112,44 @@ impl Track {
         Some(view.spec + 1)
     }
 
-    /// Folds an observation in: an advance of `status.rotation` closes the open
-    /// step; a counter still ahead opens the next one.
+    /// Folds an observation in: an advance of `status.rotation` counts in the
+    /// open window, which closes once the status caught up with the counter.
     pub fn observe(&mut self, view: &View, resets: u64) {
         let Some(applied) = view.applied else { return };
-        if applied > self.applied {
-            let start = self.open.take().unwrap_or(resets);
-            self.steps.push(Step { resets: resets.saturating_sub(start), applied: true });
-            self.applied = applied;
-            if view.spec > applied {
-                self.open = Some(resets);
-            }
+        if applied <= self.applied {
+            return;
+        }
+        self.applied = applied;
+        let Some(start) = self.open else {
+            self.unjudged += 1;
+            return;
+        };
+        self.advances += 1;
+        if applied >= view.spec {
+            self.steps.push(Step {
+                resets: resets.saturating_sub(start),
+                advances: self.advances,
+                open: false,
+                opened_ms: self.opened_ms,
+                closed_ms: now_ms(),
+            });
+            self.open = None;
+            self.advances = 0;
         }
     }
 
-    /// The steps of the round; a step still open counts as not applied.
-    pub fn finish(&mut self) -> Vec<Step> {
+    /// The windows of the round, the open one (if any) with the resets
+    /// counted so far (`resets`).
+    pub fn finish(&self, resets: u64) -> Vec<Step> {
         let mut steps = self.steps.clone();
-        if self.open.is_some() {
-            steps.push(Step { resets: 0, applied: false });
+        if let Some(start) = self.open {
+            steps.push(Step {
+                resets: resets.saturating_sub(start),
+                advances: self.advances,
+                open: true,
+                opened_ms: self.opened_ms,
+                closed_ms: 0,
+            });
         }
         steps
     }

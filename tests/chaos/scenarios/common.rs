@@ -75,7 +75,7 @@ pub async fn heal(stage: &Stage) {
 
 pub fn absorb(report: &mut ScenarioReport, result: RoundResult) {
     for ledger in &result.ledgers {
-        report.steps += ledger.steps.iter().filter(|s| s.applied).count() as u64;
+        report.steps += ledger.steps.iter().map(|s| s.advances).sum::<u64>();
         report.resets += ledger.total_resets;
         report.count.add(&ledger.count());
         report.details.extend(ledger.describe());

@@ -66,11 +66,12 @@ async fn round(stage: &Stage, rng: &mut Rng, report: &mut ScenarioReport) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, db) in stage.dbs.iter().enumerate() {
+        let resets = stage.resets(&db.id).await.saturating_sub(before[i]);
         let ledger = Ledger {
             resource: format!("{}/{}", stage.ns.name, db.resource),
-            // One bump, never applied: at most one reset is allowed.
-            steps: vec![Step { resets: 0, applied: false }],
-            total_resets: stage.resets(&db.id).await.saturating_sub(before[i]),
+            // One bump, never seen applied: one window, open; one reset is allowed.
+            steps: vec![Step { resets, advances: 0, open: true, ..Step::default() }],
+            total_resets: resets,
             stuck: if i == 0 { leftover.clone() } else { None },
             ..Ledger::default()
         };
