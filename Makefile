@@ -14,6 +14,11 @@ demo: ## Guided tour: local control plane, upstash-sim, a rotation you can watch
 test: ## Whole suite: fmt, clippy, unit and integration tests on a real control plane
 	hack/test.sh
 
+SIZE ?= ci
+.PHONY: chaos
+chaos: ## Fault campaign on the real operator; SIZE=full (1,000+ faults) writes docs/reliability.md
+	SIZE=$(SIZE) hack/chaos.sh
+
 .PHONY: testenv
 testenv: ## Build (or find in the cache) kube-apiserver, etcd, kubectl, helm
 	@hack/testenv/build.sh

@@ -29,7 +29,7 @@ fi
 "$TESTENV_DIR/down.sh" >/dev/null 2>&1 || true
 
 started_ns=$(date +%s%N)
-mkdir -p "$state/pids" "$state/pki" "$state/logs"
+mkdir -p "$state/pids" "$state/pki" "$state/logs" "$state/cmdline"
 trap 'echo "control plane failed to start; logs in $state/logs" >&2; "$TESTENV_DIR/down.sh" --keep-logs >/dev/null 2>&1' ERR
 
 free_port() {
@@ -54,10 +54,12 @@ pki=$state/pki
   openssl rsa -in sa.key -pubout -out sa.pub
 )
 
-start() { # name, then the command line; records the pid
+start() { # name, then the command line; records the pid and the command line
   local name=$1; shift
   "$@" >"$state/logs/$name.log" 2>&1 &
   echo $! >"$state/pids/$name"
+  # restart-apiserver.sh starts the same command line again (make chaos).
+  printf '%q ' "$@" >"$state/cmdline/$name"
 }
 
 wait_for() { # what, seconds, then a command that succeeds once ready

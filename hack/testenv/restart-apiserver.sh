@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Stops the kube-apiserver of the local control plane (up.sh) and starts it
+# again with the same command line: same etcd, PKI and port. Waits until it
+# is ready again. Used by the fault campaign (make chaos).
+#   restart-apiserver.sh [--signal TERM|KILL] [--down SECONDS]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+state=$TESTENV_STATE
+
+signal=TERM
+down=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --signal) signal=$2; shift 2 ;;
+    --down) down=$2; shift 2 ;;
+    *) echo "usage: $0 [--signal TERM|KILL] [--down SECONDS]" >&2; exit 2 ;;
+  esac
+done
+
+pidfile=$state/pids/kube-apiserver
+cmdfile=$state/cmdline/kube-apiserver
+if [ ! -f "$pidfile" ] || [ ! -f "$cmdfile" ]; then
+  echo "no control plane started by up.sh (with a recorded command line) in $state" >&2
+  exit 1
+fi
+
+pid=$(cat "$pidfile")
+if kill -0 "$pid" 2>/dev/null; then
+  kill "-$signal" "$pid" 2>/dev/null || true
+  # It stops listening at once on TERM but may linger draining; 10 s is enough.
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+fi
+sleep "$down"
+
+eval "set -- $(cat "$cmdfile")"
+echo "=== restarted by restart-apiserver.sh at $(date -Is)" >>"$state/logs/kube-apiserver.log"
+"$@" </dev/null >>"$state/logs/kube-apiserver.log" 2>&1 &
+echo $! >"$pidfile"
+
+port=$(grep -o -- '--secure-port=[0-9]*' "$cmdfile" | cut -d= -f2)
+pki=$state/pki
+deadline=$(($(date +%s) + 120))
+until curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+  "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "kube-apiserver not ready 120 s after its restart; last log lines:" >&2
+    tail -n 30 "$state/logs/kube-apiserver.log" >&2 || true
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "kube-apiserver restarted (pid $(cat "$pidfile"))" >&2
