@@ -60,6 +60,17 @@ mod invariants_tests {
     }
 
     #[test]
+    fn a_counter_bump_answering_needs_attention_justifies_its_reset() {
+        // One window: the first reset and three blind ones (announced), then
+        // the user's bump and its reset; status.rotation advanced once.
+        let mut l = ledger(vec![step(5)], 5);
+        l.announced_repeats = 3;
+        assert_eq!(l.count().extra_silent, 1, "without the answer the fifth reset is unexplained");
+        l.attention = 1;
+        assert_eq!((l.count().extra_silent, l.count().extra_announced), (0, 3));
+    }
+
+    #[test]
     fn a_late_reset_outside_any_window_is_extra() {
         // Windows saw one reset each, the settle period one more (a zombie).
         let l = ledger(vec![step(1), step(1)], 3);

@@ -93,15 +93,19 @@ impl Count {
 
 impl Ledger {
     /// Advances without a reset in their window are missed rotations. Each
-    /// advance justifies one reset in its window, and an open window one more
-    /// (a reset whose Secret write is pending, a resource being deleted);
+    /// advance justifies one reset in its window, an open window one more
+    /// (a reset whose Secret write is pending, a resource being deleted), and
+    /// each answered `RotationNeedsAttention` one more;
     /// every other reset of the round is extra, including late ones outside
     /// any window. Announcements cover violations up to their number; the
     /// rest are silent.
     pub fn count(&self) -> Count {
         let justified: u64 = self.steps.iter().map(|s| s.resets.min(s.advances + u64::from(s.open))).sum();
         let missed: u64 = self.steps.iter().map(|s| s.advances.saturating_sub(s.resets)).sum();
-        let extra = self.total_resets.saturating_sub(justified);
+        // An answered `RotationNeedsAttention` is a counter bump the user made
+        // to ask for one more reset; the stuck intent it replaces is never
+        // applied, so `status.rotation` advances once for both.
+        let extra = self.total_resets.saturating_sub(justified + self.attention);
         let extra_announced = extra.min(self.announced_repeats);
         let missed_announced = missed.min(self.announced_unverified);
         Count {
