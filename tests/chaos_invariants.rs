@@ -71,6 +71,22 @@ mod invariants_tests {
     }
 
     #[test]
+    fn advances_missed_by_polling_are_counted_from_the_operators_events() {
+        // 30 -> 32 between two polls: one advance seen, two resets made, and
+        // the operator announced 31 and 32 as applied.
+        let mut s = Step { resets: 2, advances: 1, from: 30, to: 32, ..Step::default() };
+        let applied: std::collections::BTreeSet<i64> = [29, 31, 32, 33].into();
+        s.count_announced_advances(&applied);
+        assert_eq!(s.advances, 2);
+        assert_eq!(ledger(vec![s], 2).count(), Count::default());
+        // Announcements never lower what was seen, and a double reset for one
+        // announced value is still extra.
+        let mut double = Step { resets: 2, advances: 1, from: 30, to: 31, ..Step::default() };
+        double.count_announced_advances(&applied);
+        assert_eq!(ledger(vec![double], 2).count().extra_silent, 1);
+    }
+
+    #[test]
     fn a_late_reset_outside_any_window_is_extra() {
         // Windows saw one reset each, the settle period one more (a zombie).
         let l = ledger(vec![step(1), step(1)], 3);

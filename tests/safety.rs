@@ -18,7 +18,12 @@ use support::{
     operator::{Operator, World},
     ready_message,
 };
-use upstash_rotator::{conditions::reason, leader::Fence, secret};
+use upstash_rotator::{
+    conditions::reason,
+    leader::Fence,
+    secret,
+    upstash::{ApiCredentials, UpstashClient, UpstashError},
+};
 
 /// The Secret holds what Upstash has now: the application can connect.
 async fn assert_secret_is_current(world: &World, name: &str) {
@@ -233,4 +238,21 @@ async fn two_operators_without_election_reset_once_per_step() {
     }
     second.stop().await;
     world.stop_operator().await;
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_with_the_api_key() {
+    let sim = support::sim::Sim::start(&[]).await;
+    let id = sim.create_database("redirect").await["database_id"].as_str().expect("id").to_owned();
+    // The redirect points back at the same reset: following it would send
+    // the key again and reset a second time.
+    let location = format!("{}/v2/redis/reset-password/{id}", sim.url);
+    sim.fault(json!({"route": "reset-password", "action": {"kind": "respond", "status": 307,
+        "headers": {"Location": location}}}))
+        .await;
+    let client = UpstashClient::new(&sim.url, Duration::from_secs(5)).expect("client");
+    let auth = ApiCredentials { email: support::sim::EMAIL.into(), api_key: support::sim::API_KEY.into() };
+    let answer = client.reset_password(&auth, &id).await;
+    assert!(matches!(answer, Err(UpstashError::Rejected { status: 307, .. })), "{answer:?}");
+    assert_eq!(sim.resets(&id).await, 0, "the redirect was not followed");
 }

@@ -173,13 +173,14 @@ impl Context {
         lock(&self.failures).remove(uid);
     }
 
-    /// Drops what is kept for resources no cache holds any more (deleted
-    /// ones): a long-running operator must not grow with every resource it
-    /// has ever seen.
+    /// Drops the backoff of resources no cache holds any more (deleted ones):
+    /// a long-running operator must not grow with every resource it has ever
+    /// seen. Reset answers are never dropped on the cache's word (a relist
+    /// can briefly miss an object); they go when a read confirms the resource
+    /// is gone, and a resource cannot go while its finalizer guards one.
     pub fn prune_gone(&self) {
         let live: std::collections::HashSet<String> =
             self.stores.iter().flat_map(|s| s.state()).filter_map(|r| r.metadata.uid.clone()).collect();
-        lock(&self.remembered).retain(|uid, _| live.contains(uid));
         lock(&self.failures).retain(|uid, _| live.contains(uid));
     }
 
@@ -254,6 +255,8 @@ mod tests {
         }
         writer.apply_watcher_event(&watcher::Event::Delete(resource("gone")));
         ctx.prune_gone();
+        assert!(ctx.remembered("gone").is_some(), "an answer is kept until a read confirms the deletion");
+        ctx.forget_resource("gone");
         assert!(ctx.remembered("live").is_some() && ctx.remembered("gone").is_none());
         let failures = lock(&ctx.failures);
         assert!(failures.contains_key("live") && !failures.contains_key("gone"));

@@ -22,9 +22,25 @@ pub struct Step {
     /// a violation in the operator's logs.
     pub opened_ms: u64,
     pub closed_ms: u64,
+    /// `status.rotation` before the window opened and when it closed: the
+    /// rotations applied in between are counted from the operator's events
+    /// too, since polling can miss an advance that was quickly followed by
+    /// another.
+    pub from: i64,
+    pub to: i64,
 }
 
 impl Step {
+    /// Takes the rotations the operator announced as applied (`Rotated`,
+    /// `RotationRecovered` events name their counter value) into account:
+    /// each distinct value in `(from, to]` is one advance.
+    pub fn count_announced_advances(&mut self, applied: &std::collections::BTreeSet<i64>) {
+        if self.to > self.from {
+            let announced = applied.range(self.from + 1..=self.to).count() as u64;
+            self.advances = self.advances.max(announced);
+        }
+    }
+
     fn suspicious(&self) -> bool {
         self.resets < self.advances || self.resets > self.advances + u64::from(self.open)
     }

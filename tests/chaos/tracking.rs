@@ -76,6 +76,8 @@ pub struct Track {
     opened_ms: u64,
     /// Advances seen in the open window.
     advances: u64,
+    /// `applied` when the open window opened.
+    from: i64,
     /// Advances seen with no window open (nothing to judge them by).
     pub unjudged: u64,
     pub attention: u64,
@@ -89,7 +91,7 @@ impl Track {
     pub fn starting_at(view: &View, resets: u64) -> Self {
         let applied = view.applied.unwrap_or(view.spec);
         let open = (view.spec > applied).then_some(resets);
-        Self { applied, open, opened_ms: now_ms(), ..Self::default() }
+        Self { applied, open, opened_ms: now_ms(), from: applied, ..Self::default() }
     }
 
     /// Opens a window unless one is open: the harness is about to raise the counter.
@@ -98,6 +100,7 @@ impl Track {
             self.open = Some(resets);
             self.opened_ms = now_ms();
             self.advances = 0;
+            self.from = self.applied;
         }
     }
 
@@ -132,6 +135,8 @@ impl Track {
                 open: false,
                 opened_ms: self.opened_ms,
                 closed_ms: now_ms(),
+                from: self.from,
+                to: applied,
             });
             self.open = None;
             self.advances = 0;
@@ -149,6 +154,8 @@ impl Track {
                 open: true,
                 opened_ms: self.opened_ms,
                 closed_ms: 0,
+                from: self.from,
+                to: self.applied,
             });
         }
         steps
