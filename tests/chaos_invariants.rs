@@ -277,6 +277,16 @@ mod report_tests {
     }
 
     #[test]
+    fn the_document_caps_details_per_scenario() {
+        let mut r = report("no-election", Count { extra_silent: 30, ..Count::default() }, 0);
+        r.details = (0..30).map(|i| format!("line {i}")).collect();
+        let capped = details_capped(std::slice::from_ref(&r), 12);
+        assert!(capped.contains("line 11") && !capped.contains("line 12"));
+        assert!(capped.contains("... and 18 more lines"));
+        assert!(details(std::slice::from_ref(&r)).contains("line 29"));
+    }
+
+    #[test]
     fn the_table_lists_every_scenario() {
         let t = table(&[
             report("kill9", Count::default(), 0),

@@ -5,7 +5,10 @@
 use std::{
     path::PathBuf,
     process::Stdio,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -25,6 +28,8 @@ pub struct Launch {
     pub election: Option<u64>,
     /// JSON log lines (the chart's default) instead of text.
     pub json_logs: bool,
+    /// Log each Kubernetes request too (`kube_client=debug`), for log triggers.
+    pub log_requests: bool,
 }
 
 impl Launch {
@@ -73,13 +78,25 @@ pub struct Operator {
     /// Everything it wrote to stderr, every generation, for leak scans.
     logs: Arc<Mutex<String>>,
     pub starts: u32,
-    pub paused: bool,
+    /// Stopped with SIGSTOP (by the harness or by a log trigger).
+    paused: Arc<AtomicBool>,
+    /// Log lines that stop the process the moment it logs the last of them:
+    /// stages in order, each a set of fragments one line must all contain.
+    trigger: Arc<Mutex<Vec<Vec<String>>>>,
     /// When the supervisor may restart it after it went down.
     pub down_until: Option<Instant>,
     /// Exits the harness did not cause (lost leadership, crashes).
     pub own_exits: Vec<String>,
     /// Stopped for good: never restarted.
     retired: bool,
+}
+
+/// Sends `signal` to `pid` with kill(1).
+fn send(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn free_port() -> Result<u16, String> {
@@ -97,7 +114,8 @@ impl Operator {
             http: String::new(),
             logs: Arc::default(),
             starts: 0,
-            paused: false,
+            paused: Arc::default(),
+            trigger: Arc::default(),
             down_until: None,
             own_exits: Vec::new(),
             retired: false,
@@ -114,7 +132,14 @@ impl Operator {
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_upstash-rotator"))
             .args(self.launch.args(port))
-            .env("RUST_LOG", "info,upstash_rotator=debug")
+            .env(
+                "RUST_LOG",
+                if self.launch.log_requests {
+                    "info,upstash_rotator=debug,kube_client=debug"
+                } else {
+                    "info,upstash_rotator=debug"
+                },
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -124,9 +149,26 @@ impl Operator {
             .map_err(|e| format!("cannot spawn upstash-rotator: {e}"))?;
         if let Some(pipe) = child.stderr.take() {
             let sink = self.logs.clone();
+            let (pid, paused, trigger) = (child.id(), self.paused.clone(), self.trigger.clone());
             tokio::spawn(async move {
                 let mut lines = BufReader::new(pipe).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
+                    // Stop it right where the line says it is, before anything else.
+                    let hit = trigger.lock().is_ok_and(|mut stages| {
+                        let matched = stages
+                            .first()
+                            .is_some_and(|stage| stage.iter().all(|f| line.contains(f.as_str())));
+                        if matched {
+                            stages.remove(0);
+                        }
+                        matched && stages.is_empty()
+                    });
+                    if hit
+                        && let Some(pid) = pid
+                        && send(pid, "STOP")
+                    {
+                        paused.store(true, Ordering::SeqCst);
+                    }
                     if let Ok(mut all) = sink.lock() {
                         all.push_str(&line);
                         all.push('\n');
@@ -136,7 +178,7 @@ impl Operator {
         }
         self.http = format!("http://127.0.0.1:{port}");
         self.child = Some(child);
-        self.paused = false;
+        self.paused.store(false, Ordering::SeqCst);
         self.down_until = None;
         self.wait_healthy().await
     }
@@ -192,36 +234,54 @@ impl Operator {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         }
-        self.paused = false;
+        self.paused.store(false, Ordering::SeqCst);
+        self.disarm();
         self.down_until = Some(Instant::now() + down_for);
     }
 
     fn signal(&self, signal: &str) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .is_ok_and(|s| s.success())
+        self.pid().is_some_and(|pid| send(pid, signal))
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
     }
 
     pub fn pause(&mut self) -> bool {
-        let ok = !self.paused && self.signal("STOP");
+        let ok = !self.is_paused() && self.signal("STOP");
         if ok {
-            self.paused = true;
+            self.paused.store(true, Ordering::SeqCst);
         }
         ok
     }
 
+    /// Arms a SIGSTOP for the line that completes `stages` (the operator's
+    /// own log as a hook: it stops within a millisecond or two of writing the
+    /// line, typically with the request it announced in flight).
+    pub fn pause_on_log(&mut self, stages: &[&[&str]]) {
+        if let Ok(mut t) = self.trigger.lock() {
+            *t = stages.iter().map(|s| s.iter().map(|f| f.to_string()).collect()).collect();
+        }
+    }
+
+    /// Disarms a log trigger that has not fired.
+    pub fn disarm(&mut self) {
+        if let Ok(mut t) = self.trigger.lock() {
+            t.clear();
+        }
+    }
+
     pub fn resume(&mut self) {
-        if self.paused {
+        self.disarm();
+        if self.is_paused() {
             self.signal("CONT");
-            self.paused = false;
+            self.paused.store(false, Ordering::SeqCst);
         }
     }
 
     /// Restarts it if it is down and may come back; notes exits it caused itself.
     pub async fn supervise(&mut self) -> Result<bool, String> {
-        if self.paused || self.retired {
+        if self.is_paused() || self.retired {
             return Ok(false);
         }
         if let Some(child) = self.child.as_mut()

@@ -152,6 +152,12 @@ pub fn table(reports: &[ScenarioReport]) -> String {
 
 /// Violations and notes, scenario by scenario.
 pub fn details(reports: &[ScenarioReport]) -> String {
+    details_capped(reports, usize::MAX)
+}
+
+/// Violations and notes, at most `cap` lines per scenario (the document
+/// stays readable; the terminal output has them all).
+pub fn details_capped(reports: &[ScenarioReport], cap: usize) -> String {
     let mut out = String::new();
     for r in reports {
         if r.details.is_empty() && r.error.is_none() && r.skipped.is_none() {
@@ -171,8 +177,11 @@ pub fn details(reports: &[ScenarioReport]) -> String {
         if let Some(s) = &r.skipped {
             let _ = writeln!(out, "  SKIPPED: {s}");
         }
-        for d in &r.details {
+        for d in r.details.iter().take(cap) {
             let _ = writeln!(out, "  {d}");
+        }
+        if r.details.len() > cap {
+            let _ = writeln!(out, "  ... and {} more lines in the run's output", r.details.len() - cap);
         }
     }
     out
@@ -237,7 +246,7 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport], scenarios: &[(&str, 
         let _ = writeln!(md, "- **{key}** ({title}): {what}");
     }
     let _ = writeln!(md);
-    let text = details(reports);
+    let text = details_capped(reports, 12);
     if !text.is_empty() {
         let _ = writeln!(md, "## Violations and notes\n\n```\n{}```", text);
     }

@@ -26,6 +26,11 @@ pub struct Ctx {
 
 /// `n` replicas on the namespace, with election when `lease` is given.
 pub fn replicas(n: usize, lease: Option<u64>) -> impl Fn(&str, &str) -> Vec<Launch> {
+    replicas_logging(n, lease, false)
+}
+
+/// `replicas`, logging every Kubernetes request when `requests` (log triggers).
+pub fn replicas_logging(n: usize, lease: Option<u64>, requests: bool) -> impl Fn(&str, &str) -> Vec<Launch> {
     move |ns: &str, url: &str| {
         (0..n)
             .map(|i| Launch {
@@ -35,6 +40,7 @@ pub fn replicas(n: usize, lease: Option<u64>) -> impl Fn(&str, &str) -> Vec<Laun
                 election: lease,
                 // Both formats are scanned for leaks: text for one replica, JSON for the next.
                 json_logs: i % 2 == 1,
+                log_requests: requests,
             })
             .collect()
     }

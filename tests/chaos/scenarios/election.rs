@@ -7,8 +7,8 @@ use anyhow::Result;
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::common::{Ctx, close, delay, fault, replicas, rounds, wait_for_intent};
-use crate::{report::ScenarioReport, rng::Rng, stage::Stage};
+use super::common::{Ctx, close, delay, fault, replicas, replicas_logging, rounds, wait_for_intent};
+use crate::{config::Knobs, report::ScenarioReport, rng::Rng, stage::Stage};
 
 /// Lease duration of these scenarios, seconds (the operator's minimum is 3).
 pub const LEASE: u64 = 4;
@@ -23,12 +23,22 @@ pub async fn run_kill(ctx: &Ctx, mut rng: Rng, report: &mut ScenarioReport) -> R
 }
 
 pub async fn run_pause(ctx: &Ctx, mut rng: Rng, report: &mut ScenarioReport) -> Result<()> {
-    let stage =
-        Stage::new("paused-leader", &ctx.client, ctx.knobs, ctx.knobs.resources, replicas(2, Some(LEASE)))
-            .await?;
+    // Each pause lasts past the lease: a burst needs room for several.
+    let knobs = longer_burst(ctx.knobs, Duration::from_secs(25));
+    let launch = replicas_logging(2, Some(LEASE), true);
+    let stage = Stage::new("paused-leader", &ctx.client, knobs, knobs.resources, launch).await?;
     rounds(&stage, &mut rng, report, pause_leader).await;
     close(&stage, ctx, report).await;
     Ok(())
+}
+
+/// `knobs` with bursts of at least `burst` (CI size is shorter by default).
+pub fn longer_burst(mut knobs: Knobs, burst: Duration) -> Knobs {
+    if knobs.burst < burst {
+        knobs.burst_limit += burst - knobs.burst;
+        knobs.burst = burst;
+    }
+    knobs
 }
 
 fn kill_leader(stage: &Stage, mut rng: Rng) -> BoxFuture<'_, ()> {
@@ -54,38 +64,76 @@ fn kill_leader(stage: &Stage, mut rng: Rng) -> BoxFuture<'_, ()> {
 
 fn pause_leader(stage: &Stage, mut rng: Rng) -> BoxFuture<'_, ()> {
     Box::pin(async move {
-        let mut mode = rng.below(3);
+        // Every other pause at the intent, the most dangerous point.
+        const CYCLE: [u8; 6] = [0, 1, 0, 2, 0, 3];
+        let mut next = rng.below(CYCLE.len());
         while !stage.burst_over() {
             stage.nap(rng.millis(300, 1500)).await;
-            mode = (mode + 1) % 3;
-            let ready = match mode {
-                // Right after an intent was recorded, while a slow reset is on its way.
+            next = (next + 1) % CYCLE.len();
+            let Some(leader) = stage.lease_holder().await else { continue };
+            let paused = match CYCLE[next] {
+                // While it records an intent: after its "next step ... Rotate"
+                // line, the line announcing its next status PATCH (the intent
+                // write) stops it with that write in flight and the reset to come.
                 0 => {
+                    let stages: &[&[&str]] = &[&["Rotate {"], &["requesting", "PATCH", "/status"]];
+                    stopped_on_log(stage, &leader, stages, Duration::from_secs(6)).await
+                }
+                // Right after an intent was recorded, while a slow reset is on its way.
+                1 => {
                     let db = rng.pick(&stage.dbs).id.clone();
                     let _ = stage.fault(fault("reset-password", &db, delay(rng.range(500, 2000)))).await;
                     wait_for_intent(stage, Duration::from_secs(6)).await.is_some()
+                        && pause(stage, &leader).await
                 }
                 // During a recovery GET: the reset answer is lost, the GET is slow.
-                1 => during_recovery_get(stage, &mut rng).await,
+                2 => during_recovery_get(stage, &mut rng).await && pause(stage, &leader).await,
                 // Anywhere.
-                _ => true,
+                _ => pause(stage, &leader).await,
             };
-            if !ready || stage.burst_over() {
-                continue;
-            }
-            let Some(leader) = stage.lease_holder().await else { continue };
-            let paused = stage.fleet.lock().await.by_identity(&leader).is_some_and(|op| op.pause());
             if !paused {
                 continue;
             }
             stage.count_fault();
             // Past the lease: the other replica takes over meanwhile, and has
-            // time to finish that rotation and start the next one.
-            tokio::time::sleep(rng.millis((LEASE + 1) * 1000, (LEASE + 8) * 1000)).await;
+            // time to finish that rotation and start the next one. Stopped at
+            // its intent, it stays stopped past the new leader's in-flight
+            // window too (request timeout + 5 s = 8 s), after which the new
+            // leader judges the intent by what Upstash shows.
+            let (lo, hi) =
+                if CYCLE[next] == 0 { (9_000, 13_000) } else { ((LEASE + 1) * 1000, (LEASE + 8) * 1000) };
+            tokio::time::sleep(rng.millis(lo, hi)).await;
             if let Some(op) = stage.fleet.lock().await.by_identity(&leader) {
                 op.resume();
             }
         }
+    })
+}
+
+async fn pause(stage: &Stage, identity: &str) -> bool {
+    !stage.burst_over() && stage.fleet.lock().await.by_identity(identity).is_some_and(|op| op.pause())
+}
+
+/// Arms a stop on the replica's next log line containing `fragment`; whether
+/// it fired within `limit`.
+async fn stopped_on_log(stage: &Stage, identity: &str, stages: &[&[&str]], limit: Duration) -> bool {
+    match stage.fleet.lock().await.by_identity(identity) {
+        Some(op) => op.pause_on_log(stages),
+        None => return false,
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline && !stage.burst_over() {
+        if stage.fleet.lock().await.by_identity(identity).is_some_and(|op| op.is_paused()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut fleet = stage.fleet.lock().await;
+    let op = fleet.by_identity(identity);
+    // It may have fired just now.
+    op.is_some_and(|op| {
+        op.disarm();
+        op.is_paused()
     })
 }
 

@@ -31,7 +31,7 @@ pub const ALL: &[(&str, &str, &str)] = &[
     (
         "no-election",
         "two replicas without election",
-        "two replicas on the same namespace without leader election (what a rolling update does), sometimes a slow reset, sometimes one replica killed",
+        "two replicas on the same namespace without leader election (what a rolling update does), sometimes a slow reset, sometimes one replica killed; bursts of at least 20 s",
     ),
     (
         "election-kill",
@@ -61,7 +61,7 @@ pub const ALL: &[(&str, &str, &str)] = &[
     (
         "paused-leader",
         "leader paused past its lease",
-        "two replicas with election; the leader is stopped with SIGSTOP past its 4 s lease at random points, during a recovery GET (a delayed GET), and right after an intent was recorded, then continued with SIGCONT",
+        "two replicas with election; the leader is stopped with SIGSTOP past its 4 s lease at random points, the moment it logs the request that records an intent (then for 9-13 s, past the new leader's 8 s in-flight window), right after an intent was recorded (slow reset), and during a recovery GET (a delayed GET), then continued with SIGCONT; bursts of at least 25 s",
     ),
     (
         "namespace-delete",

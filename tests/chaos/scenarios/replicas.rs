@@ -8,8 +8,8 @@ use super::common::{Ctx, close, delay, fault, replicas, rounds};
 use crate::{report::ScenarioReport, rng::Rng, stage::Stage};
 
 pub async fn run(ctx: &Ctx, mut rng: Rng, report: &mut ScenarioReport) -> Result<()> {
-    let stage =
-        Stage::new("no-election", &ctx.client, ctx.knobs, ctx.knobs.resources, replicas(2, None)).await?;
+    let knobs = super::election::longer_burst(ctx.knobs, std::time::Duration::from_secs(20));
+    let stage = Stage::new("no-election", &ctx.client, knobs, knobs.resources, replicas(2, None)).await?;
     rounds(&stage, &mut rng, report, chaos).await;
     close(&stage, ctx, report).await;
     Ok(())
