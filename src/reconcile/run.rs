@@ -171,7 +171,7 @@ impl<'a> Run<'a> {
                     Err(e) if deleting => return self.abandon(target, &e.to_string()).await,
                     Err(e) => return Err(e),
                 };
-                self.recover(&credentials, existing.as_ref(), target).await
+                self.recover(&credentials, secret_print.as_deref(), target).await
             }
         }
     }
@@ -467,10 +467,11 @@ impl<'a> Run<'a> {
     }
 
     /// Decides, with a GET, whether an unconfirmed reset happened.
+    /// `secret_print` is the fingerprint of what the Secret holds, if anything.
     async fn recover(
         &mut self,
         credentials: &ApiCredentials,
-        existing: Option<&Secret>,
+        secret_print: Option<&str>,
         target: i64,
     ) -> Result<()> {
         let deleting = self.resource.metadata.deletion_timestamp.is_some();
@@ -485,13 +486,8 @@ impl<'a> Run<'a> {
         let upstash_now = database.credentials.as_ref().map(secret::fingerprint);
         let reset = self.status.reset.clone();
         let before_intent = reset.as_ref().and_then(|r| r.previous_credentials.clone());
-        let secret_print = existing.and_then(secret::secret_fingerprint);
-        let verdict = recovery_verdict(
-            upstash_now.as_deref(),
-            before_intent.as_deref(),
-            secret_print.as_deref(),
-            deleting,
-        );
+        let verdict =
+            recovery_verdict(upstash_now.as_deref(), before_intent.as_deref(), secret_print, deleting);
         match verdict {
             verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
                 let Some(current) = database.credentials.clone() else { return Ok(()) };

@@ -54,9 +54,8 @@ impl Run<'_> {
         }
         let mut desired = desired.clone();
         desired.metadata.resource_version = current_version;
-        let params = if ours { PatchParams::apply(MANAGER).force() } else { PatchParams::apply(MANAGER) };
         self.secrets
-            .patch(&name, &params, &Patch::Apply(&desired))
+            .patch(&name, &apply_params(ours), &Patch::Apply(&desired))
             .await
             .map_err(|e| Error::from_write(e, &format!("Secret {name}")))?;
         Ok(())
@@ -92,8 +91,7 @@ impl Run<'_> {
                 secret::KEYS.iter().map(|k| ((*k).to_owned(), Default::default())).collect()
             }));
         let ours = writable(existing, &self.resource)?;
-        let params = if ours { PatchParams::apply(MANAGER).force() } else { PatchParams::apply(MANAGER) };
-        match self.secrets.patch(&name, &params.dry_run(), &Patch::Apply(&probe)).await {
+        match self.secrets.patch(&name, &apply_params(ours).dry_run(), &Patch::Apply(&probe)).await {
             Ok(_) => Ok(()),
             Err(e) => Err(Error::SecretNotWritable(format!(
                 "Secret {name} cannot be written, so no reset was made: {}",
@@ -173,6 +171,13 @@ impl Run<'_> {
             .map_err(|e| Error::from_write(e, "the resource"))?;
         Ok(())
     }
+}
+
+/// Server-side apply as the operator: forced only over a Secret that is
+/// already ours, so a concurrent creator's fields conflict instead.
+fn apply_params(ours: bool) -> PatchParams {
+    let params = PatchParams::apply(MANAGER);
+    if ours { params.force() } else { params }
 }
 
 /// Every field spelled out: a merge patch would keep a field it omits.
