@@ -88,7 +88,21 @@ async fn blind_resets_stop_after_three_and_a_counter_bump_resumes() {
     assert!(message.contains("raise spec.rotation"), "{message}");
     assert_eq!(world.resets().await, 1 + 1 + 3, "the first reset and three blind ones, then nothing");
     assert_eq!(world.event_count("ResetRepeated").await, 3);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Make the operator look again (a change to the API credentials Secret
+    // reconciles the resource): it reads Upstash, and still resets nothing.
+    let gets =
+        || async { world.sim.request_log().await["counts"]["get"][&world.database_id].as_u64().unwrap_or(0) };
+    let gets_before = gets().await;
+    let patch = json!({"metadata": {"annotations": {"example.com/touched": "1"}}});
+    world
+        .secrets()
+        .patch("upstash-api", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("touch");
+    eventually(WAIT, "the operator to check Upstash again", || async {
+        (gets().await > gets_before).then_some(())
+    })
+    .await;
     assert_eq!(world.resets().await, 5, "capped: no more resets on its own");
 
     world.sim.control(Method::DELETE, "/_sim/faults", json!({})).await;
@@ -135,7 +149,18 @@ async fn a_process_without_its_lease_never_acts() {
     .await;
     world.create("cache", world.spec()).await;
     world.set_rotation("cache", 1).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The reconcile ran and refused at once, on its fence.
+    let ns = world.ns.name.clone();
+    eventually(WAIT, "the fenced operator to refuse", || {
+        let ns = ns.clone();
+        async move {
+            support::operator::captured_logs()
+                .lines()
+                .any(|l| l.contains(&ns) && l.contains("lease is not renewed in time"))
+                .then_some(())
+        }
+    })
+    .await;
     let resource = world.resources().get("cache").await.expect("get");
     assert!(resource.status.is_none(), "no status write: {:?}", resource.status);
     assert!(resource.metadata.finalizers.is_none(), "no finalizer");
