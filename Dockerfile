@@ -8,20 +8,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
-
-# Dependencies first, in their own layer: rebuilt only when Cargo.toml or
-# Cargo.lock change.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin \
- && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/upstash-sim.rs \
- && touch src/lib.rs \
- && cargo build --release --locked --target x86_64-unknown-linux-musl --bin upstash-rotator \
- && rm -rf src
-
-COPY src ./src
-RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target x86_64-unknown-linux-musl --bin upstash-rotator \
+COPY . .
+# BuildKit caches keep the crates and compiled dependencies between builds;
+# only the operator's package and what it links are built (not upstash-sim,
+# nor its axum routes and redis client).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target x86_64-unknown-linux-musl -p upstash-rotator --bin upstash-rotator \
  && cp target/x86_64-unknown-linux-musl/release/upstash-rotator /upstash-rotator
 
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.

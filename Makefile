@@ -33,7 +33,7 @@ cluster-down: ## Stop the local control plane and remove its state
 
 .PHONY: build
 build: ## Debug build of both binaries
-	cargo build --locked
+	cargo build --locked --workspace --bins
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -49,5 +49,5 @@ release: ## Static release binaries (the ones the image contains) in target/x86_
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types
-	cargo run --locked --quiet -- crd > crds/upstash-rotator.io_redispasswordrotations.yaml
+	cargo run --locked --quiet --bin upstash-rotator -- crd > crds/upstash-rotator.io_redispasswordrotations.yaml
 	cp crds/upstash-rotator.io_redispasswordrotations.yaml charts/upstash-rotator/crd/

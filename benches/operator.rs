@@ -32,7 +32,7 @@ const KEY: &str = "bench-key-0123456789";
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 async fn sim() -> Result<(Child, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_upstash-sim"))
+    let mut child = Command::new(testkit::binary("upstash-sim"))
         .args(["--listen", "127.0.0.1:0", "--account", &format!("{EMAIL}:{KEY}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -168,7 +168,7 @@ async fn main() -> Result<()> {
 
     // The operator as a process, watching only the bench namespace.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_upstash-rotator"))
+    let mut operator = Command::new(testkit::binary("upstash-rotator"))
         .args([
             "run",
             "--allow-insecure-upstash-url",

@@ -14,7 +14,7 @@ started=$SECONDS
 phase() { echo "== $1 (t+$((SECONDS - started))s)"; }
 
 phase "build"
-cargo build --locked --bins --test chaos
+cargo build --locked --workspace --bins --test chaos
 phase "control plane"
 exports=$(hack/testenv/up.sh)
 trap 'hack/testenv/down.sh' EXIT

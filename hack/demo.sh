@@ -9,7 +9,7 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 
 hack/deps.sh
 say "Building upstash-rotator and upstash-sim"
-cargo build --locked --quiet --bins
+cargo build --locked --quiet --workspace --bins
 bin=$PWD/target/debug
 
 work=$(mktemp -d)

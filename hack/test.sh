@@ -9,9 +9,10 @@ phase() { echo "== $1 (t+$((SECONDS - started))s)"; }
 
 phase "dependencies"
 hack/deps.sh
-# Upstash's own npm clients, pinned by tests/clients/package-lock.json.
-if ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.package-lock.json 2>/dev/null; then
-  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+# Upstash's own npm clients, pinned by their package-lock.json.
+clients=crates/upstash-sim/tests/clients
+if ! cmp -s $clients/package-lock.json $clients/node_modules/.package-lock.json 2>/dev/null; then
+  (cd $clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
 phase "control plane"
 exports=$(hack/testenv/up.sh)
@@ -21,7 +22,9 @@ eval "$exports"
 phase "cargo fmt --check"
 cargo fmt --all -- --check
 phase "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 phase "cargo test"
-cargo test --locked --no-fail-fast
+# Every crate's tests; the end-to-end ones in tests/ run the binaries this
+# same command builds.
+cargo test --locked --workspace --no-fail-fast
 phase "done"

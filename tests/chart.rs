@@ -2,7 +2,7 @@
 //! renders, a real install and uninstall, and a pod spec the `restricted`
 //! Pod Security Standard admits.
 
-mod support;
+use testkit as support;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,

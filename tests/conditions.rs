@@ -1,7 +1,7 @@
 //! Every error becomes a clear condition, backs off, and recovers as soon as
 //! its cause is fixed.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! apply conflicts, RBAC for ServiceAccount tokens and garbage collection all
 //! behave as in a production cluster.
 
-mod support;
+use testkit as support;
 
 use std::collections::BTreeMap;
 

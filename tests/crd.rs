@@ -1,7 +1,7 @@
 //! The CRD: committed file up to date, CEL rules enforced by the apiserver,
 //! every field explained by `kubectl explain`.
 
-mod support;
+use testkit as support;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Secrets the operator does not own, databases two resources claim, and
 //! deletion with both policies.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The operator as a process: graceful shutdown mid-rotation, leader
 //! election handover, health and metrics endpoints.
 
-mod support;
+use testkit as support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! the chart's ServiceAccount, completes create → rotate, and is refused
 //! everything the chart does not grant.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 

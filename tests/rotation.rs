@@ -1,7 +1,7 @@
 //! End to end on the real control plane and `upstash-sim`: first sync,
 //! rotation, jumps, lost responses and restarts mid-rotation.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 

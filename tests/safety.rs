@@ -2,7 +2,7 @@
 //! `upstash-sim`: no password lost, no second reset for one counter value,
 //! no rotation reported that never happened, whatever else writes meanwhile.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 
@@ -18,12 +18,8 @@ use support::{
     operator::{Operator, World},
     ready_message,
 };
-use upstash_rotator::{
-    conditions::reason,
-    leader::Fence,
-    secret,
-    upstash::{ApiCredentials, UpstashClient, UpstashError},
-};
+use upstash_api::{ApiCredentials, UpstashClient, UpstashError};
+use upstash_rotator::{conditions::reason, leader::Fence, secret};
 
 /// The Secret holds what Upstash has now: the application can connect.
 async fn assert_secret_is_current(world: &World, name: &str) {

@@ -9,8 +9,7 @@
 //! The last line is the verdict; the exit code is non-zero on anything
 //! lost, silent, stuck or leaked.
 
-#[path = "../support/mod.rs"]
-mod support;
+use testkit as support;
 
 mod config;
 mod invariants;

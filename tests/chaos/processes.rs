@@ -130,7 +130,7 @@ impl Operator {
         if let Ok(mut l) = self.logs.lock() {
             l.push_str(&format!("=== chaos: start #{} of {}\n", self.starts, self.launch.identity));
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_upstash-rotator"))
+        let mut child = Command::new(testkit::binary("upstash-rotator"))
             .args(self.launch.args(port))
             .env(
                 "RUST_LOG",

@@ -1,0 +1,210 @@
+//! Wires the reconciler to the apiserver: watches, scopes, concurrency and
+//! shutdown.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use futures::{FutureExt as _, StreamExt as _, future::Shared};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::ListParams,
+    core::PartialObjectMeta,
+    runtime::{
+        Controller,
+        controller::{Config as ControllerConfig, Error as ControllerError},
+        events::{Recorder, Reporter},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+
+use crate::{
+    crd::RedisPasswordRotation,
+    http::Readiness,
+    leader::Fence,
+    metrics::Metrics,
+    reconcile::{Context, error_policy, reconcile, store_ready},
+    secret::{MANAGED_BY, MANAGED_BY_LABEL, RESOURCE_ANNOTATION},
+};
+use upstash_api::UpstashClient;
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Base URL of the Upstash Developer API.
+    pub upstash_api_url: String,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Upper bound of one Upstash API request.
+    pub request_timeout: Duration,
+    /// Resources reconciled at once.
+    pub concurrency: u16,
+    /// Name reported on events.
+    pub reporter: String,
+    /// This process, recorded with each reset attempt it makes.
+    pub identity: String,
+    /// After a shutdown request, how long reconciles in progress may take to
+    /// finish (a rotation past its reset writes its Secret in that time).
+    pub shutdown_timeout: Duration,
+}
+
+/// What the operator shares with its HTTP endpoints.
+#[derive(Clone, Default)]
+pub struct Runtime {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    /// Closes when leadership may be lost; open when not elected.
+    pub fence: Fence,
+}
+
+/// Why the operator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the RedisPasswordRotation CRD is not installed (install it with `upstash-rotator crd | kubectl apply -f -` \
+         or the Helm chart)"
+    )]
+    CrdMissing,
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot build the HTTP client for the Upstash API: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// Runs the controllers until `shutdown` completes; reconciles in progress
+/// are allowed to finish (their Secret writes included).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        // One controller per namespace, each namespace once: two controllers
+        // on one object would reconcile it concurrently.
+        let unique: std::collections::BTreeSet<_> = settings.namespaces.iter().cloned().collect();
+        unique.into_iter().map(Some).collect()
+    };
+    for scope in &scopes {
+        let api: Api<RedisPasswordRotation> = scoped(&client, scope.as_deref());
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => return Err(StartError::CrdMissing),
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let observer = runtime.metrics.clone();
+    let upstash = UpstashClient::new(&settings.upstash_api_url, settings.request_timeout)
+        .map_err(StartError::HttpClient)?
+        .with_observer(Arc::new(move |route, status| observer.upstash_request(route, status)));
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: settings.reporter.clone(), instance: None });
+    let shutdown = shutdown.boxed().shared();
+
+    let controllers: Vec<_> =
+        scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings)).collect();
+    let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
+    let ctx = Arc::new(
+        Context::new(client, upstash, recorder, stores.clone(), runtime.metrics.clone())
+            .with_request_timeout(settings.request_timeout)
+            .with_identity(settings.identity.clone(), runtime.fence.clone()),
+    );
+    let readiness = runtime.readiness.clone();
+    tokio::spawn(async move {
+        for store in &stores {
+            if !store_ready(store, None).await {
+                return;
+            }
+        }
+        readiness.set(true);
+        tracing::info!("caches synced; reconciling");
+    });
+
+    let runs = controllers.into_iter().map(|controller| {
+        let metrics = runtime.metrics.clone();
+        let shared = ctx.clone();
+        controller.graceful_shutdown_on(signal(&shutdown)).run(reconcile, error_policy, ctx.clone()).for_each(
+            move |result| {
+                match result {
+                    // A deleted resource: its per-resource series go with it.
+                    Err(ControllerError::ObjectNotFound(gone)) => {
+                        metrics.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                        shared.prune_gone();
+                    }
+                    Err(e) => tracing::debug!(error = %e, "controller event"),
+                    Ok(_) => {}
+                }
+                std::future::ready(())
+            },
+        )
+    });
+    let all = futures::future::join_all(runs);
+    // Bounded: after the shutdown request, give reconciles in progress
+    // `shutdown_timeout`, then stop regardless.
+    let deadline = {
+        let shutdown = shutdown.clone();
+        let timeout = settings.shutdown_timeout;
+        async move {
+            shutdown.await;
+            tokio::time::sleep(timeout).await;
+        }
+    };
+    tokio::select! {
+        _ = all => tracing::info!("controllers stopped"),
+        () = deadline => tracing::warn!("reconciles still running after the shutdown timeout; stopping anyway"),
+    }
+    runtime.readiness.set(false);
+    Ok(())
+}
+
+fn signal(
+    shutdown: &Shared<futures::future::BoxFuture<'static, ()>>,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    shutdown.clone()
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn build(client: &Client, namespace: Option<&str>, settings: &Settings) -> Controller<RedisPasswordRotation> {
+    let resources: Api<RedisPasswordRotation> = scoped(client, namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = scoped(client, namespace);
+    let controller = Controller::new(resources, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
+    let store = controller.store();
+
+    // The Secrets we write carry our label, so this watch never sees others.
+    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")).any_semantic();
+    // Credential Secrets carry no label of ours: watch metadata only, and map
+    // each change to the resources that reference the Secret by name.
+    let referenced = watcher::Config::default().any_semantic();
+    controller
+        .watches(secrets.clone(), owned, |secret| {
+            let name = secret.annotations().get(RESOURCE_ANNOTATION).cloned();
+            let namespace = secret.namespace();
+            name.map(|n| ObjectRef::new(&n).within(namespace.as_deref().unwrap_or_default()))
+        })
+        .watches(secrets, referenced, move |secret| {
+            let (name, namespace) = (secret.name_any(), secret.namespace());
+            store
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == namespace && r.spec.credentials_secret_ref.name == name)
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
+}

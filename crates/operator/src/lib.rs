@@ -1,0 +1,28 @@
+//! upstash-rotator: rotates Upstash Redis passwords into Kubernetes Secrets.
+//!
+//! The operator's library behind the thin `upstash-rotator` binary: the
+//! controller, the CRD and the CLI. The Upstash client is the `upstash-api`
+//! crate; the simulator is `upstash-sim`, which this crate never links.
+
+/// Command line of `upstash-rotator`.
+pub mod cli;
+/// Status condition types, reasons and their update rule.
+pub mod conditions;
+/// Watches, scopes and the operator's run loop.
+pub mod controller;
+/// The `RedisPasswordRotation` custom resource.
+pub mod crd;
+/// The operator's health and metrics endpoints.
+pub mod http;
+/// Leader election among replicas.
+pub mod leader;
+/// Prometheus metrics.
+pub mod metrics;
+/// The reconciler and its pure decision logic.
+pub mod reconcile;
+/// The Secret the operator writes.
+pub mod secret;
+/// SIGTERM / SIGINT handling.
+pub mod signal;
+/// rustls crypto provider set-up.
+pub mod tls;

@@ -1,0 +1,257 @@
+//! What every reconcile shares: clients, the event recorder, the caches used
+//! to spot database conflicts, credentials awaiting their Secret write, and
+//! per-resource backoff.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use kube::{
+    Client,
+    runtime::{events::Recorder, reflector::Store},
+};
+
+use crate::{crd::RedisPasswordRotation, leader::Fence, metrics::Metrics};
+use parking_lot::Mutex;
+use upstash_api::{DatabaseCredentials, RedisDatabase, UpstashClient};
+
+/// A reset response whose Secret write has not succeeded yet. Dropping it
+/// would lose the only copy of a password when Credential Protection is on.
+#[derive(Clone, Debug)]
+pub struct Remembered {
+    pub target: i64,
+    pub database: RedisDatabase,
+    pub credentials: DatabaseCredentials,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub upstash: UpstashClient,
+    pub recorder: Recorder,
+    /// Caches of every watched scope, to find other resources on a database.
+    pub stores: Vec<Store<RedisPasswordRotation>>,
+    /// How long after an intent was recorded a reset sent for it may still be
+    /// answered (longer than any Upstash request may take).
+    pub reset_window: Duration,
+    /// This process, as recorded with each reset attempt.
+    pub identity: String,
+    /// Closed once this process may have lost its lease.
+    pub fence: Fence,
+    /// Keyed by resource uid.
+    remembered: Mutex<HashMap<String, Remembered>>,
+    /// Consecutive failures and the retry gate, keyed by resource uid.
+    failures: Mutex<HashMap<String, Failure>>,
+}
+
+/// What a resource and its Secrets looked like when a reconcile started:
+/// a later reconcile that sees the same is an echo of the operator's own
+/// status write, not a change worth an early retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub generation: Option<i64>,
+    pub deleting: bool,
+    pub credentials_secret: Option<String>,
+    pub target_secret: Option<String>,
+}
+
+#[derive(Debug)]
+struct Failure {
+    count: u32,
+    /// `None` when the failure happened before the fingerprint was taken.
+    fingerprint: Option<Fingerprint>,
+    retry_at: tokio::time::Instant,
+}
+
+/// First retry delay after a failure; doubled per failure up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Context {
+    pub fn new(
+        client: Client,
+        upstash: UpstashClient,
+        recorder: Recorder,
+        stores: Vec<Store<RedisPasswordRotation>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            metrics,
+            upstash,
+            recorder,
+            stores,
+            reset_window: Duration::from_secs(35),
+            identity: String::new(),
+            fence: Fence::unfenced(),
+            remembered: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Sets `reset_window` from the Upstash request timeout.
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.reset_window = request_timeout + Duration::from_secs(5);
+        self
+    }
+
+    /// Who this process is, and the fence its writes and resets pass.
+    pub fn with_identity(mut self, identity: String, fence: Fence) -> Self {
+        self.identity = identity;
+        self.fence = fence;
+        self
+    }
+
+    /// Whether every cache has synced, waiting at most `limit`.
+    pub async fn caches_ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        for store in &self.stores {
+            if !store_ready(store, Some(deadline)).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn remember(&self, uid: &str, remembered: Remembered) {
+        self.remembered.lock().insert(uid.to_owned(), remembered);
+    }
+
+    pub fn remembered(&self, uid: &str) -> Option<Remembered> {
+        self.remembered.lock().get(uid).cloned()
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.remembered.lock().remove(uid);
+    }
+
+    /// Records a failure and returns how long to wait before the next try:
+    /// `at_least` when the server asked for it, else exponential backoff.
+    pub fn failed(
+        &self,
+        uid: &str,
+        fingerprint: Option<Fingerprint>,
+        at_least: Option<Duration>,
+    ) -> Duration {
+        let mut failures = self.failures.lock();
+        let count = failures.get(uid).map_or(0, |f| f.count);
+        let backoff = FIRST_BACKOFF.saturating_mul(1u32 << count.min(16)).min(MAX_BACKOFF);
+        let delay = at_least.map_or(backoff, |d| d.max(backoff));
+        let retry_at = tokio::time::Instant::now() + delay;
+        failures.insert(uid.to_owned(), Failure { count: count.saturating_add(1), fingerprint, retry_at });
+        delay
+    }
+
+    /// How long to hold back a reconcile that sees nothing new since the last
+    /// failure; `None` when it may run now.
+    pub fn hold_back(&self, uid: &str, fingerprint: &Fingerprint) -> Option<Duration> {
+        let failures = self.failures.lock();
+        let failure = failures.get(uid).filter(|f| f.fingerprint.as_ref() == Some(fingerprint))?;
+        failure.retry_at.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
+    }
+
+    /// The delay chosen by the last failure, for the error policy.
+    pub fn retry_in(&self, uid: &str) -> Duration {
+        self.failures
+            .lock()
+            .get(uid)
+            .and_then(|f| f.retry_at.checked_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(FIRST_BACKOFF)
+    }
+
+    pub fn succeeded(&self, uid: &str) {
+        self.failures.lock().remove(uid);
+    }
+
+    /// Drops the backoff of resources no cache holds any more (deleted ones):
+    /// a long-running operator must not grow with every resource it has ever
+    /// seen. Reset answers are never dropped on the cache's word (a relist
+    /// can briefly miss an object); they go when a read confirms the resource
+    /// is gone, and a resource cannot go while its finalizer guards one.
+    pub fn prune_gone(&self) {
+        let live: std::collections::HashSet<String> =
+            self.stores.iter().flat_map(|s| s.state()).filter_map(|r| r.metadata.uid.clone()).collect();
+        self.failures.lock().retain(|uid, _| live.contains(uid));
+    }
+
+    /// Drops everything kept for a resource that is gone.
+    pub fn forget_resource(&self, uid: &str) {
+        self.forget(uid);
+        self.succeeded(uid);
+    }
+}
+
+/// Waits for a cache to sync, until `deadline` if one is given; `false` if
+/// it did not (or its writer is gone). Polls in short slices: the store's
+/// readiness signal wakes only one of several waiters, so a single long wait
+/// could miss it.
+pub async fn store_ready(
+    store: &Store<RedisPasswordRotation>,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => return false,
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RedisPasswordRotationSpec;
+    use kube::runtime::{
+        events::Reporter,
+        reflector::{self, store::Writer},
+        watcher,
+    };
+    use upstash_api::DatabaseCredentials;
+
+    /// A client that is never called: these tests touch no apiserver.
+    fn offline_client() -> Client {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("offline"))
+        });
+        Client::new(service, "default")
+    }
+
+    fn resource(uid: &str) -> RedisPasswordRotation {
+        let mut r = RedisPasswordRotation::new(uid, RedisPasswordRotationSpec::new("db", "api"));
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.uid = Some(uid.into());
+        r
+    }
+
+    #[tokio::test]
+    async fn what_is_kept_for_a_deleted_resource_goes_with_it() {
+        crate::tls::install_crypto_provider();
+        let (store, mut writer): (_, Writer<RedisPasswordRotation>) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(resource("live")));
+        writer.apply_watcher_event(&watcher::Event::Apply(resource("gone")));
+        let client = offline_client();
+        let upstash = UpstashClient::new("https://example.invalid", Duration::from_secs(1)).expect("client");
+        let recorder = Recorder::new(client.clone(), Reporter { controller: "test".into(), instance: None });
+        let ctx = Context::new(client, upstash, recorder, vec![store], Arc::default());
+        let credentials = DatabaseCredentials {
+            password: "p".into(),
+            rest_token: "t".into(),
+            read_only_rest_token: "r".into(),
+        };
+        let database =
+            RedisDatabase { id: "db".into(), host: "h".into(), port: 6379, tls: true, credentials: None };
+        for uid in ["live", "gone"] {
+            ctx.remember(
+                uid,
+                Remembered { target: 1, database: database.clone(), credentials: credentials.clone() },
+            );
+            ctx.failed(uid, None, None);
+        }
+        writer.apply_watcher_event(&watcher::Event::Delete(resource("gone")));
+        ctx.prune_gone();
+        assert!(ctx.remembered("gone").is_some(), "an answer is kept until a read confirms the deletion");
+        ctx.forget_resource("gone");
+        assert!(ctx.remembered("live").is_some() && ctx.remembered("gone").is_none());
+        let failures = ctx.failures.lock();
+        assert!(failures.contains_key("live") && !failures.contains_key("gone"));
+    }
+}

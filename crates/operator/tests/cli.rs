@@ -1,0 +1,103 @@
+//! The `upstash-rotator` binary: `rotate --wait`, `crd`, and clear errors
+//! with distinct exit codes.
+
+use testkit as support;
+
+use std::process::Output;
+
+use support::{
+    operator::World,
+    sim::{API_KEY, EMAIL},
+};
+use upstash_rotator::conditions::reason;
+
+async fn rotator(args: &[&str], kubeconfig: Option<&str>) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstash-rotator"));
+    cmd.args(args);
+    if let Some(path) = kubeconfig {
+        cmd.env("KUBECONFIG", path);
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("finishes")
+        .expect("runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn rotate_wait_reports_success_and_failure() {
+    let world = World::new("cli").await;
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", reason::SYNCED, |_| true).await;
+
+    let ok = rotator(&["rotate", "cache", "-n", &world.ns.name, "--wait", "--timeout", "60"], None).await;
+    assert!(ok.status.success(), "stdout: {} stderr: {}", text(&ok.stdout), text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("rotation 1 applied"), "{}", text(&ok.stdout));
+    assert_eq!(world.resets().await, 1);
+
+    world.put_api_credentials(EMAIL, "wrong").await;
+    let failed = rotator(&["rotate", "cache", "-n", &world.ns.name, "--wait", "--timeout", "60"], None).await;
+    assert_eq!(failed.status.code(), Some(1), "stdout: {}", text(&failed.stdout));
+    assert!(text(&failed.stderr).contains(reason::INVALID_CREDENTIALS), "{}", text(&failed.stderr));
+    world.put_api_credentials(EMAIL, API_KEY).await;
+    world.wait_applied("cache", 2).await;
+
+    let missing = rotator(&["rotate", "nope", "-n", &world.ns.name], None).await;
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(text(&missing.stderr).contains("not found"), "{}", text(&missing.stderr));
+}
+
+#[tokio::test]
+async fn unreachable_cluster_and_bad_flags_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("rotator-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:1\"}\n\
+         users:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .expect("write");
+    let unreachable = rotator(&["rotate", "cache", "-n", "default"], kubeconfig.to_str()).await;
+    assert_eq!(unreachable.status.code(), Some(3), "{}", text(&unreachable.stderr));
+    assert!(text(&unreachable.stderr).contains("cannot read"), "{}", text(&unreachable.stderr));
+
+    let bad_url = rotator(&["run", "--upstash-api-url", "ftp://example"], None).await;
+    assert_eq!(bad_url.status.code(), Some(2));
+    assert!(text(&bad_url.stderr).contains("https URL"), "{}", text(&bad_url.stderr));
+    let plain_http = rotator(&["run", "--upstash-api-url", "http://127.0.0.1:1"], None).await;
+    assert_eq!(plain_http.status.code(), Some(2), "plain HTTP needs the explicit flag");
+    assert!(
+        text(&plain_http.stderr).contains("--allow-insecure-upstash-url"),
+        "{}",
+        text(&plain_http.stderr)
+    );
+    let with_key = rotator(&["run", "--upstash-api-url", "https://me:secret@api.upstash.com"], None).await;
+    assert_eq!(with_key.status.code(), Some(2));
+    assert!(!text(&with_key.stderr).contains("me:secret@"), "the rejected URL is not echoed with its key");
+
+    let cut_short = rotator(
+        &[
+            "run",
+            "--allow-insecure-upstash-url",
+            "--upstash-api-url",
+            "http://127.0.0.1:1",
+            "--request-timeout",
+            "30",
+            "--shutdown-timeout",
+            "10",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(cut_short.status.code(), Some(2), "SIGTERM must never cut a reset short");
+    assert!(text(&cut_short.stderr).contains("--shutdown-timeout"), "{}", text(&cut_short.stderr));
+
+    let crd = rotator(&["crd"], None).await;
+    assert!(crd.status.success());
+    assert!(text(&crd.stdout).contains("kind: CustomResourceDefinition"));
+    let _ = std::fs::remove_dir_all(dir);
+}

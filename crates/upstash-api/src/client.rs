@@ -1,0 +1,123 @@
+//! reqwest implementation of the two calls the operator makes.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use reqwest::header::{ACCEPT, RETRY_AFTER};
+
+use super::{database::RedisDatabase, error::UpstashError};
+
+/// Email and API key for HTTP Basic auth. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiCredentials {
+    pub email: String,
+    pub api_key: String,
+}
+
+impl fmt::Debug for ApiCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCredentials").field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+/// Told of every request: its route and HTTP status (`None`: no answer).
+pub type Observer = Arc<dyn Fn(&'static str, Option<u16>) + Send + Sync>;
+
+/// A Developer API client bound to one base URL (Upstash's, or a simulator's).
+#[derive(Clone)]
+pub struct UpstashClient {
+    http: reqwest::Client,
+    base_url: String,
+    observer: Option<Observer>,
+}
+
+impl UpstashClient {
+    /// `timeout` bounds each whole request; connecting gets at most 10 s of it.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("upstash-rotator/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            // A redirect would resend the API key to wherever it points, and
+            // a redirected reset could be sent twice.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned(), observer: None })
+    }
+
+    /// Reports every request to `observer` (for metrics).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// `GET /v2/redis/database/{id}`, with credentials unless protected.
+    pub async fn get_database(&self, auth: &ApiCredentials, id: &str) -> Result<RedisDatabase, UpstashError> {
+        self.call("get", reqwest::Method::GET, &format!("/v2/redis/database/{}", path_segment(id)), auth)
+            .await
+    }
+
+    /// `POST /v2/redis/reset-password/{id}`. Not idempotent: never retried here.
+    pub async fn reset_password(
+        &self,
+        auth: &ApiCredentials,
+        id: &str,
+    ) -> Result<RedisDatabase, UpstashError> {
+        let path = format!("/v2/redis/reset-password/{}", path_segment(id));
+        self.call("reset-password", reqwest::Method::POST, &path, auth).await
+    }
+
+    async fn call(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        auth: &ApiCredentials,
+    ) -> Result<RedisDatabase, UpstashError> {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .basic_auth(&auth.email, Some(&auth.api_key))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| self.observed(route, None, transport(e)))?;
+        let status = response.status();
+        if let Some(observe) = &self.observer {
+            observe(route, Some(status.as_u16()));
+        }
+        let retry_after =
+            response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(UpstashError::from_response(status, retry_after.as_deref(), &body));
+        }
+        RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))
+    }
+
+    fn observed(&self, route: &'static str, status: Option<u16>, error: UpstashError) -> UpstashError {
+        if let Some(observe) = &self.observer {
+            observe(route, status);
+        }
+        error
+    }
+}
+
+/// Database ids are UUIDs; anything else is percent-encoded so it cannot
+/// reach another path.
+fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, crate::UNRESERVED).to_string()
+}
+
+fn transport(e: reqwest::Error) -> UpstashError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection lost while reading the answer"
+    } else {
+        "request failed"
+    };
+    // reqwest's text names the URL (no secrets in it) and the io error.
+    UpstashError::Transport(format!("{kind}: {}", e.without_url()))
+}

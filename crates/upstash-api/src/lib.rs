@@ -1,0 +1,15 @@
+//! Client for the parts of Upstash's Developer API the operator uses: read a
+//! database, reset its password.
+
+mod client;
+mod database;
+mod error;
+
+pub use client::{ApiCredentials, Observer, UpstashClient};
+pub use database::{DatabaseCredentials, RedisDatabase};
+pub use error::UpstashError;
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded: safe
+/// in a URL path segment and in a URL's userinfo alike.
+pub const UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

@@ -1,0 +1,51 @@
+//! `upstash-sim`: a local stand-in for Upstash's Developer API and REST data
+//! plane, with fault injection (specified in docs/upstash-api.md §16).
+
+mod accounts;
+mod command_policy;
+mod control;
+mod data_plane;
+mod database;
+mod error;
+mod faults;
+mod management;
+mod redis_backend;
+mod request_log;
+mod rest_value;
+mod server;
+mod state;
+
+use std::{future::Future, path::PathBuf, sync::Arc};
+
+use axum::{Router, middleware};
+use tokio::net::TcpListener;
+
+pub use accounts::{Access, Account, InvalidAccount};
+pub use state::{SimState, StartError};
+
+/// What a simulator is started with.
+#[derive(Debug, Default)]
+pub struct SimConfig {
+    pub accounts: Vec<Account>,
+    /// `host:port` of redis-servers the simulator may put behind databases.
+    pub redis: Vec<String>,
+    pub state_file: Option<PathBuf>,
+}
+
+/// Every route of the simulator.
+pub fn router(state: Arc<SimState>) -> Router {
+    let api = management::routes()
+        .merge(data_plane::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), server::observe));
+    control::routes().merge(api).with_state(state)
+}
+
+/// Prepares the state (loading the state file, connecting redis-servers).
+pub async fn prepare(config: SimConfig) -> Result<Arc<SimState>, StartError> {
+    SimState::new(config.accounts, &config.redis, config.state_file).await.map(Arc::new)
+}
+
+/// Serves the simulator on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, state: Arc<SimState>, shutdown: impl Future<Output = ()>) {
+    server::serve(listener, router(state), shutdown).await;
+}

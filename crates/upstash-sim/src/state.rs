@@ -1,0 +1,420 @@
+//! The simulator's accounts, databases and their life cycle.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use parking_lot::{Mutex, MutexGuard};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    accounts::{Access, Account, authenticate},
+    database::{Credentials, Database, Shape},
+    error::ApiError,
+    faults::FaultQueue,
+    redis_backend::{BackendError, RedisBackend},
+    request_log::RequestLog,
+};
+
+/// Which of a database's tokens a data-plane request presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Standard,
+    ReadOnly,
+}
+
+/// The database a data-plane token opens.
+pub struct TokenGrant {
+    pub database_id: String,
+    pub kind: TokenKind,
+    pub backend: Option<RedisBackend>,
+}
+
+/// Body of `POST /v2/redis/database`.
+#[derive(Debug, Deserialize)]
+struct CreateRequest {
+    database_name: String,
+    /// Optional: Upstash's own CLI sends none (and `region: "global"`).
+    #[serde(default = "default_platform")]
+    platform: String,
+    primary_region: String,
+    #[serde(default)]
+    read_regions: Vec<String>,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    tls: Option<bool>,
+}
+
+fn default_platform() -> String {
+    "aws".into()
+}
+
+struct Store {
+    databases: BTreeMap<String, Database>,
+    backends: Vec<RedisBackend>,
+}
+
+/// Shared state of one simulator.
+pub struct SimState {
+    accounts: Vec<Account>,
+    store: tokio::sync::Mutex<Store>,
+    state_file: Option<PathBuf>,
+    pub faults: Mutex<FaultQueue>,
+    pub requests: Mutex<RequestLog>,
+}
+
+/// Why a simulator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read state file {}: {source}", path.display())]
+    StateFileUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("state file {} is not valid: {source}", path.display())]
+    StateFileInvalid { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl SimState {
+    /// Loads the state file (if any) and connects every redis-server.
+    pub async fn new(
+        accounts: Vec<Account>,
+        redis_addresses: &[String],
+        state_file: Option<PathBuf>,
+    ) -> Result<Self, StartError> {
+        let databases: BTreeMap<String, Database> = match &state_file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| StartError::StateFileUnreadable { path: path.clone(), source })?;
+                serde_json::from_str(&text)
+                    .map_err(|source| StartError::StateFileInvalid { path: path.clone(), source })?
+            }
+            _ => BTreeMap::new(),
+        };
+        let mut backends = Vec::new();
+        for address in redis_addresses {
+            let owner = databases.values().find(|db| db.redis.as_deref() == Some(address.as_str()));
+            let backend =
+                RedisBackend::connect(address, owner.map(|db| db.credentials.password.as_str())).await?;
+            if let Some(db) = owner {
+                backend.set_credentials(&db.credentials).await?;
+            }
+            backends.push(backend);
+        }
+        Ok(Self {
+            accounts,
+            store: tokio::sync::Mutex::new(Store { databases, backends }),
+            state_file,
+            faults: Mutex::default(),
+            requests: Mutex::default(),
+        })
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, FaultQueue> {
+        self.faults.lock()
+    }
+
+    pub fn requests(&self) -> MutexGuard<'_, RequestLog> {
+        self.requests.lock()
+    }
+
+    fn authorize(&self, header: Option<&str>, write: bool) -> Result<&Account, ApiError> {
+        let account = authenticate(&self.accounts, header)?;
+        // Upstash checks the key's mode before it looks the database up.
+        if write && account.access == Access::ReadOnly {
+            return Err(ApiError::ReadOnlyKey);
+        }
+        Ok(account)
+    }
+
+    fn persist(&self, store: &Store) -> Result<(), ApiError> {
+        let Some(path) = &self.state_file else { return Ok(()) };
+        let text =
+            serde_json::to_string_pretty(&store.databases).map_err(|e| ApiError::Internal(e.to_string()))?;
+        write_private(path, text.as_bytes())
+            .map_err(|e| ApiError::Internal(format!("cannot write state file {}: {e}", path.display())))
+    }
+
+    pub async fn create(&self, auth: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+        let account = self.authorize(auth, true)?;
+        let request: CreateRequest = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+        validate_create(&request)?;
+
+        let mut store = self.store.lock().await;
+        let id = Uuid::new_v4().to_string();
+        let backend = if store.backends.is_empty() {
+            None
+        } else {
+            let taken: Vec<_> = store.databases.values().filter_map(|db| db.redis.clone()).collect();
+            let free = store.backends.iter().find(|b| !taken.contains(&b.address)).cloned();
+            Some(free.ok_or_else(|| {
+                ApiError::BadRequest(
+                    "every redis-server of this simulator already backs a database; start it with another --redis"
+                        .into(),
+                )
+            })?)
+        };
+        let (endpoint, port, tls) = match &backend {
+            Some(b) => {
+                let (host, port) = b.address.rsplit_once(':').unwrap_or((b.address.as_str(), "6379"));
+                (host.to_owned(), port.parse().unwrap_or(6379), false)
+            }
+            None => (fake_endpoint(&id), 6379, request.tls.unwrap_or(true)),
+        };
+        let credentials = Credentials::generate(&id, port);
+        if let Some(b) = &backend {
+            b.set_credentials(&credentials).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        let db = Database {
+            id: id.clone(),
+            name: request.database_name,
+            owner: account.email.clone(),
+            platform: request.platform,
+            primary_region: request.primary_region,
+            read_regions: request.read_regions,
+            plan: request.plan.unwrap_or_else(|| "payg".into()),
+            endpoint,
+            port,
+            tls,
+            creation_time: (now_ms() / 1000) as i64,
+            credentials,
+            previous_credentials: None,
+            rotated_at_ms: None,
+            shape: Shape::Modern,
+            credential_protection: false,
+            propagation_lag_ms: 0,
+            resets: 0,
+            redis: backend.map(|b| b.address),
+        };
+        let body = db.to_api_json(true);
+        store.databases.insert(id, db);
+        self.persist(&store)?;
+        Ok(body)
+    }
+
+    pub async fn list(&self, auth: Option<&str>) -> Result<Value, ApiError> {
+        let account = self.authorize(auth, false)?;
+        let store = self.store.lock().await;
+        let all = store.databases.values().filter(|db| db.owner == account.email);
+        Ok(Value::Array(all.map(|db| db.to_api_json(!db.credential_protection)).collect()))
+    }
+
+    pub async fn get(&self, auth: Option<&str>, id: &str, hide_credentials: bool) -> Result<Value, ApiError> {
+        let account = self.authorize(auth, false)?;
+        let store = self.store.lock().await;
+        let db = owned(&store, account, id)?;
+        Ok(db.to_api_json(!hide_credentials && !db.credential_protection))
+    }
+
+    pub async fn reset_password(&self, auth: Option<&str>, id: &str) -> Result<Value, ApiError> {
+        let account = self.authorize(auth, true)?;
+        let mut store = self.store.lock().await;
+        let db = owned(&store, account, id)?;
+        let credentials = Credentials::generate(&db.id, db.port);
+        if let Some(address) = &db.redis {
+            let backend = store.backends.iter().find(|b| &b.address == address).ok_or_else(|| {
+                ApiError::Internal(format!("redis-server {address} is not connected to this simulator"))
+            })?;
+            backend.set_credentials(&credentials).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        let db = store.databases.get_mut(id).ok_or(ApiError::DatabaseNotFound)?;
+        db.previous_credentials = Some(std::mem::replace(&mut db.credentials, credentials));
+        db.rotated_at_ms = Some(now_ms());
+        db.resets += 1;
+        // The reset is the one moment credentials are shown, protected or not.
+        let body = db.to_api_json(true);
+        self.persist(&store)?;
+        Ok(body)
+    }
+
+    pub async fn delete(&self, auth: Option<&str>, id: &str) -> Result<Value, ApiError> {
+        let account = self.authorize(auth, true)?;
+        let mut store = self.store.lock().await;
+        owned(&store, account, id)?;
+        store.databases.remove(id);
+        self.persist(&store)?;
+        Ok(json!("OK"))
+    }
+
+    /// The database a data-plane token currently opens. During propagation
+    /// lag after a reset, the new tokens are still refused and the old ones
+    /// still accepted.
+    pub async fn resolve_token(&self, token: &str) -> Option<TokenGrant> {
+        let store = self.store.lock().await;
+        let now = now_ms();
+        store.databases.values().find_map(|db| {
+            let lagging = db.rotated_at_ms.is_some_and(|t| now < t.saturating_add(db.propagation_lag_ms));
+            let live = if lagging { db.previous_credentials.as_ref()? } else { &db.credentials };
+            let kind = if live.rest_token == token {
+                TokenKind::Standard
+            } else if live.read_only_rest_token == token {
+                TokenKind::ReadOnly
+            } else {
+                return None;
+            };
+            let backend =
+                db.redis.as_ref().and_then(|a| store.backends.iter().find(|b| &b.address == a)).cloned();
+            Some(TokenGrant { database_id: db.id.clone(), kind, backend })
+        })
+    }
+
+    /// Changes a database's simulation settings; `None` if it does not exist.
+    pub async fn configure(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Database),
+    ) -> Result<Option<Value>, ApiError> {
+        let mut store = self.store.lock().await;
+        let Some(db) = store.databases.get_mut(id) else { return Ok(None) };
+        change(db);
+        let view = inspect(db);
+        self.persist(&store)?;
+        Ok(Some(view))
+    }
+
+    /// The simulation settings and counters of a database, never credentials.
+    pub async fn inspect(&self, id: &str) -> Option<Value> {
+        self.store.lock().await.databases.get(id).map(inspect)
+    }
+}
+
+fn inspect(db: &Database) -> Value {
+    json!({
+        "database_id": db.id,
+        "owner": db.owner,
+        "resets": db.resets,
+        "credential_protection": db.credential_protection,
+        "shape": db.shape,
+        "propagation_lag_ms": db.propagation_lag_ms,
+        "redis": db.redis,
+    })
+}
+
+fn owned<'a>(store: &'a Store, account: &Account, id: &str) -> Result<&'a Database, ApiError> {
+    store.databases.get(id).filter(|db| db.owner == account.email).ok_or(ApiError::DatabaseNotFound)
+}
+
+fn validate_create(request: &CreateRequest) -> Result<(), ApiError> {
+    let bad = |m: &str| Err(ApiError::BadRequest(m.into()));
+    if request.database_name.trim().is_empty() || request.database_name.len() > 100 {
+        return bad("database_name must be 1 to 100 characters");
+    }
+    if !matches!(request.platform.as_str(), "aws" | "gcp") {
+        return bad("platform must be \"aws\" or \"gcp\"");
+    }
+    if request.primary_region.trim().is_empty() {
+        return bad("primary_region must not be empty");
+    }
+    Ok(())
+}
+
+/// A plausible Upstash host name derived from the database id.
+fn fake_endpoint(id: &str) -> String {
+    const WORDS: &[&str] = &["sought-mollusk", "all-foxe", "beloved-stallion", "calm-otter", "brave-lynx"];
+    let n = id.bytes().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(b as usize));
+    format!("{}-{}.upstash.io", WORDS[n % WORDS.len()], 10000 + n % 90000)
+}
+
+/// Replaces `path` with `bytes` atomically: they go to a new file of random
+/// name in the same directory, created exclusively (never through an existing
+/// file or symlink) with mode 0600, synced, then renamed over `path`.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // tempfile creates with O_CREAT|O_EXCL and mode 0600 on Unix.
+    let mut file = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    // Makes the rename itself durable; some file systems cannot sync a
+    // directory, and the data is already safe in the file, so this is best effort.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn scratch_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("upstash-sim-state-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_file_is_private_even_when_it_existed_with_another_mode() {
+        let dir = scratch_dir();
+        let path = dir.join("state.json");
+        std::fs::write(&path, "old").expect("pre-existing file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&path, b"{}").expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}");
+        assert_eq!(mode(&path), 0o600);
+        let entries: Vec<_> =
+            std::fs::read_dir(&dir).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(entries, ["state.json"], "no temporary file is left behind");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn predictable_temporary_paths_are_not_followed() {
+        let dir = scratch_dir();
+        let path = dir.join("state.json");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched").expect("victim");
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        // The old implementation wrote through `state.tmp`; guess a few more.
+        let traps = ["state.tmp", "state.json.tmp", ".state.json.tmp"].map(|n| dir.join(n));
+        for trap in &traps {
+            std::os::unix::fs::symlink(&victim, trap).expect("symlink");
+        }
+        for round in 0..3 {
+            write_private(&path, format!("{{\"round\": {round}}}").as_bytes()).expect("write");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
+        assert_eq!(mode(&victim), 0o644);
+        for trap in &traps {
+            let meta = std::fs::symlink_metadata(trap).expect("trap still there");
+            assert!(meta.file_type().is_symlink(), "{} was replaced", trap.display());
+        }
+        assert_eq!(std::fs::read_to_string(&path).expect("state"), "{\"round\": 2}");
+        assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_followed() {
+        let dir = scratch_dir();
+        let path = dir.join("state.json");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched").expect("victim");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        write_private(&path, b"{}").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
+        assert!(!std::fs::symlink_metadata(&path).expect("state").file_type().is_symlink());
+        assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
