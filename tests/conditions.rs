@@ -11,21 +11,21 @@ use support::{
     ready_message,
     sim::{API_KEY, EMAIL, RO_API_KEY, RO_EMAIL},
 };
-use upstash_rotator::conditions::reason;
+use upstash_rotator::conditions::Reason;
 
 #[tokio::test]
 async fn missing_credentials_secret_resumes_once_created() {
     let world = World::new("nocreds").await;
     world.secrets().delete(support::operator::CREDENTIALS_SECRET, &Default::default()).await.expect("delete");
     world.create("cache", world.spec()).await;
-    let failed = world.wait_for("cache", reason::CREDENTIALS_SECRET_MISSING, |_| true).await;
+    let failed = world.wait_for("cache", Reason::CredentialsSecretMissing.as_str(), |_| true).await;
     assert!(ready_message(&failed).contains("upstash-api"), "{}", ready_message(&failed));
 
     // Let the backoff grow past what the test could wait for by accident.
     tokio::time::sleep(Duration::from_secs(5)).await;
     world.put_api_credentials(EMAIL, API_KEY).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
-    assert!(world.event_reasons().await.iter().any(|r| r == reason::CREDENTIALS_SECRET_MISSING));
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
+    assert!(world.event_reasons().await.iter().any(|r| r == Reason::CredentialsSecretMissing.as_str()));
 }
 
 #[tokio::test]
@@ -34,7 +34,7 @@ async fn missing_key_in_credentials_secret_is_named() {
     let mut spec = world.spec();
     spec.credentials_secret_ref.api_key_key = "token".into();
     world.create("cache", spec).await;
-    let failed = world.wait_for("cache", reason::CREDENTIALS_SECRET_MISSING, |_| true).await;
+    let failed = world.wait_for("cache", Reason::CredentialsSecretMissing.as_str(), |_| true).await;
     assert!(ready_message(&failed).contains("\"token\""), "{}", ready_message(&failed));
 }
 
@@ -43,15 +43,15 @@ async fn wrong_or_read_only_keys_are_invalid_credentials_and_fixing_them_resumes
     let world = World::new("badkey").await;
     world.put_api_credentials(EMAIL, "not-the-key").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::INVALID_CREDENTIALS, |_| true).await;
+    world.wait_for("cache", Reason::InvalidCredentials.as_str(), |_| true).await;
 
     world.put_api_credentials(EMAIL, API_KEY).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
 
     // A read-only key can read (sync) but not reset.
     world.put_api_credentials(RO_EMAIL, RO_API_KEY).await;
     world.set_rotation("cache", 1).await;
-    let failed = world.wait_for("cache", reason::INVALID_CREDENTIALS, |_| true).await;
+    let failed = world.wait_for("cache", Reason::InvalidCredentials.as_str(), |_| true).await;
     assert!(ready_message(&failed).contains("read-only"), "{}", ready_message(&failed));
     assert_eq!(world.resets().await, 0);
     let status = failed.status.expect("status");
@@ -69,7 +69,7 @@ async fn unknown_database_is_reported() {
     let mut spec = world.spec();
     spec.database_id = "00000000-0000-0000-0000-000000000000".into();
     world.create("cache", spec).await;
-    let failed = world.wait_for("cache", reason::DATABASE_NOT_FOUND, |_| true).await;
+    let failed = world.wait_for("cache", Reason::DatabaseNotFound.as_str(), |_| true).await;
     assert!(ready_message(&failed).contains("00000000-0000-0000-0000-000000000000"));
 }
 
@@ -82,8 +82,8 @@ async fn rate_limits_and_outages_are_retried_with_backoff() {
             {"kind": "respond", "status": 429, "body": "", "headers": {"Retry-After": "3"}}}))
         .await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::RATE_LIMITED, |_| true).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::RateLimited.as_str(), |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
 
     world
         .sim
@@ -92,9 +92,9 @@ async fn rate_limits_and_outages_are_retried_with_backoff() {
         .await;
     // Deleting the Secret forces a GET that now fails twice.
     world.secrets().delete("cache", &Default::default()).await.expect("delete");
-    let down = world.wait_for("cache", reason::UPSTASH_UNAVAILABLE, |_| true).await;
+    let down = world.wait_for("cache", Reason::UpstashUnavailable.as_str(), |_| true).await;
     assert!(ready_message(&down).contains("503"), "{}", ready_message(&down));
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
 
     // Bounded retries: two failures, a handful of GETs in all, no hot loop.
     let log = world.sim.request_log().await;

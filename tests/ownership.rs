@@ -10,7 +10,7 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{WAIT, eventually, operator::World, ready_message};
 use upstash_rotator::{
-    conditions::reason,
+    conditions::Reason,
     crd::DeletionPolicy,
     reconcile::FINALIZER,
     secret::{self, ADOPT_ANNOTATION},
@@ -30,7 +30,7 @@ async fn a_foreign_secret_is_never_touched_unless_marked_for_adoption() {
     let world = World::new("foreign").await;
     foreign_secret(&world, "cache").await;
     world.create("cache", world.spec()).await;
-    let refused = world.wait_for("cache", reason::SECRET_CONFLICT, |_| true).await;
+    let refused = world.wait_for("cache", Reason::SecretConflict.as_str(), |_| true).await;
     assert!(ready_message(&refused).contains(ADOPT_ANNOTATION));
     // Raising the counter must not reset either: the Secret could not take the result.
     world.set_rotation("cache", 1).await;
@@ -53,14 +53,14 @@ async fn a_foreign_secret_is_never_touched_unless_marked_for_adoption() {
 async fn a_secret_of_another_resource_is_a_conflict() {
     let world = World::new("twosecrets").await;
     world.create("first", world.spec()).await;
-    world.wait_for("first", reason::SYNCED, |_| true).await;
+    world.wait_for("first", Reason::Synced.as_str(), |_| true).await;
     // A second database, and a resource pointing at the first one's Secret.
     let other_db = world.sim.create_database("other").await["database_id"].as_str().expect("id").to_owned();
     let mut spec = world.spec();
     spec.database_id = other_db;
     spec.secret_name = Some("first".into());
     world.create("second", spec).await;
-    let refused = world.wait_for("second", reason::SECRET_CONFLICT, |_| true).await;
+    let refused = world.wait_for("second", Reason::SecretConflict.as_str(), |_| true).await;
     assert!(ready_message(&refused).contains("first"));
 }
 
@@ -68,10 +68,10 @@ async fn a_secret_of_another_resource_is_a_conflict() {
 async fn two_resources_on_one_database_the_later_refuses() {
     let world = World::new("samedb").await;
     world.create("older", world.spec()).await;
-    world.wait_for("older", reason::SYNCED, |_| true).await;
+    world.wait_for("older", Reason::Synced.as_str(), |_| true).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation timestamps
     world.create("newer", world.spec()).await;
-    let refused = world.wait_for("newer", reason::DATABASE_CONFLICT, |_| true).await;
+    let refused = world.wait_for("newer", Reason::DatabaseConflict.as_str(), |_| true).await;
     assert!(ready_message(&refused).contains("older"));
     assert!(world.secrets().get_opt("newer").await.expect("get").is_none());
 
@@ -91,8 +91,8 @@ async fn delete_policy_removes_the_secret_retain_keeps_it() {
     retain.database_id =
         world.sim.create_database("kept").await["database_id"].as_str().expect("id").to_owned();
     world.create("kept", retain).await;
-    world.wait_for("deleted", reason::SYNCED, |_| true).await;
-    world.wait_for("kept", reason::SYNCED, |_| true).await;
+    world.wait_for("deleted", Reason::Synced.as_str(), |_| true).await;
+    world.wait_for("kept", Reason::Synced.as_str(), |_| true).await;
     let kept = world.secrets().get("kept").await.expect("secret");
     assert!(kept.metadata.owner_references.is_none(), "Retain: no owner reference");
 
@@ -117,7 +117,7 @@ async fn deletion_waits_for_a_reset_in_flight_and_keeps_its_result() {
     let mut spec = world.spec();
     spec.deletion_policy = DeletionPolicy::Retain;
     world.create("cache", spec).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
 
     // A slow reset (longer than the operator's 2 s request timeout).
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 3000}})).await;
@@ -145,7 +145,7 @@ async fn deletion_waits_for_a_reset_in_flight_and_keeps_its_result() {
 async fn deleting_an_idle_resource_never_hangs() {
     let world = World::new("idle").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.stop_operator_for_test().await;
     world.resources().delete("cache", &DeleteParams::default()).await.expect("delete");
     eventually(WAIT, "deletion without the operator", || async {

@@ -9,7 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::json;
 use support::{WAIT, eventually, operator::World, process::OperatorProcess};
-use upstash_rotator::{conditions::reason, secret};
+use upstash_rotator::{conditions::Reason, secret};
 
 #[tokio::test]
 async fn sigterm_during_a_slow_reset_still_writes_the_secret() {
@@ -26,7 +26,7 @@ async fn sigterm_during_a_slow_reset_still_writes_the_secret() {
     ])
     .await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     assert_eq!(operator.get("/readyz").await.0, 200);
 
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 3000}})).await;
@@ -87,7 +87,7 @@ async fn a_standby_takes_over_within_the_lease_duration_without_a_second_reset()
     assert_eq!(second.get("/readyz").await.0, 200, "a standby is ready");
 
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.set_rotation("cache", 1).await;
     world.wait_applied("cache", 1).await;
     assert!(!second.logs().contains("leading"), "the standby does not reconcile:\n{}", second.logs());
@@ -134,7 +134,7 @@ async fn metrics_series_of_a_deleted_resource_disappear() {
         OperatorProcess::start(&["--upstash-api-url", &world.sim.url, "--namespace", &world.ns.name]).await;
     assert_eq!(operator.get("/healthz").await.0, 200);
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.set_rotation("cache", 1).await;
     world.wait_applied("cache", 1).await;
     let series = format!(r#"namespace="{}",name="cache""#, world.ns.name);

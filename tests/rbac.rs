@@ -21,7 +21,7 @@ use support::{
     tools::{CHART, helm, text},
 };
 
-use upstash_rotator::{conditions::reason, leader::Election};
+use upstash_rotator::{conditions::Reason, leader::Election};
 
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     match result {
@@ -54,7 +54,7 @@ async fn namespaced_install_rotates_with_its_own_token_and_nothing_more() {
     let identity = chart_identity(&admin, &operator_ns.name, &release).await;
     world.operator = Some(Operator::start(identity.clone(), &world.ns.name, &world.sim.url).await);
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.set_rotation("cache", 1).await;
     world.wait_applied("cache", 1).await;
     assert_eq!(world.resets().await, 1);

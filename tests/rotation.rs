@@ -9,7 +9,7 @@ use kube::api::{Patch, PatchParams};
 use reqwest::Method;
 use serde_json::json;
 use support::operator::{World, credentials_of};
-use upstash_rotator::{conditions::reason, reconcile::FINALIZER, secret};
+use upstash_rotator::{conditions::Reason, reconcile::FINALIZER, secret};
 
 #[tokio::test]
 async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
@@ -20,7 +20,7 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
         annotations: [("team".to_owned(), "payments".to_owned())].into(),
     });
     world.create("cache", spec).await;
-    let synced = world.wait_for("cache", reason::SYNCED, |_| true).await;
+    let synced = world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     let status = synced.status.clone().expect("status");
     assert_eq!((status.rotation, status.pending_rotation), (Some(0), None));
     assert_eq!(status.secret_name.as_deref(), Some("cache"));
@@ -80,7 +80,7 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     );
     let status = rotated.status.clone().expect("status");
     assert!(status.last_rotation_time.is_some());
-    assert_eq!(support::conditions_reason(&rotated), Some(reason::ROTATED.to_owned()));
+    assert_eq!(support::conditions_reason(&rotated), Some(Reason::Rotated.as_str().to_owned()));
     assert!(rotated.metadata.finalizers.unwrap_or_default().iter().all(|f| f != FINALIZER));
     let old_token = before["rest_token"].as_str().expect("token");
     let new_token = after["rest_token"].as_str().expect("token");
@@ -108,7 +108,7 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
 async fn a_lost_reset_response_is_recovered_without_a_second_reset() {
     let world = World::new("lost").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     let before = world.current().await;
 
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "drop_after_apply"}})).await;
@@ -143,7 +143,7 @@ async fn a_lost_reset_response_is_recovered_without_a_second_reset() {
 async fn a_5xx_that_did_not_apply_leads_to_exactly_one_reset() {
     let world = World::new("fivexx").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     let fault = json!({"route": "reset-password", "action":
         {"kind": "respond", "status": 500, "body": "{\"error\":\"cluster under maintenance\"}"}});
     world.sim.fault(fault).await;
@@ -161,7 +161,7 @@ async fn a_5xx_that_did_not_apply_leads_to_exactly_one_reset() {
 /// stopped, the status is set by hand, and a new operator takes over.
 async fn crash_after_intent(world: &mut World, reset_happened: bool) {
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.stop_operator().await;
 
     world.set_rotation("cache", 1).await;
@@ -219,7 +219,7 @@ async fn credential_protection_needs_a_rotation_and_repeats_blind_resets_loudly(
         .await;
     world.start_operator().await;
     world.create("cache", world.spec()).await;
-    let waiting = world.wait_for("cache", reason::CREDENTIALS_UNAVAILABLE, |_| true).await;
+    let waiting = world.wait_for("cache", Reason::CredentialsUnavailable.as_str(), |_| true).await;
     let message = support::ready_message(&waiting);
     assert!(message.contains("spec.rotation"), "{message}");
     assert!(world.secrets().get_opt("cache").await.expect("get").is_none());
@@ -252,7 +252,7 @@ async fn credential_protection_needs_a_rotation_and_repeats_blind_resets_loudly(
 async fn drift_is_corrected_without_a_reset() {
     let world = World::new("drift").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     let password = world.current().await["password"].as_str().expect("pw").to_owned();
 
     world.secrets().delete("cache", &Default::default()).await.expect("delete secret");

@@ -19,7 +19,7 @@ use support::{
     ready_message,
 };
 use upstash_api::{ApiCredentials, UpstashClient, UpstashError};
-use upstash_rotator::{conditions::reason, leader::Fence, secret};
+use upstash_rotator::{conditions::Reason, leader::Fence, secret};
 
 /// The Secret holds what Upstash has now: the application can connect.
 async fn assert_secret_is_current(world: &World, name: &str) {
@@ -35,7 +35,7 @@ async fn assert_secret_is_current(world: &World, name: &str) {
 async fn an_edited_secret_does_not_fake_a_rotation_that_never_happened() {
     let world = World::new("edited").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
 
     // A 5xx leaves the outcome unknown; it did not apply.
     let fault = json!({"route": "reset-password", "action": {"kind": "respond", "status": 500}});
@@ -68,7 +68,7 @@ async fn blind_resets_stop_after_three_and_a_counter_bump_resumes() {
     let mut world = world;
     world.start_operator().await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::CREDENTIALS_UNAVAILABLE, |_| true).await;
+    world.wait_for("cache", Reason::CredentialsUnavailable.as_str(), |_| true).await;
     world.set_rotation("cache", 1).await;
     world.wait_applied("cache", 1).await;
     assert_eq!(world.resets().await, 1);
@@ -79,7 +79,7 @@ async fn blind_resets_stop_after_three_and_a_counter_bump_resumes() {
         .fault(json!({"route": "reset-password", "times": 20, "action": {"kind": "drop_after_apply"}}))
         .await;
     world.set_rotation("cache", 2).await;
-    let stuck = world.wait_for("cache", reason::ROTATION_NEEDS_ATTENTION, |_| true).await;
+    let stuck = world.wait_for("cache", Reason::RotationNeedsAttention.as_str(), |_| true).await;
     let message = ready_message(&stuck);
     assert!(message.contains("raise spec.rotation"), "{message}");
     assert_eq!(world.resets().await, 1 + 1 + 3, "the first reset and three blind ones, then nothing");
@@ -113,12 +113,12 @@ async fn blind_resets_stop_after_three_and_a_counter_bump_resumes() {
 async fn an_immutable_secret_stops_a_rotation_before_the_reset() {
     let world = World::new("immutable").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     let patch = json!({"immutable": true});
     world.secrets().patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("freeze");
 
     world.set_rotation("cache", 1).await;
-    let refused = world.wait_for("cache", reason::SECRET_NOT_WRITABLE, |_| true).await;
+    let refused = world.wait_for("cache", Reason::SecretNotWritable.as_str(), |_| true).await;
     assert!(ready_message(&refused).contains("immutable"), "{}", ready_message(&refused));
     assert_eq!(world.resets().await, 0, "no reset whose answer could not be stored");
     assert_eq!(refused.status.as_ref().and_then(|s| s.pending_rotation), None);
@@ -178,11 +178,11 @@ async fn a_resource_that_never_synced_does_not_block_the_database() {
     let mut squatter = world.spec();
     squatter.credentials_secret_ref.name = bogus.into();
     world.create("older", squatter).await;
-    world.wait_for("older", reason::INVALID_CREDENTIALS, |_| true).await;
+    world.wait_for("older", Reason::InvalidCredentials.as_str(), |_| true).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have one-second precision
 
     world.create("real", world.spec()).await;
-    world.wait_for("real", reason::SYNCED, |_| true).await;
+    world.wait_for("real", Reason::Synced.as_str(), |_| true).await;
     world.set_rotation("real", 1).await;
     world.wait_applied("real", 1).await;
     assert_secret_is_current(&world, "real").await;
@@ -197,7 +197,7 @@ async fn deleting_the_namespace_mid_rotation_never_hangs() {
             .await,
     );
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 3000}})).await;
     world.set_rotation("cache", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -240,7 +240,7 @@ async fn two_operators_without_election_reset_once_per_step() {
         world.create(&format!("cache-{i}"), spec).await;
     }
     for i in 0..databases.len() {
-        world.wait_for(&format!("cache-{i}"), reason::SYNCED, |_| true).await;
+        world.wait_for(&format!("cache-{i}"), Reason::Synced.as_str(), |_| true).await;
     }
     const ROUNDS: i64 = 4;
     for round in 1..=ROUNDS {

@@ -9,35 +9,98 @@ use k8s_openapi::{
 pub const READY: &str = "Ready";
 pub const ROTATING: &str = "Rotating";
 
-/// Reasons users see in `kubectl get rpr` and alert on; stable API.
-pub mod reason {
-    pub const SYNCED: &str = "Synced";
-    pub const ROTATED: &str = "Rotated";
-    pub const ROTATING: &str = "Rotating";
-    pub const IDLE: &str = "Idle";
-    pub const RESET_REQUESTED: &str = "ResetRequested";
-    pub const RECOVERING: &str = "Recovering";
-    pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
-    pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
-    pub const DATABASE_NOT_FOUND: &str = "DatabaseNotFound";
-    pub const CREDENTIALS_SECRET_MISSING: &str = "CredentialsSecretMissing";
-    pub const RATE_LIMITED: &str = "RateLimited";
-    pub const UPSTASH_UNAVAILABLE: &str = "UpstashUnavailable";
-    pub const SECRET_CONFLICT: &str = "SecretConflict";
-    pub const DATABASE_CONFLICT: &str = "DatabaseConflict";
-    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+/// Why a condition has its status. Users see these in `kubectl get rpr` and
+/// alert on them: a stable API, spelled by `as_str`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Synced,
+    Rotated,
+    Rotating,
+    Idle,
+    ResetRequested,
+    Recovering,
+    CredentialsUnavailable,
+    InvalidCredentials,
+    DatabaseNotFound,
+    CredentialsSecretMissing,
+    RateLimited,
+    UpstashUnavailable,
+    SecretConflict,
+    DatabaseConflict,
+    KubernetesError,
     /// The Secret cannot be written (immutable, another type, refused by a
     /// quota or webhook): found before any reset, so nothing is lost.
-    pub const SECRET_NOT_WRITABLE: &str = "SecretNotWritable";
+    SecretNotWritable,
     /// The password was reset but the Secret write failed: the new
     /// credentials are held in memory and the write is retried.
-    pub const SECRET_WRITE_FAILED: &str = "SecretWriteFailed";
+    SecretWriteFailed,
     /// A reset sent earlier may still be answered: waiting before deciding.
-    pub const RESET_IN_FLIGHT: &str = "ResetInFlight";
+    ResetInFlight,
     /// The operator's caches are still loading.
-    pub const STARTING: &str = "Starting";
+    Starting,
     /// Blind resets are capped: a person has to decide.
-    pub const ROTATION_NEEDS_ATTENTION: &str = "RotationNeedsAttention";
+    RotationNeedsAttention,
+}
+
+impl Reason {
+    pub const ALL: [Self; 20] = [
+        Self::Synced,
+        Self::Rotated,
+        Self::Rotating,
+        Self::Idle,
+        Self::ResetRequested,
+        Self::Recovering,
+        Self::CredentialsUnavailable,
+        Self::InvalidCredentials,
+        Self::DatabaseNotFound,
+        Self::CredentialsSecretMissing,
+        Self::RateLimited,
+        Self::UpstashUnavailable,
+        Self::SecretConflict,
+        Self::DatabaseConflict,
+        Self::KubernetesError,
+        Self::SecretNotWritable,
+        Self::SecretWriteFailed,
+        Self::ResetInFlight,
+        Self::Starting,
+        Self::RotationNeedsAttention,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Synced => "Synced",
+            Self::Rotated => "Rotated",
+            Self::Rotating => "Rotating",
+            Self::Idle => "Idle",
+            Self::ResetRequested => "ResetRequested",
+            Self::Recovering => "Recovering",
+            Self::CredentialsUnavailable => "CredentialsUnavailable",
+            Self::InvalidCredentials => "InvalidCredentials",
+            Self::DatabaseNotFound => "DatabaseNotFound",
+            Self::CredentialsSecretMissing => "CredentialsSecretMissing",
+            Self::RateLimited => "RateLimited",
+            Self::UpstashUnavailable => "UpstashUnavailable",
+            Self::SecretConflict => "SecretConflict",
+            Self::DatabaseConflict => "DatabaseConflict",
+            Self::KubernetesError => "KubernetesError",
+            Self::SecretNotWritable => "SecretNotWritable",
+            Self::SecretWriteFailed => "SecretWriteFailed",
+            Self::ResetInFlight => "ResetInFlight",
+            Self::Starting => "Starting",
+            Self::RotationNeedsAttention => "RotationNeedsAttention",
+        }
+    }
+
+    /// The reason a stored condition names, if it is one of ours.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Sets one condition. `lastTransitionTime` moves only when `status` changes,
@@ -46,7 +109,7 @@ pub fn set(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: bool,
-    reason: &str,
+    reason: Reason,
     message: impl Into<String>,
     generation: Option<i64>,
     now: Timestamp,
@@ -59,19 +122,24 @@ pub fn set(
                 existing.last_transition_time = Time(now);
             }
             existing.status = status;
-            existing.reason = reason.to_owned();
+            existing.reason = reason.as_str().to_owned();
             existing.message = message;
             existing.observed_generation = generation;
         }
         None => conditions.push(Condition {
             type_: type_.to_owned(),
             status,
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
             message,
             observed_generation: generation,
             last_transition_time: Time(now),
         }),
     }
+}
+
+/// The reason of the condition of this type, if set and one of ours.
+pub fn reason_of(conditions: &[Condition], type_: &str) -> Option<Reason> {
+    get(conditions, type_).and_then(|c| Reason::parse(&c.reason))
 }
 
 /// The condition of this type, if set.
@@ -88,16 +156,24 @@ mod tests {
         let t0 = Timestamp::from_second(1_000).expect("valid");
         let t1 = Timestamp::from_second(2_000).expect("valid");
         let mut conditions = Vec::new();
-        set(&mut conditions, READY, false, reason::RATE_LIMITED, "slow down", Some(1), t0);
-        set(&mut conditions, READY, false, reason::UPSTASH_UNAVAILABLE, "down", Some(2), t1);
+        set(&mut conditions, READY, false, Reason::RateLimited, "slow down", Some(1), t0);
+        set(&mut conditions, READY, false, Reason::UpstashUnavailable, "down", Some(2), t1);
         let ready = get(&conditions, READY).expect("set");
         assert_eq!(ready.last_transition_time, Time(t0), "same status keeps the time");
         assert_eq!(
-            (ready.reason.as_str(), ready.observed_generation),
-            (reason::UPSTASH_UNAVAILABLE, Some(2))
+            (reason_of(&conditions, READY), ready.observed_generation),
+            (Some(Reason::UpstashUnavailable), Some(2))
         );
-        set(&mut conditions, READY, true, reason::SYNCED, "ok", Some(2), t1);
+        set(&mut conditions, READY, true, Reason::Synced, "ok", Some(2), t1);
         assert_eq!(get(&conditions, READY).expect("set").last_transition_time, Time(t1));
         assert_eq!(conditions.len(), 1);
+    }
+
+    #[test]
+    fn every_reason_reads_back_as_itself() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("SomethingElse"), None);
     }
 }

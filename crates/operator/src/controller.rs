@@ -23,7 +23,7 @@ use crate::{
     http::Readiness,
     leader::Fence,
     metrics::Metrics,
-    reconcile::{Context, error_policy, reconcile, store_ready},
+    reconcile::{Cluster, Context, error_policy, reconcile, store_ready},
     secret::{MANAGED_BY, MANAGED_BY_LABEL, RESOURCE_ANNOTATION},
 };
 use upstash_api::UpstashClient;
@@ -108,7 +108,7 @@ pub async fn run(
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings)).collect();
     let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
     let ctx = Arc::new(
-        Context::new(client, upstash, recorder, stores.clone(), runtime.metrics.clone())
+        Context::new(Cluster::new(client, recorder), upstash, stores.clone(), runtime.metrics.clone())
             .with_request_timeout(settings.request_timeout)
             .with_identity(settings.identity.clone(), runtime.fence.clone()),
     );

@@ -1,7 +1,10 @@
 //! Prometheus metrics. Labels carry routes, reasons and resource names,
 //! never credentials.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -116,6 +119,13 @@ impl Metrics {
         self.last_rotation.get_or_create(&labels).set(at_unix);
     }
 
+    /// Starts timing one reconcile. The guard records its duration and
+    /// result when dropped, on every path out of the reconcile (a
+    /// cancelled one counts as an error unless marked `ok`).
+    pub fn measure_reconcile(self: &Arc<Self>) -> ReconcileMeasure {
+        ReconcileMeasure { metrics: self.clone(), started: Instant::now(), result: "error" }
+    }
+
     /// Drops the per-resource series of a resource that is gone.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.last_rotation.remove(&ResourceLabels { namespace: namespace.to_owned(), name: name.to_owned() });
@@ -126,6 +136,27 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// Times one reconcile; see `Metrics::measure_reconcile`.
+pub struct ReconcileMeasure {
+    metrics: Arc<Metrics>,
+    started: Instant,
+    result: &'static str,
+}
+
+impl ReconcileMeasure {
+    /// The reconcile ended as it should (including a deliberate wait).
+    pub fn ok(&mut self) {
+        self.result = "ok";
+    }
+}
+
+impl Drop for ReconcileMeasure {
+    fn drop(&mut self) {
+        self.metrics.reconcile_duration.observe(self.started.elapsed().as_secs_f64());
+        self.metrics.reconciles.get_or_create(&ResultLabel { result: self.result }).inc();
     }
 }
 
@@ -150,5 +181,16 @@ mod tests {
         ));
         m.forget("ns", "cache");
         assert!(!m.render().expect("render").contains(r#"name="cache""#));
+    }
+
+    #[test]
+    fn every_reconcile_is_counted_once_however_it_ends() {
+        let m = Arc::new(Metrics::default());
+        m.measure_reconcile().ok();
+        drop(m.measure_reconcile());
+        let text = m.render().expect("render");
+        assert!(text.contains(r#"upstash_rotator_reconciles_total{result="ok"} 1"#), "{text}");
+        assert!(text.contains(r#"upstash_rotator_reconciles_total{result="error"} 1"#), "{text}");
+        assert!(text.contains("upstash_rotator_reconcile_duration_seconds_count 2"), "{text}");
     }
 }

@@ -9,7 +9,7 @@ use support::{
     operator::World,
     sim::{API_KEY, EMAIL},
 };
-use upstash_rotator::conditions::reason;
+use upstash_rotator::conditions::Reason;
 
 async fn rotator(args: &[&str], kubeconfig: Option<&str>) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstash-rotator"));
@@ -31,7 +31,7 @@ fn text(bytes: &[u8]) -> String {
 async fn rotate_wait_reports_success_and_failure() {
     let world = World::new("cli").await;
     world.create("cache", world.spec()).await;
-    world.wait_for("cache", reason::SYNCED, |_| true).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
 
     let ok = rotator(&["rotate", "cache", "-n", &world.ns.name, "--wait", "--timeout", "60"], None).await;
     assert!(ok.status.success(), "stdout: {} stderr: {}", text(&ok.stdout), text(&ok.stderr));
@@ -41,7 +41,7 @@ async fn rotate_wait_reports_success_and_failure() {
     world.put_api_credentials(EMAIL, "wrong").await;
     let failed = rotator(&["rotate", "cache", "-n", &world.ns.name, "--wait", "--timeout", "60"], None).await;
     assert_eq!(failed.status.code(), Some(1), "stdout: {}", text(&failed.stdout));
-    assert!(text(&failed.stderr).contains(reason::INVALID_CREDENTIALS), "{}", text(&failed.stderr));
+    assert!(text(&failed.stderr).contains(Reason::InvalidCredentials.as_str()), "{}", text(&failed.stderr));
     world.put_api_credentials(EMAIL, API_KEY).await;
     world.wait_applied("cache", 2).await;
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::exit;
 use crate::{
-    conditions::{self, READY, ROTATING, reason},
+    conditions::{self, READY, ROTATING, Reason},
     crd::RedisPasswordRotation,
 };
 
@@ -32,12 +32,12 @@ pub struct RotateArgs {
 }
 
 /// `Ready=False` reasons that need a person, not more retries.
-const NEEDS_ACTION: &[&str] = &[
-    reason::INVALID_CREDENTIALS,
-    reason::DATABASE_NOT_FOUND,
-    reason::CREDENTIALS_SECRET_MISSING,
-    reason::SECRET_CONFLICT,
-    reason::DATABASE_CONFLICT,
+const NEEDS_ACTION: &[Reason] = &[
+    Reason::InvalidCredentials,
+    Reason::DatabaseNotFound,
+    Reason::CredentialsSecretMissing,
+    Reason::SecretConflict,
+    Reason::DatabaseConflict,
 ];
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -122,9 +122,11 @@ async fn wait(
             println!("{who}: rotation {target} applied ({})", r.reason);
             return ExitCode::SUCCESS;
         }
-        if let Some(r) =
-            ready.filter(|r| current && r.status == "False" && NEEDS_ACTION.contains(&r.reason.as_str()))
-        {
+        if let Some(r) = ready.filter(|r| {
+            current
+                && r.status == "False"
+                && Reason::parse(&r.reason).is_some_and(|r| NEEDS_ACTION.contains(&r))
+        }) {
             return fail(exit::FAILED, format!("rotation {target} failed: {}: {}", r.reason, r.message));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,17 +1,16 @@
-//! What every reconcile shares: clients, the event recorder, the caches used
-//! to spot database conflicts, credentials awaiting their Secret write, and
-//! per-resource backoff.
+//! What every reconcile shares: the doors to the apiserver and Upstash, the
+//! caches used to spot database conflicts, credentials awaiting their Secret
+//! write, and per-resource backoff.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use kube::{
-    Client,
-    runtime::{events::Recorder, reflector::Store},
-};
+use kube::runtime::reflector::Store;
 
 use crate::{crd::RedisPasswordRotation, leader::Fence, metrics::Metrics};
 use parking_lot::Mutex;
 use upstash_api::{DatabaseCredentials, RedisDatabase, UpstashClient};
+
+use super::ops::Cluster;
 
 /// A reset response whose Secret write has not succeeded yet. Dropping it
 /// would lose the only copy of a password when Credential Protection is on.
@@ -22,11 +21,11 @@ pub struct Remembered {
     pub credentials: DatabaseCredentials,
 }
 
-pub struct Context {
-    pub client: Client,
+/// Generic over the doors so tests can pass recording fakes.
+pub struct Context<K = Cluster, U = UpstashClient> {
+    pub kube: K,
+    pub upstash: U,
     pub metrics: Arc<Metrics>,
-    pub upstash: UpstashClient,
-    pub recorder: Recorder,
     /// Caches of every watched scope, to find other resources on a database.
     pub stores: Vec<Store<RedisPasswordRotation>>,
     /// How long after an intent was recorded a reset sent for it may still be
@@ -65,19 +64,17 @@ struct Failure {
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-impl Context {
+impl<K, U> Context<K, U> {
     pub fn new(
-        client: Client,
-        upstash: UpstashClient,
-        recorder: Recorder,
+        kube: K,
+        upstash: U,
         stores: Vec<Store<RedisPasswordRotation>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            client,
+            kube,
             metrics,
             upstash,
-            recorder,
             stores,
             reset_window: Duration::from_secs(35),
             identity: String::new(),
@@ -148,15 +145,6 @@ impl Context {
         failure.retry_at.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
     }
 
-    /// The delay chosen by the last failure, for the error policy.
-    pub fn retry_in(&self, uid: &str) -> Duration {
-        self.failures
-            .lock()
-            .get(uid)
-            .and_then(|f| f.retry_at.checked_duration_since(tokio::time::Instant::now()))
-            .unwrap_or(FIRST_BACKOFF)
-    }
-
     pub fn succeeded(&self, uid: &str) {
         self.failures.lock().remove(uid);
     }
@@ -201,19 +189,9 @@ mod tests {
     use super::*;
     use crate::crd::RedisPasswordRotationSpec;
     use kube::runtime::{
-        events::Reporter,
         reflector::{self, store::Writer},
         watcher,
     };
-    use upstash_api::DatabaseCredentials;
-
-    /// A client that is never called: these tests touch no apiserver.
-    fn offline_client() -> Client {
-        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
-            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("offline"))
-        });
-        Client::new(service, "default")
-    }
 
     fn resource(uid: &str) -> RedisPasswordRotation {
         let mut r = RedisPasswordRotation::new(uid, RedisPasswordRotationSpec::new("db", "api"));
@@ -224,14 +202,11 @@ mod tests {
 
     #[tokio::test]
     async fn what_is_kept_for_a_deleted_resource_goes_with_it() {
-        crate::tls::install_crypto_provider();
         let (store, mut writer): (_, Writer<RedisPasswordRotation>) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Apply(resource("live")));
         writer.apply_watcher_event(&watcher::Event::Apply(resource("gone")));
-        let client = offline_client();
-        let upstash = UpstashClient::new("https://example.invalid", Duration::from_secs(1)).expect("client");
-        let recorder = Recorder::new(client.clone(), Reporter { controller: "test".into(), instance: None });
-        let ctx = Context::new(client, upstash, recorder, vec![store], Arc::default());
+        // No doors: nothing here reaches the apiserver or Upstash.
+        let ctx = Context::new((), (), vec![store], Arc::default());
         let credentials = DatabaseCredentials {
             password: "p".into(),
             rest_token: "t".into(),

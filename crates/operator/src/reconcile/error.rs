@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use upstash_api::UpstashError;
 
-use crate::{conditions::reason, leader::LeaseExpired};
+use crate::{conditions::Reason, leader::LeaseExpired};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,7 +37,7 @@ pub enum Error {
     /// A deliberate wait (caches loading, a reset that may still be
     /// answered): not a failure, retried after `retry`.
     #[error("{message}")]
-    Waiting { reason: &'static str, message: String, retry: Duration },
+    Waiting { reason: Reason, message: String, retry: Duration },
     /// Blind resets are capped: nothing more is done until a person acts.
     #[error("{0}")]
     NeedsAttention(String),
@@ -49,24 +49,24 @@ const ATTENTION_RECHECK: Duration = Duration::from_secs(600);
 
 impl Error {
     /// The `Ready` condition reason for this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::CredentialsSecretMissing(_) => reason::CREDENTIALS_SECRET_MISSING,
-            Self::SecretConflict(_) => reason::SECRET_CONFLICT,
-            Self::DatabaseConflict(_) => reason::DATABASE_CONFLICT,
-            Self::Kube(_) | Self::Stale(_) | Self::LeaseExpired(_) => reason::KUBERNETES_ERROR,
-            Self::SecretNotWritable(_) => reason::SECRET_NOT_WRITABLE,
-            Self::SecretWriteFailed(_) => reason::SECRET_WRITE_FAILED,
-            Self::Waiting { reason, .. } => reason,
-            Self::NeedsAttention(_) => reason::ROTATION_NEEDS_ATTENTION,
+            Self::CredentialsSecretMissing(_) => Reason::CredentialsSecretMissing,
+            Self::SecretConflict(_) => Reason::SecretConflict,
+            Self::DatabaseConflict(_) => Reason::DatabaseConflict,
+            Self::Kube(_) | Self::Stale(_) | Self::LeaseExpired(_) => Reason::KubernetesError,
+            Self::SecretNotWritable(_) => Reason::SecretNotWritable,
+            Self::SecretWriteFailed(_) => Reason::SecretWriteFailed,
+            Self::Waiting { reason, .. } => *reason,
+            Self::NeedsAttention(_) => Reason::RotationNeedsAttention,
             Self::Upstash(e) => match e {
-                UpstashError::Unauthorized(_) | UpstashError::ReadOnlyKey(_) => reason::INVALID_CREDENTIALS,
-                UpstashError::DatabaseNotFound(_) => reason::DATABASE_NOT_FOUND,
-                UpstashError::RateLimited { .. } => reason::RATE_LIMITED,
+                UpstashError::Unauthorized(_) | UpstashError::ReadOnlyKey(_) => Reason::InvalidCredentials,
+                UpstashError::DatabaseNotFound(_) => Reason::DatabaseNotFound,
+                UpstashError::RateLimited { .. } => Reason::RateLimited,
                 UpstashError::Server { .. }
                 | UpstashError::Rejected { .. }
                 | UpstashError::Transport(_)
-                | UpstashError::InvalidResponse(_) => reason::UPSTASH_UNAVAILABLE,
+                | UpstashError::InvalidResponse(_) => Reason::UpstashUnavailable,
             },
         }
     }
@@ -104,6 +104,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed reconcile and the one delay chosen for its retry (backoff, or
+/// as long as Upstash asked), which the controller's error policy applies.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failure {
+    pub error: Error,
+    pub retry: Duration,
+}
 
 /// The apiserver's own message, without the Debug dump of its Status.
 pub fn kube_message(error: &kube::Error) -> String {

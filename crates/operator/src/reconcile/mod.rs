@@ -1,137 +1,173 @@
 //! The reconciler: turns a `RedisPasswordRotation` into a Secret holding the
 //! database's current credentials, rotating them when the counter goes up.
+//!
+//! One reconcile is a pipeline: `observe` gathers every fact once, `decide`
+//! and `plan` (pure) choose the step and its effects, `execute` performs
+//! them through `KubeOps` and `UpstashOps`. docs/architecture.md walks one
+//! rotation through these files.
 
+mod checks;
 mod context;
 pub mod decide;
 mod error;
-mod run;
+mod execute;
+pub mod messages;
+mod observe;
+pub mod ops;
+pub mod plan;
+mod status;
 mod writes;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    Api, ResourceExt as _,
-    runtime::{controller::Action, events::EventType},
-};
+use kube::{ResourceExt as _, runtime::controller::Action};
 
 pub use context::{Context, Fingerprint, Remembered, store_ready};
-pub use error::Error;
-pub use run::{FINALIZER, MANAGER};
+pub use error::{Error, Failure};
+pub use ops::{Cluster, KubeOps, MANAGER, UpstashOps};
 
 use crate::{
-    conditions::{self, READY},
+    conditions::{READY, reason_of},
     crd::RedisPasswordRotation,
-    metrics::{ReasonLabel, ResultLabel},
+    metrics::ReasonLabel,
 };
+use execute::Run;
+use messages::Notice;
+use observe::Observation;
 
-/// Reconciles one resource. Reads it fresh from the apiserver (never from
-/// the cache) so a stale view can never start a second reset.
-#[tracing::instrument(skip_all, fields(namespace = resource.namespace().unwrap_or_default(), name = resource.name_any()))]
-pub async fn reconcile(resource: Arc<RedisPasswordRotation>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.fence.check()?;
-    let namespace = resource.namespace().unwrap_or_default();
-    let api: Api<RedisPasswordRotation> = Api::namespaced(ctx.client.clone(), &namespace);
-    let started = std::time::Instant::now();
-    let Some(fresh) = api.get_opt(&resource.name_any()).await? else {
-        ctx.metrics.forget(&namespace, &resource.name_any());
-        ctx.forget_resource(&resource.uid().unwrap_or_default());
-        return Ok(Action::await_change());
-    };
-    let uid = fresh.uid().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let observed = match run::Observed::read(&secrets, &fresh).await {
-        Ok(o) => o,
-        Err(e) => {
-            ctx.failed(&uid, None, None);
-            return Err(e);
-        }
-    };
-    let fingerprint = fingerprint(&fresh, &observed);
-    if let Some(wait) = ctx.hold_back(&uid, &fingerprint) {
-        // Only our own status write changed since the last failure.
-        return Ok(Action::requeue(wait));
-    }
-    let mut run = run::Run::new(&ctx, fresh, observed);
-    let reason_before = conditions::get(&run.status.conditions, READY).map(|c| c.reason.clone());
-
-    let mut result = run.execute().await;
-    match &result {
-        Ok(()) => result = run.write_status().await,
-        // Only the conditions: the error path never writes `rotation`,
-        // `pendingRotation` or `reset`, and never over a newer version.
-        Err(e) if e.is_reported() => {
-            run.record_error(e);
-            if let Err(write) = run.write_conditions().await {
-                tracing::debug!(error = %write, "cannot report the failure; the next reconcile will");
-            }
-        }
-        Err(_) => {}
-    }
-    // Also after a failure: a reset refused for certain leaves nothing in flight.
-    if (result.is_ok() || result.as_ref().is_err_and(Error::is_reported))
-        && let Err(e) = run.release_finalizer().await
-    {
-        result = result.and(Err(e));
-    }
-    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-    let outcome = if result.as_ref().is_ok() || result.as_ref().is_err_and(Error::is_expected) {
-        "ok"
-    } else {
-        "error"
-    };
-    ctx.metrics.reconciles.get_or_create(&ResultLabel { result: outcome }).inc();
-
-    match result {
-        Ok(()) => {
-            ctx.succeeded(&uid);
-            Ok(Action::await_change())
-        }
-        // Not failures: no backoff, no warning event.
-        Err(Error::Waiting { retry, .. }) => Ok(Action::requeue(retry.max(Duration::from_millis(100)))),
-        // The resource changed under this reconcile; its watch event brings
-        // a fresh one, and this requeue covers a missed event.
-        Err(Error::Stale(why)) => {
-            tracing::debug!("{why}");
-            Ok(Action::requeue(STALE_RETRY))
-        }
-        Err(e) => {
-            ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
-            ctx.failed(&uid, Some(fingerprint), e.retry_after());
-            // One event per change of cause, not one per retry.
-            let ready = conditions::get(&run.status.conditions, READY);
-            if e.is_reported() && ready.map(|c| c.reason.clone()) != reason_before {
-                let note = ready.map(|c| c.message.clone()).unwrap_or_else(|| e.to_string());
-                run.publish(EventType::Warning, e.reason(), note).await;
-            }
-            Err(e)
-        }
-    }
-}
+/// Present only while a reset is in flight, so deletion cannot cut it in half.
+pub const FINALIZER: &str = "upstash-rotator.io/rotation-in-flight";
 
 /// How soon a reconcile that found its view stale runs again.
 const STALE_RETRY: Duration = Duration::from_millis(500);
 
+/// Reconciles one resource.
+#[tracing::instrument(skip_all, fields(namespace = resource.namespace().unwrap_or_default(), name = resource.name_any()))]
+pub async fn reconcile<K: KubeOps, U: UpstashOps>(
+    resource: Arc<RedisPasswordRotation>,
+    ctx: Arc<Context<K, U>>,
+) -> Result<Action, Failure> {
+    // Counts every exit, early ones and a cancelled reconcile included.
+    let mut measure = ctx.metrics.measure_reconcile();
+    let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
+    let uid = resource.uid().unwrap_or_default();
+    let observed = match ctx.fence.check() {
+        Ok(()) => observe::read(&ctx, &namespace, &name).await,
+        Err(e) => Err(e.into()),
+    };
+    let obs = match observed {
+        Ok(Some(obs)) => obs,
+        Ok(None) => {
+            ctx.metrics.forget(&namespace, &name);
+            ctx.forget_resource(&uid);
+            measure.ok();
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(failed(&ctx, &uid, None, e)),
+    };
+    let fingerprint = obs.fingerprint();
+    if let Some(wait) = ctx.hold_back(&obs.uid, &fingerprint) {
+        // Only our own status write changed since the last failure.
+        measure.ok();
+        return Ok(Action::requeue(wait));
+    }
+    let mut run = Run::new(&ctx, &obs);
+    let reason_before = reason_of(&run.draft.status.conditions, READY);
+    let result = decide_and_execute(&ctx, &mut run, obs).await;
+    if let Err(e) = &result
+        && e.is_reported()
+    {
+        // Only the conditions: the error path never writes `rotation`,
+        // `pendingRotation` or `reset`, and never over a newer version.
+        run.draft.record_error(e);
+        if let Err(write) = run.write_conditions().await {
+            tracing::debug!(error = %write, "cannot report the failure; the next reconcile will");
+        }
+        // A reset refused for certain leaves nothing in flight.
+        if let Err(release) = run.release_finalizer().await {
+            tracing::debug!(error = %release, "cannot release the finalizer; the next reconcile will");
+        }
+    }
+    match result {
+        Ok(()) => {
+            measure.ok();
+            ctx.succeeded(&uid);
+            Ok(Action::await_change())
+        }
+        // Not failures: no backoff, no warning event.
+        Err(Error::Waiting { retry, .. }) => {
+            measure.ok();
+            Ok(Action::requeue(retry.max(Duration::from_millis(100))))
+        }
+        // The resource changed under this reconcile; its watch event brings
+        // a fresh one, and this requeue covers a missed event.
+        Err(Error::Stale(why)) => {
+            tracing::debug!("{why}");
+            measure.ok();
+            Ok(Action::requeue(STALE_RETRY))
+        }
+        Err(e) => {
+            // One event per change of cause, not one per retry.
+            let now = reason_of(&run.draft.status.conditions, READY);
+            if e.is_reported() && now != reason_before {
+                let message = crate::conditions::get(&run.draft.status.conditions, READY)
+                    .map_or_else(|| e.to_string(), |c| c.message.clone());
+                run.publish(&Notice::Failed { reason: e.reason(), message }).await;
+            }
+            Err(failed(&ctx, &uid, Some(fingerprint), e))
+        }
+    }
+}
+
+/// Decide, then execute. Upstash is read only for the steps that need it.
+async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
+    ctx: &Context<K, U>,
+    run: &mut Run<'_, K, U>,
+    mut obs: Observation,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    checks::writable(obs.target.as_ref(), &obs.resource)?;
+    if obs.pending().is_none() {
+        obs.find_conflict(ctx).await?;
+    }
+    let step = plan::step(&obs)?;
+    tracing::debug!(?step, "next step");
+    if step.reads_upstash()
+        && let Ok(auth) = obs.api_credentials()
+    {
+        obs.read_upstash(ctx, &auth).await;
+    }
+    let effects = plan::plan(step, &obs, ctx.reset_window)?;
+    run.with_observation(obs);
+    run.run(effects).await
+}
+
+/// Counts a failure and chooses, once, when to retry.
+fn failed<K, U>(ctx: &Context<K, U>, uid: &str, fingerprint: Option<Fingerprint>, error: Error) -> Failure {
+    ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: error.reason().as_str() }).inc();
+    let retry = ctx.failed(uid, fingerprint, error.retry_after());
+    Failure { error, retry }
+}
+
 /// Retries after the delay the failure chose (backoff, or as long as Upstash
 /// asked). A change to the resource or its Secrets still retries at once.
-pub fn error_policy(resource: Arc<RedisPasswordRotation>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.retry_in(&resource.uid().unwrap_or_default());
+pub fn error_policy<K, U>(
+    resource: Arc<RedisPasswordRotation>,
+    failure: &Failure,
+    _: Arc<Context<K, U>>,
+) -> Action {
     tracing::warn!(
         namespace = resource.namespace().unwrap_or_default(),
         name = resource.name_any(),
-        reason = error.reason(),
-        retry_in_s = delay.as_secs(),
-        "reconcile failed: {error}"
+        reason = failure.error.reason().as_str(),
+        retry_in_s = failure.retry.as_secs(),
+        "reconcile failed: {}",
+        failure.error
     );
-    Action::requeue(delay)
-}
-
-fn fingerprint(resource: &RedisPasswordRotation, observed: &run::Observed) -> Fingerprint {
-    let version = |s: &Option<Secret>| s.as_ref().and_then(|s| s.metadata.resource_version.clone());
-    Fingerprint {
-        generation: resource.metadata.generation,
-        deleting: resource.metadata.deletion_timestamp.is_some(),
-        credentials_secret: version(&observed.credentials),
-        target_secret: version(&observed.target),
-    }
+    Action::requeue(failure.retry)
 }

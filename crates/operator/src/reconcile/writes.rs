@@ -3,71 +3,67 @@
 //! on, and a Secret write never goes backwards.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    ResourceExt as _,
-    api::{Patch, PatchParams},
-};
-use serde_json::{Value, json};
+use kube::ResourceExt as _;
+use serde_json::json;
 
 use super::{
+    FINALIZER,
+    checks::writable,
     error::{Error, Result, kube_message},
-    run::{MANAGER, Run, writable},
+    execute::Run,
+    ops::{ApplyMode, KubeOps, UpstashOps},
+    plan::Guard,
+    status::{conditions_patch, status_patch},
 };
-use crate::{crd::ResetAttempt, secret};
+use crate::secret;
 
-/// What a Secret write carries, which decides what it may overwrite.
-#[derive(Clone, Copy, Debug)]
-pub enum SecretWrite<'a> {
-    /// Credentials read with a GET during this reconcile: the Secret must be
-    /// exactly the one observed when the reconcile began, or the GET may be
-    /// older than what another writer stored since.
-    Sync { observed_version: Option<&'a str> },
-    /// Credentials of rotation `target`: never over a newer rotation.
-    Rotation { target: i64 },
-}
-
-impl Run<'_> {
+impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// Applies the Secret after checking, right before, that it is still
     /// ours and that the write does not go backwards. The `resourceVersion`
     /// read then is the write's precondition; force is used only on a Secret
     /// that is already ours, and a new one is created without it, so a
     /// concurrent creator's fields conflict instead of being overwritten.
-    pub(super) async fn apply_secret(&self, desired: &Secret, write: SecretWrite<'_>) -> Result<()> {
+    pub(super) async fn write_secret(&self, desired: &Secret, guard: Guard, rotation: i64) -> Result<()> {
         self.ctx.fence.check()?;
         let name = desired.metadata.name.clone().unwrap_or_default();
-        let current = self.secrets.get_opt(&name).await?;
+        let current = self.ctx.kube.get_secret(&self.namespace, &name).await?;
         let ours = writable(current.as_ref(), &self.resource)?;
         let current_version = current.as_ref().and_then(|s| s.metadata.resource_version.clone());
-        match write {
-            SecretWrite::Sync { observed_version } if current_version.as_deref() != observed_version => {
-                return Err(Error::Stale(format!("Secret {name} changed during this reconcile")));
+        match guard {
+            // Credentials read during this reconcile: the Secret must be the
+            // one observed when it began, or the read may be older than what
+            // another writer stored since.
+            Guard::Sync => {
+                let observed = self.existing.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                if current_version != observed {
+                    return Err(Error::Stale(format!("Secret {name} changed during this reconcile")));
+                }
             }
-            SecretWrite::Rotation { target } => {
+            Guard::Rotation => {
                 let written = current.as_ref().and_then(|s| secret::written_rotation(s, &self.uid));
-                if written.is_some_and(|w| w > target) {
+                if written.is_some_and(|w| w > rotation) {
                     return Err(Error::Stale(format!(
-                        "Secret {name} already holds a rotation newer than {target}"
+                        "Secret {name} already holds a rotation newer than {rotation}"
                     )));
                 }
             }
-            SecretWrite::Sync { .. } => {}
         }
         let mut desired = desired.clone();
         desired.metadata.resource_version = current_version;
-        self.secrets
-            .patch(&name, &apply_params(ours), &Patch::Apply(&desired))
+        self.ctx
+            .kube
+            .apply_secret(&self.namespace, &desired, ApplyMode { force: ours, dry_run: false })
             .await
-            .map_err(|e| Error::from_write(e, &format!("Secret {name}")))?;
-        Ok(())
+            .map_err(|e| Error::from_write(e, &format!("Secret {name}")))
     }
 
     /// Proves, before an intent is recorded, that the Secret write after the
-    /// reset will be accepted: a reset whose answer cannot be stored is a
-    /// lost password. A server-side dry run passes the same validation,
-    /// admission (quotas, webhooks, a terminating namespace) and field
-    /// ownership as the real write.
-    pub(super) async fn check_secret_writable(&self, existing: Option<&Secret>, target: i64) -> Result<()> {
+    /// reset will be accepted. A server-side dry run passes the same
+    /// validation, admission (quotas, webhooks, a terminating namespace) and
+    /// field ownership as the real write.
+    pub(super) async fn prove_secret_writable(&self, target: i64) -> Result<()> {
         let name = self.resource.secret_name();
+        let existing = self.existing.as_ref();
         if let Some(existing) = existing {
             if existing.immutable == Some(true) {
                 return Err(Error::SecretNotWritable(format!(
@@ -91,73 +87,73 @@ impl Run<'_> {
                 secret::KEYS.iter().map(|k| ((*k).to_owned(), Default::default())).collect()
             }));
         let ours = writable(existing, &self.resource)?;
-        match self.secrets.patch(&name, &apply_params(ours).dry_run(), &Patch::Apply(&probe)).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Error::SecretNotWritable(format!(
+        let mode = ApplyMode { force: ours, dry_run: true };
+        self.ctx.kube.apply_secret(&self.namespace, &probe, mode).await.map_err(|e| {
+            Error::SecretNotWritable(format!(
                 "Secret {name} cannot be written, so no reset was made: {}",
                 kube_message(&e)
-            ))),
-        }
+            ))
+        })
     }
 
     /// Writes the whole status if it changed, on the `resourceVersion` this
     /// reconcile read: another writer in between makes it fail with `Stale`
     /// instead of being overwritten with an older view.
-    ///
-    /// A JSON merge patch with explicit nulls, not server-side apply: a field
-    /// someone else once set (`kubectl edit --subresource=status`) must still
-    /// be cleared when the operator clears it.
     pub async fn write_status(&mut self) -> Result<()> {
-        if self.resource.status.as_ref() == Some(&self.status) {
+        if self.resource.status.as_ref() == Some(&self.draft.status) {
             return Ok(());
         }
-        let s = &self.status;
-        let status = json!({
-            "observedGeneration": s.observed_generation,
-            "rotation": s.rotation,
-            "pendingRotation": s.pending_rotation,
-            "lastRotationTime": s.last_rotation_time,
-            "secretName": s.secret_name,
-            "credentialsFingerprint": s.credentials_fingerprint,
-            "reset": s.reset.as_ref().map(reset_patch),
-            "conditions": s.conditions,
-        });
-        self.patch_status(status).await
+        self.patch_status(status_patch(&self.draft.status, &self.resource)).await
     }
 
-    /// The error path: only the conditions, on the same precondition. It
-    /// never touches `rotation`, `pendingRotation` or `reset`.
+    /// The error path: only the conditions, on the same precondition.
     pub async fn write_conditions(&mut self) -> Result<()> {
         let stored = self.resource.status.as_ref();
+        let draft = &self.draft.status;
         if stored.map(|s| (&s.conditions, s.observed_generation))
-            == Some((&self.status.conditions, self.status.observed_generation))
+            == Some((&draft.conditions, draft.observed_generation))
         {
             return Ok(());
         }
-        let status = json!({
-            "observedGeneration": self.status.observed_generation,
-            "conditions": self.status.conditions,
-        });
-        self.patch_status(status).await
+        self.patch_status(conditions_patch(draft, &self.resource)).await
     }
 
-    async fn patch_status(&mut self, status: Value) -> Result<()> {
+    async fn patch_status(&mut self, patch: serde_json::Value) -> Result<()> {
         self.ctx.fence.check()?;
-        let patch = json!({
-            "metadata": {"resourceVersion": self.resource.resource_version()},
-            "status": status,
-        });
         let name = self.resource.name_any();
         self.resource = self
-            .api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .ctx
+            .kube
+            .patch_status(&self.namespace, &name, &patch)
             .await
             .map_err(|e| Error::from_write(e, "the resource"))?;
         Ok(())
     }
 
+    pub(super) async fn add_finalizer(&mut self) -> Result<()> {
+        if self.resource.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(());
+        }
+        let mut finalizers = self.resource.finalizers().to_vec();
+        finalizers.push(FINALIZER.into());
+        self.patch_finalizers(finalizers).await
+    }
+
+    /// Drops the finalizer once nothing is in flight, in memory or stored.
+    pub async fn release_finalizer(&mut self) -> Result<()> {
+        let stored_pending = self.resource.status.as_ref().and_then(|s| s.pending_rotation);
+        if self.draft.status.pending_rotation.is_some()
+            || stored_pending.is_some()
+            || !self.resource.finalizers().iter().any(|f| f == FINALIZER)
+        {
+            return Ok(());
+        }
+        let finalizers = self.resource.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        self.patch_finalizers(finalizers).await
+    }
+
     /// Replaces the finalizer list, failing if the object changed meanwhile.
-    pub(super) async fn patch_finalizers(&mut self, finalizers: Vec<String>) -> Result<()> {
+    async fn patch_finalizers(&mut self, finalizers: Vec<String>) -> Result<()> {
         self.ctx.fence.check()?;
         let patch = json!({"metadata": {
             "finalizers": finalizers,
@@ -165,28 +161,11 @@ impl Run<'_> {
         }});
         let name = self.resource.name_any();
         self.resource = self
-            .api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .ctx
+            .kube
+            .patch_object(&self.namespace, &name, &patch)
             .await
             .map_err(|e| Error::from_write(e, "the resource"))?;
         Ok(())
     }
-}
-
-/// Server-side apply as the operator: forced only over a Secret that is
-/// already ours, so a concurrent creator's fields conflict instead.
-fn apply_params(ours: bool) -> PatchParams {
-    let params = PatchParams::apply(MANAGER);
-    if ours { params.force() } else { params }
-}
-
-/// Every field spelled out: a merge patch would keep a field it omits.
-fn reset_patch(reset: &ResetAttempt) -> Value {
-    json!({
-        "holder": reset.holder,
-        "attempt": reset.attempt,
-        "requestedAt": reset.requested_at,
-        "previousCredentials": reset.previous_credentials,
-        "blindResets": reset.blind_resets,
-    })
 }

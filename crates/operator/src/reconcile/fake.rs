@@ -1,0 +1,252 @@
+//! A recording fake of the apiserver and Upstash for the ordering tests: it
+//! keeps one resource, its Secrets and one database, enforces the same
+//! preconditions as the real ones (`resourceVersion` on writes), logs every
+//! call in order, and fails the calls a test picks.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ObjectReference, Secret},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::core::Status;
+use parking_lot::Mutex;
+use serde_json::Value;
+use upstash_api::{ApiCredentials, DatabaseCredentials, RedisDatabase, UpstashError};
+
+use super::{
+    messages::Notice,
+    ops::{ApplyMode, KubeOps, UpstashOps},
+};
+use crate::crd::RedisPasswordRotation;
+
+/// One call through `KubeOps` or `UpstashOps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    GetResource,
+    GetSecret(String),
+    DryRunSecret,
+    ApplySecret,
+    PatchStatus,
+    PatchObject,
+    Publish(&'static str),
+    GetDatabase,
+    Reset,
+}
+
+/// How a chosen call fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Refused before it took effect (an apiserver 500, an Upstash refusal
+    /// known not to apply).
+    Before,
+    /// Took effect, but the answer was lost (a dropped connection).
+    After,
+    /// Someone else wrote first: the precondition fails (409).
+    Conflict,
+}
+
+#[derive(Default)]
+pub struct World {
+    pub resource: Option<RedisPasswordRotation>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub credentials: Option<DatabaseCredentials>,
+    pub resets: u32,
+    pub calls: Vec<Call>,
+    /// Faults by the index the call will have in `calls`.
+    pub faults: BTreeMap<usize, Fault>,
+    version: u64,
+}
+
+/// Both doors at once, sharing one world and one call log.
+#[derive(Clone, Default)]
+pub struct Fake(pub Arc<Mutex<World>>);
+
+fn api_error(code: u16, message: &str) -> kube::Error {
+    kube::Error::Api(Status::failure(message, "").with_code(code).boxed())
+}
+
+impl World {
+    /// Logs the call and returns the fault chosen for it.
+    fn enter(&mut self, call: Call) -> Option<Fault> {
+        let index = self.calls.len();
+        self.calls.push(call);
+        self.faults.remove(&index)
+    }
+
+    fn next_version(&mut self) -> String {
+        self.version += 1;
+        self.version.to_string()
+    }
+
+    fn database(&self) -> RedisDatabase {
+        RedisDatabase {
+            id: "db".into(),
+            host: "db.example".into(),
+            port: 6379,
+            tls: true,
+            credentials: self.credentials.clone(),
+        }
+    }
+
+    /// A merge patch on the resource's JSON, on its `resourceVersion`.
+    fn patch_resource(&mut self, patch: &Value, fault: Option<Fault>) -> kube::Result<RedisPasswordRotation> {
+        let Some(resource) = &self.resource else { return Err(api_error(404, "not found")) };
+        let expected = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+        if fault == Some(Fault::Conflict) {
+            // Another writer got there first.
+            let version = self.next_version();
+            if let Some(r) = &mut self.resource {
+                r.metadata.resource_version = Some(version);
+            }
+            return Err(api_error(409, "the object has been modified"));
+        }
+        if fault == Some(Fault::Before) {
+            return Err(api_error(500, "injected"));
+        }
+        if expected.is_some_and(|v| Some(v) != resource.metadata.resource_version.as_deref()) {
+            return Err(api_error(409, "the object has been modified"));
+        }
+        let mut doc = serde_json::to_value(resource).map_err(kube::Error::SerdeError)?;
+        json_patch::merge(&mut doc, patch);
+        let mut patched: RedisPasswordRotation =
+            serde_json::from_value(doc).map_err(kube::Error::SerdeError)?;
+        patched.metadata.resource_version = Some(self.next_version());
+        let gone = patched.metadata.deletion_timestamp.is_some()
+            && patched.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty());
+        self.resource = if gone { None } else { Some(patched.clone()) };
+        if fault == Some(Fault::After) {
+            return Err(api_error(503, "connection lost"));
+        }
+        Ok(patched)
+    }
+}
+
+impl Fake {
+    pub fn with(f: impl FnOnce(&mut World)) -> Self {
+        let fake = Self::default();
+        f(&mut fake.0.lock());
+        fake
+    }
+
+    pub fn world(&self) -> parking_lot::MutexGuard<'_, World> {
+        self.0.lock()
+    }
+
+    /// Stores `resource` as the apiserver would (a fresh version).
+    pub fn put_resource(&self, mut resource: RedisPasswordRotation) {
+        let mut world = self.0.lock();
+        resource.metadata.resource_version = Some(world.next_version());
+        world.resource = Some(resource);
+    }
+
+    pub fn put_secret(&self, mut secret: Secret) {
+        let mut world = self.0.lock();
+        secret.metadata.resource_version = Some(world.next_version());
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        world.secrets.insert(name, secret);
+    }
+}
+
+impl KubeOps for Fake {
+    async fn get_resource(&self, _: &str, _: &str) -> kube::Result<Option<RedisPasswordRotation>> {
+        let mut world = self.0.lock();
+        match world.enter(Call::GetResource) {
+            Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
+            _ => Ok(world.resource.clone()),
+        }
+    }
+
+    async fn get_secret(&self, _: &str, name: &str) -> kube::Result<Option<Secret>> {
+        let mut world = self.0.lock();
+        match world.enter(Call::GetSecret(name.to_owned())) {
+            Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
+            _ => Ok(world.secrets.get(name).cloned()),
+        }
+    }
+
+    async fn apply_secret(&self, _: &str, secret: &Secret, mode: ApplyMode) -> kube::Result<()> {
+        let mut world = self.0.lock();
+        let fault = world.enter(if mode.dry_run { Call::DryRunSecret } else { Call::ApplySecret });
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let current = world.secrets.get(&name).and_then(|s| s.metadata.resource_version.clone());
+        match fault {
+            Some(Fault::Before) => return Err(api_error(500, "injected")),
+            Some(Fault::Conflict) => return Err(api_error(409, "the object has been modified")),
+            _ => {}
+        }
+        if secret.metadata.resource_version.is_some() && secret.metadata.resource_version != current {
+            return Err(api_error(409, "the object has been modified"));
+        }
+        if mode.dry_run {
+            return Ok(());
+        }
+        let mut stored = secret.clone();
+        stored.metadata.resource_version = Some(world.next_version());
+        world.secrets.insert(name, stored);
+        if fault == Some(Fault::After) {
+            return Err(api_error(503, "connection lost"));
+        }
+        Ok(())
+    }
+
+    async fn patch_status(&self, _: &str, _: &str, patch: &Value) -> kube::Result<RedisPasswordRotation> {
+        let mut world = self.0.lock();
+        let fault = world.enter(Call::PatchStatus);
+        world.patch_resource(patch, fault)
+    }
+
+    async fn patch_object(&self, _: &str, _: &str, patch: &Value) -> kube::Result<RedisPasswordRotation> {
+        let mut world = self.0.lock();
+        let fault = world.enter(Call::PatchObject);
+        world.patch_resource(patch, fault)
+    }
+
+    async fn publish(&self, _: &ObjectReference, notice: &Notice) {
+        self.0.lock().enter(Call::Publish(notice.reason()));
+    }
+}
+
+impl UpstashOps for Fake {
+    async fn get_database(&self, _: &ApiCredentials, _: &str) -> Result<RedisDatabase, UpstashError> {
+        let mut world = self.0.lock();
+        match world.enter(Call::GetDatabase) {
+            Some(_) => Err(UpstashError::Server { status: 503, message: "injected".into() }),
+            None => Ok(world.database()),
+        }
+    }
+
+    async fn reset_password(&self, _: &ApiCredentials, _: &str) -> Result<RedisDatabase, UpstashError> {
+        let mut world = self.0.lock();
+        let fault = world.enter(Call::Reset);
+        if matches!(fault, Some(Fault::Before | Fault::Conflict)) {
+            // A documented refusal: certainly not applied.
+            return Err(UpstashError::RateLimited { retry_after: None });
+        }
+        world.resets += 1;
+        let n = world.resets;
+        world.credentials = Some(DatabaseCredentials {
+            password: format!("password-{n}"),
+            rest_token: format!("token-{n}"),
+            read_only_rest_token: format!("ro-token-{n}"),
+        });
+        if fault == Some(Fault::After) {
+            return Err(UpstashError::Transport("connection lost".into()));
+        }
+        Ok(world.database())
+    }
+}
+
+/// A Secret with the API email and key, as users create it.
+pub fn api_key_secret(name: &str) -> Secret {
+    let data = [("email", "ops@example.com"), ("apiKey", "key")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+    Secret {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        data: Some(data),
+        ..Default::default()
+    }
+}

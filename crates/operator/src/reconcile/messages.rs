@@ -1,0 +1,184 @@
+//! What users read: condition messages and Kubernetes events, as types.
+//! Code decides on the variants; only `Display` turns them into words.
+
+use std::fmt;
+
+use crate::{conditions::Reason, reconcile::decide::BLIND_RESET_LIMIT};
+
+/// The message of a `Ready` or `Rotating` condition set by a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// The Secret holds what Upstash reports now.
+    Synced {
+        secret: String,
+        database: String,
+    },
+    /// Credential Protection hides the credentials; the Secret is kept.
+    ProtectedKept {
+        secret: String,
+    },
+    /// Credential Protection hides the credentials and there is no Secret.
+    ProtectedNoSecret {
+        secret: String,
+    },
+    NoRotation,
+    RotationInProgress {
+        target: i64,
+    },
+    Resetting {
+        target: i64,
+        attempt: i64,
+    },
+    Rotated {
+        target: i64,
+        secret: String,
+        database: String,
+    },
+    /// The reset succeeded but its answer carried no credentials.
+    AnswerWithoutCredentials {
+        target: i64,
+    },
+    /// The reset's answer was lost: Upstash is asked before any new reset.
+    OutcomeUnknown {
+        target: i64,
+    },
+    /// Upstash refused the reset for certain.
+    NotStarted {
+        target: i64,
+        why: String,
+    },
+    Abandoned {
+        target: i64,
+    },
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Synced { secret, database } => {
+                write!(f, "Secret {secret} holds the current credentials of database {database}")
+            }
+            Self::ProtectedKept { secret } => write!(
+                f,
+                "Upstash hides this database's credentials (Credential Protection), so Secret {secret} cannot be \
+                 verified; it keeps the credentials of the last rotation"
+            ),
+            Self::ProtectedNoSecret { secret } => write!(
+                f,
+                "Upstash does not return this database's credentials (Credential Protection); raise \
+                 spec.rotation to reset the password and store the new credentials in Secret {secret}"
+            ),
+            Self::NoRotation => f.write_str("no rotation in progress"),
+            Self::RotationInProgress { target } => write!(f, "rotation {target} in progress"),
+            Self::Resetting { target, attempt } => {
+                write!(f, "resetting the password for rotation {target} (attempt {attempt})")
+            }
+            Self::Rotated { target, secret, database } => write!(
+                f,
+                "rotation {target} applied: Secret {secret} holds the new credentials of database {database}"
+            ),
+            Self::AnswerWithoutCredentials { target } => write!(
+                f,
+                "the reset for rotation {target} answered without credentials; reading them back from Upstash"
+            ),
+            Self::OutcomeUnknown { target } => write!(
+                f,
+                "the outcome of the reset for rotation {target} is unknown; Upstash will be asked before any new \
+                 reset"
+            ),
+            Self::NotStarted { target, why } => write!(f, "rotation {target} not started: {why}"),
+            Self::Abandoned { target } => write!(f, "rotation {target} abandoned: resource deleted"),
+        }
+    }
+}
+
+/// A Kubernetes event the operator publishes on a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A rotation finished; `how` says what this reconcile did for it.
+    Rotated { target: i64, secret: String, how: RotatedHow },
+    /// A lost reset answer turned out to have been applied; `verified` is
+    /// false when there was nothing to compare with.
+    Recovered { target: i64, verified: bool },
+    /// The Secret was edited or deleted and got the current credentials back.
+    DriftCorrected { secret: String, deleted: bool },
+    /// Credential Protection forces another reset; `blind` counts them.
+    ResetRepeated { target: i64, blind: i64 },
+    /// The resource is deleted with an intent that cannot be checked.
+    Abandoned { target: i64, why: String },
+    /// A reconcile failed for a new cause (not repeated per retry).
+    Failed { reason: Reason, message: String },
+}
+
+/// How a rotation's Secret came to hold the new credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotatedHow {
+    SecretWritten,
+    SecretAlreadyHeldThem,
+}
+
+impl Notice {
+    /// The event's reason (a stable API, like condition reasons).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Rotated { .. } => "Rotated",
+            Self::Recovered { .. } => "RotationRecovered",
+            Self::DriftCorrected { .. } => "DriftCorrected",
+            Self::ResetRepeated { .. } => "ResetRepeated",
+            Self::Abandoned { .. } => "RotationAbandoned",
+            Self::Failed { reason, .. } => reason.as_str(),
+        }
+    }
+
+    /// Warnings ask a person to look.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Self::Recovered { verified: false, .. }
+                | Self::ResetRepeated { .. }
+                | Self::Abandoned { .. }
+                | Self::Failed { .. }
+        )
+    }
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rotated { target, secret, how: RotatedHow::SecretWritten } => {
+                write!(f, "rotation {target}: Secret {secret} updated")
+            }
+            Self::Rotated { target, how: RotatedHow::SecretAlreadyHeldThem, .. } => {
+                write!(f, "rotation {target}: Secret already held them")
+            }
+            Self::Recovered { target, verified: true } => write!(
+                f,
+                "rotation {target}: the reset had happened although its answer was lost; stored the credentials \
+                 Upstash reports, without a second reset"
+            ),
+            Self::Recovered { target, verified: false } => write!(
+                f,
+                "rotation {target}: whether the reset happened could not be checked (no record of the \
+                 credentials before it, and no Secret); stored the credentials Upstash reports, without a second \
+                 reset (raise spec.rotation to force one)"
+            ),
+            Self::DriftCorrected { secret, deleted } => write!(
+                f,
+                "Secret {secret} {}; restored the database's current credentials without a reset",
+                if *deleted { "was deleted" } else { "was edited" }
+            ),
+            Self::ResetRepeated { target, blind } => write!(
+                f,
+                "Upstash hides this database's credentials (Credential Protection), so whether the reset for \
+                 rotation {target} happened cannot be checked; resetting again to obtain usable credentials \
+                 (blind reset {blind} of at most {BLIND_RESET_LIMIT})"
+            ),
+            Self::Abandoned { target, why } => write!(
+                f,
+                "the resource is being deleted and the rotation {target} cannot be finished ({why}); no new reset \
+                 was made"
+            ),
+            Self::Failed { message, .. } => f.write_str(message),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Observe: every fact one reconcile decides on, gathered once. The resource
+//! is read fresh from the apiserver (never from the cache), so a stale view
+//! can never start a second reset.
+
+use std::time::Duration;
+
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::ResourceExt as _;
+use upstash_api::{ApiCredentials, RedisDatabase, UpstashError};
+
+use super::{
+    context::{Context, Fingerprint, Remembered},
+    error::{Error, Result},
+    ops::{KubeOps, UpstashOps},
+};
+use crate::{conditions::Reason, crd::RedisPasswordRotation};
+
+/// What one reconcile knows before it decides.
+pub struct Observation {
+    pub resource: RedisPasswordRotation,
+    pub uid: String,
+    /// The Secret this resource writes.
+    pub target: Option<Secret>,
+    /// The Secret holding the Upstash API email and key.
+    pub credentials: Option<Secret>,
+    /// A reset answer this process holds for the pending intent.
+    pub remembered: Option<Remembered>,
+    /// An older, synced resource on the same database (checked only when
+    /// nothing is in flight: a reset in flight is finished regardless).
+    pub conflict: Option<Conflict>,
+    /// The database as Upstash reports it, read only when the step needs it.
+    pub upstash: Option<Result<RedisDatabase, UpstashError>>,
+    pub now: Timestamp,
+}
+
+/// Another resource that manages the same database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// In this namespace: its name may be shown.
+    SameNamespace(String),
+    /// Elsewhere: its name is not this namespace's business.
+    OtherNamespace,
+}
+
+/// The resource and its Secrets, read from the apiserver; `None` when the
+/// resource is gone.
+pub async fn read<K: KubeOps, U: UpstashOps>(
+    ctx: &Context<K, U>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Observation>> {
+    let Some(resource) = ctx.kube.get_resource(namespace, name).await? else { return Ok(None) };
+    let uid = resource.uid().unwrap_or_default();
+    let target = ctx.kube.get_secret(namespace, &resource.secret_name()).await?;
+    let credentials = ctx.kube.get_secret(namespace, &resource.spec.credentials_secret_ref.name).await?;
+    let pending = resource.status.as_ref().and_then(|s| s.pending_rotation);
+    let remembered = ctx.remembered(&uid).filter(|r| pending == Some(r.target));
+    Ok(Some(Observation {
+        uid,
+        target,
+        credentials,
+        remembered,
+        conflict: None,
+        upstash: None,
+        now: Timestamp::now(),
+        resource,
+    }))
+}
+
+impl Observation {
+    /// What the resource and its Secrets look like, for the backoff gate.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let version = |s: &Option<Secret>| s.as_ref().and_then(|s| s.metadata.resource_version.clone());
+        Fingerprint {
+            generation: self.resource.metadata.generation,
+            deleting: self.resource.metadata.deletion_timestamp.is_some(),
+            credentials_secret: version(&self.credentials),
+            target_secret: version(&self.target),
+        }
+    }
+
+    pub fn pending(&self) -> Option<i64> {
+        self.resource.status.as_ref().and_then(|s| s.pending_rotation)
+    }
+
+    /// Looks for an older resource that has synced the same database. Only
+    /// synced ones count: a resource with a bogus key and someone else's
+    /// database id must not block the real one.
+    pub async fn find_conflict<K, U>(&mut self, ctx: &Context<K, U>) -> Result<()> {
+        if !ctx.caches_ready(Duration::from_secs(30)).await {
+            return Err(Error::Waiting {
+                reason: Reason::Starting,
+                message:
+                    "waiting for the operator's resource cache before checking for other resources on this \
+                          database"
+                        .into(),
+                retry: Duration::from_secs(1),
+            });
+        }
+        let key = |r: &RedisPasswordRotation| {
+            (
+                r.metadata.creation_timestamp.clone().map(|t| t.0),
+                r.namespace().unwrap_or_default(),
+                r.name_any(),
+            )
+        };
+        let mine = key(&self.resource);
+        let older = ctx
+            .stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|o| o.uid().as_deref() != Some(self.uid.as_str()))
+            .filter(|o| o.spec.database_id == self.resource.spec.database_id)
+            .filter(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))
+            .filter(|o| key(o) < mine)
+            .min_by_key(|o| key(o));
+        self.conflict = older.map(|other| {
+            if other.namespace() == self.resource.namespace() {
+                Conflict::SameNamespace(other.name_any())
+            } else {
+                Conflict::OtherNamespace
+            }
+        });
+        Ok(())
+    }
+
+    /// Email and API key from the referenced Secret in this namespace.
+    pub fn api_credentials(&self) -> Result<ApiCredentials> {
+        let reference = &self.resource.spec.credentials_secret_ref;
+        let secret = self.credentials.as_ref().ok_or_else(|| {
+            Error::CredentialsSecretMissing(format!(
+                "Secret {} with the Upstash API email and key does not exist in this namespace",
+                reference.name
+            ))
+        })?;
+        let value = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(|v| std::str::from_utf8(&v.0).ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    Error::CredentialsSecretMissing(format!(
+                        "Secret {} has no non-empty key {key:?}",
+                        reference.name
+                    ))
+                })
+        };
+        Ok(ApiCredentials { email: value(&reference.email_key)?, api_key: value(&reference.api_key_key)? })
+    }
+
+    /// Reads the database from Upstash (the only Upstash read of a reconcile).
+    pub async fn read_upstash<K, U: UpstashOps>(&mut self, ctx: &Context<K, U>, auth: &ApiCredentials) {
+        self.upstash = Some(ctx.upstash.get_database(auth, &self.resource.spec.database_id).await);
+    }
+}

@@ -1,0 +1,165 @@
+//! The only doors a reconcile has to the outside: `KubeOps` for the
+//! apiserver and `UpstashOps` for Upstash. Production passes `Cluster` and
+//! `UpstashClient`; tests pass a recording fake and check the exact order of
+//! the calls.
+
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder},
+};
+use serde_json::Value;
+use upstash_api::{ApiCredentials, RedisDatabase, UpstashClient, UpstashError};
+
+use super::messages::Notice;
+use crate::crd::RedisPasswordRotation;
+
+/// Field manager of everything the operator writes.
+pub const MANAGER: &str = "upstash-rotator";
+
+/// How a Secret is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyMode {
+    /// Take fields over from other managers: only on a Secret already ours.
+    pub force: bool,
+    /// Validate and admit without storing.
+    pub dry_run: bool,
+}
+
+pub trait KubeOps: Send + Sync + 'static {
+    fn get_resource(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = kube::Result<Option<RedisPasswordRotation>>> + Send;
+
+    fn get_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = kube::Result<Option<Secret>>> + Send;
+
+    /// Server-side apply as `MANAGER`; the Secret names itself and may carry
+    /// a `resourceVersion` precondition.
+    fn apply_secret(
+        &self,
+        namespace: &str,
+        secret: &Secret,
+        mode: ApplyMode,
+    ) -> impl Future<Output = kube::Result<()>> + Send;
+
+    /// A JSON merge patch of the status subresource.
+    fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> impl Future<Output = kube::Result<RedisPasswordRotation>> + Send;
+
+    /// A JSON merge patch of the object (its finalizers).
+    fn patch_object(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> impl Future<Output = kube::Result<RedisPasswordRotation>> + Send;
+
+    /// Best effort: a failure is logged, never returned.
+    fn publish(&self, on: &ObjectReference, notice: &Notice) -> impl Future<Output = ()> + Send;
+}
+
+pub trait UpstashOps: Send + Sync + 'static {
+    fn get_database(
+        &self,
+        auth: &ApiCredentials,
+        id: &str,
+    ) -> impl Future<Output = Result<RedisDatabase, UpstashError>> + Send;
+
+    /// Not idempotent: never retried by the caller either.
+    fn reset_password(
+        &self,
+        auth: &ApiCredentials,
+        id: &str,
+    ) -> impl Future<Output = Result<RedisDatabase, UpstashError>> + Send;
+}
+
+/// The real apiserver.
+pub struct Cluster {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Cluster {
+    pub fn new(client: Client, recorder: Recorder) -> Self {
+        Self { client, recorder }
+    }
+
+    fn resources(&self, namespace: &str) -> Api<RedisPasswordRotation> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+impl KubeOps for Cluster {
+    async fn get_resource(&self, namespace: &str, name: &str) -> kube::Result<Option<RedisPasswordRotation>> {
+        self.resources(namespace).get_opt(name).await
+    }
+
+    async fn get_secret(&self, namespace: &str, name: &str) -> kube::Result<Option<Secret>> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await
+    }
+
+    async fn apply_secret(&self, namespace: &str, secret: &Secret, mode: ApplyMode) -> kube::Result<()> {
+        let mut params = PatchParams::apply(MANAGER);
+        params.force = mode.force;
+        params.dry_run = mode.dry_run;
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .patch(name, &params, &Patch::Apply(secret))
+            .await
+            .map(drop)
+    }
+
+    async fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> kube::Result<RedisPasswordRotation> {
+        self.resources(namespace).patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await
+    }
+
+    async fn patch_object(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> kube::Result<RedisPasswordRotation> {
+        self.resources(namespace).patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
+    }
+
+    async fn publish(&self, on: &ObjectReference, notice: &Notice) {
+        let event = Event {
+            type_: if notice.is_warning() { EventType::Warning } else { EventType::Normal },
+            reason: notice.reason().into(),
+            note: Some(notice.to_string()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, on).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+}
+
+impl UpstashOps for UpstashClient {
+    async fn get_database(&self, auth: &ApiCredentials, id: &str) -> Result<RedisDatabase, UpstashError> {
+        UpstashClient::get_database(self, auth, id).await
+    }
+
+    async fn reset_password(&self, auth: &ApiCredentials, id: &str) -> Result<RedisDatabase, UpstashError> {
+        UpstashClient::reset_password(self, auth, id).await
+    }
+}

@@ -1,0 +1,298 @@
+//! Decide, second half: from the observation and the step, the plan, a short
+//! list of effects in the order that keeps every password (intent before
+//! reset, Secret before status). Pure: no I/O, no clock but the observed one.
+
+use std::time::Duration;
+
+use kube::ResourceExt as _;
+use upstash_api::UpstashError;
+
+use super::{
+    checks::{database_conflict, no_reset_in_flight, writable},
+    decide::{BLIND_RESET_LIMIT, Facts, Step, Verdict, next_step, recovery_verdict},
+    error::{Error, Result},
+    messages::{Message, Notice, RotatedHow},
+    observe::Observation,
+};
+use crate::{
+    conditions::{READY, Reason, reason_of},
+    crd::RedisPasswordRotation,
+    secret,
+};
+
+/// One thing `execute` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Proves with a dry run that the Secret write after the reset will be
+    /// accepted: a reset whose answer cannot be stored is a lost password.
+    ProveSecretWritable {
+        target: i64,
+    },
+    /// Guards the intent against deletion while it is in flight.
+    AddFinalizer,
+    /// Stores the reset attempt in status, reads it back, checks the lease.
+    RecordIntent {
+        target: i64,
+        blind: bool,
+    },
+    /// The one non-idempotent call; its answer is kept in memory at once.
+    Reset {
+        target: i64,
+    },
+    /// Writes the kept reset answer into the Secret (retrying the write,
+    /// never the reset).
+    StoreAnswer {
+        target: i64,
+    },
+    /// Writes what Upstash reported in this reconcile's read, annotated
+    /// with `rotation`.
+    StoreCurrent {
+        rotation: i64,
+        guard: Guard,
+    },
+    /// Changes the status kept in memory (no I/O).
+    Record(Record),
+    /// Writes the status if it changed, on the version this reconcile read.
+    WriteStatus,
+    Publish(Notice),
+    /// Drops the finalizer once nothing is in flight.
+    ReleaseFinalizer,
+}
+
+/// What a Secret write may overwrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Credentials from a read in this reconcile: only over the Secret
+    /// observed when it began.
+    Sync,
+    /// Credentials of a rotation: never over a newer rotation.
+    Rotation,
+}
+
+/// A status change kept in memory until `WriteStatus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// `rotation` is applied and nothing is in flight.
+    Synced {
+        rotation: i64,
+    },
+    Ready {
+        ready: bool,
+        reason: Reason,
+        message: Message,
+    },
+    /// Rotation `target` is done; `fingerprint` of what the Secret holds when
+    /// no write of this plan recorded it.
+    Finished {
+        target: i64,
+        fingerprint: Option<String>,
+    },
+    /// The intent is dropped: the resource is being deleted.
+    Abandoned {
+        target: i64,
+    },
+}
+
+impl Step {
+    /// Whether planning this step needs Upstash's current view.
+    pub fn reads_upstash(self) -> bool {
+        matches!(self, Step::Sync { .. } | Step::Recover { .. })
+    }
+}
+
+/// Decide, first half: which step, after the checks that stop everything.
+pub fn step(obs: &Observation) -> Result<Step> {
+    writable(obs.target.as_ref(), &obs.resource)?;
+    let status = obs.resource.status.clone().unwrap_or_default();
+    let pending = status.pending_rotation;
+    if pending.is_none()
+        && let Some(conflict) = &obs.conflict
+    {
+        return Err(database_conflict(obs, conflict));
+    }
+    let reset = status.reset.as_ref().filter(|_| pending.is_some());
+    let before_intent = reset.and_then(|r| r.previous_credentials.clone());
+    let secret_print = obs.target.as_ref().and_then(secret::secret_fingerprint);
+    Ok(next_step(Facts {
+        spec_rotation: obs.resource.spec.rotation,
+        applied_rotation: status.rotation,
+        pending_rotation: pending,
+        secret_rotation: obs.target.as_ref().and_then(|s| secret::written_rotation(s, &obs.uid)),
+        secret_changed_since_intent: before_intent.is_none() || secret_print != before_intent,
+        remembered: obs.remembered.is_some(),
+        blind_resets_exhausted: reset.is_some_and(|r| r.blind_resets >= BLIND_RESET_LIMIT),
+        deleting: obs.resource.metadata.deletion_timestamp.is_some(),
+    }))
+}
+
+/// Decide, second half: the effects of `step`. `reset_window` is how long a
+/// reset sent earlier may still be answered.
+pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec<Effect>> {
+    let resource = &obs.resource;
+    let status = resource.status.clone().unwrap_or_default();
+    let deleting = resource.metadata.deletion_timestamp.is_some();
+    let secret_print = obs.target.as_ref().and_then(secret::secret_fingerprint);
+    match step {
+        Step::Release => Ok(vec![Effect::WriteStatus, Effect::ReleaseFinalizer]),
+        Step::WriteRemembered { target } => Ok(store_answer_and_finish(resource, target)),
+        Step::FinishRecorded { target } => {
+            let how = RotatedHow::SecretAlreadyHeldThem;
+            Ok(finish(target, secret_print, Notice::Rotated { target, secret: resource.secret_name(), how }))
+        }
+        Step::Sync { rotation } => {
+            obs.api_credentials()?;
+            let database = upstash_read(obs)?.map_err(Error::from)?;
+            Ok(sync(obs, rotation, database.credentials.is_some()))
+        }
+        Step::Rotate { target } => {
+            obs.api_credentials()?;
+            let mut effects = vec![Effect::ProveSecretWritable { target }];
+            if !has_finalizer(resource) {
+                effects.push(Effect::AddFinalizer);
+            }
+            effects.extend([Effect::RecordIntent { target, blind: false }, Effect::Reset { target }]);
+            effects.extend(store_answer_and_finish(resource, target));
+            Ok(effects)
+        }
+        Step::Recover { target } => {
+            if let Err(e) = obs.api_credentials() {
+                // Being deleted and unable to ever check: let the deletion proceed.
+                return if deleting { Ok(abandon(target, e.to_string())) } else { Err(e) };
+            }
+            let database = match upstash_read(obs)? {
+                Ok(db) => db,
+                Err(e @ (UpstashError::DatabaseNotFound(_) | UpstashError::Unauthorized(_))) if deleting => {
+                    return Ok(abandon(target, e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let upstash_now = database.credentials.as_ref().map(secret::fingerprint);
+            let reset = status.reset.as_ref();
+            let before_intent = reset.and_then(|r| r.previous_credentials.as_deref());
+            match recovery_verdict(upstash_now.as_deref(), before_intent, secret_print.as_deref(), deleting) {
+                verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
+                    let mut effects = vec![Effect::StoreCurrent { rotation: target, guard: Guard::Rotation }];
+                    let verified = verdict == Verdict::Adopt;
+                    effects.extend(finish(target, None, Notice::Recovered { target, verified }));
+                    Ok(effects)
+                }
+                Verdict::Reset => {
+                    no_reset_in_flight(obs, target, reset_window)?;
+                    let mut effects =
+                        vec![Effect::RecordIntent { target, blind: false }, Effect::Reset { target }];
+                    effects.extend(store_answer_and_finish(resource, target));
+                    Ok(effects)
+                }
+                Verdict::ResetBlind => {
+                    let blind = reset.map_or(0, |r| r.blind_resets);
+                    if blind >= BLIND_RESET_LIMIT {
+                        return Err(Error::NeedsAttention(format!(
+                            "Upstash hides this database's credentials (Credential Protection) and the answers \
+                             to {blind} resets for rotation {target} were lost, so Secret {} may hold a revoked \
+                             password. No more resets are made on their own: raise spec.rotation to reset once \
+                             more, or turn Credential Protection off in the Upstash console so the current \
+                             credentials can be read",
+                            resource.secret_name()
+                        )));
+                    }
+                    no_reset_in_flight(obs, target, reset_window)?;
+                    let mut effects = vec![
+                        Effect::RecordIntent { target, blind: true },
+                        Effect::Publish(Notice::ResetRepeated { target, blind: blind + 1 }),
+                        Effect::Reset { target },
+                    ];
+                    effects.extend(store_answer_and_finish(resource, target));
+                    Ok(effects)
+                }
+                Verdict::Abandon => Ok(abandon(target, "no reset is known to have happened".into())),
+            }
+        }
+    }
+}
+
+/// Gives up an intent that can never be checked because the resource is
+/// being deleted: no new reset, the deletion proceeds.
+pub fn abandon(target: i64, why: String) -> Vec<Effect> {
+    vec![
+        Effect::Record(Record::Abandoned { target }),
+        Effect::WriteStatus,
+        Effect::Publish(Notice::Abandoned { target, why }),
+        Effect::ReleaseFinalizer,
+    ]
+}
+
+fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
+    let resource = &obs.resource;
+    let secret = resource.secret_name();
+    let database = resource.spec.database_id.clone();
+    let existing = obs.target.as_ref();
+    let mut effects = Vec::new();
+    if !readable {
+        let (ready, reason, message) = match existing {
+            Some(_) => (true, Reason::Synced, Message::ProtectedKept { secret }),
+            None => (false, Reason::CredentialsUnavailable, Message::ProtectedNoSecret { secret }),
+        };
+        effects.extend([
+            Effect::Record(Record::Synced { rotation }),
+            Effect::Record(Record::Ready { ready, reason, message }),
+        ]);
+    } else {
+        let first_sync = resource.status.as_ref().is_none_or(|s| s.rotation.is_none());
+        let drifted = match (existing, upstash_data(obs)) {
+            (Some(s), Some(desired)) => s.data.as_ref() != Some(&desired),
+            _ => true,
+        };
+        effects.extend([
+            Effect::StoreCurrent { rotation, guard: Guard::Sync },
+            Effect::Record(Record::Synced { rotation }),
+        ]);
+        // A steady state right after a rotation keeps saying so.
+        let conditions = resource.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        let just_rotated = conditions.iter().any(|c| c.type_ == READY && c.status == "True")
+            && reason_of(conditions, READY) == Some(Reason::Rotated);
+        if drifted || !just_rotated {
+            let message = Message::Synced { secret: secret.clone(), database };
+            effects.push(Effect::Record(Record::Ready { ready: true, reason: Reason::Synced, message }));
+        }
+        effects.push(Effect::WriteStatus);
+        if drifted && !first_sync {
+            effects.push(Effect::Publish(Notice::DriftCorrected { secret, deleted: existing.is_none() }));
+        }
+        effects.push(Effect::ReleaseFinalizer);
+        return effects;
+    }
+    effects.extend([Effect::WriteStatus, Effect::ReleaseFinalizer]);
+    effects
+}
+
+fn store_answer_and_finish(resource: &RedisPasswordRotation, target: i64) -> Vec<Effect> {
+    let notice = Notice::Rotated { target, secret: resource.secret_name(), how: RotatedHow::SecretWritten };
+    let mut effects = vec![Effect::StoreAnswer { target }];
+    effects.extend(finish(target, None, notice));
+    effects
+}
+
+fn finish(target: i64, fingerprint: Option<String>, notice: Notice) -> Vec<Effect> {
+    vec![
+        Effect::Record(Record::Finished { target, fingerprint }),
+        Effect::WriteStatus,
+        Effect::Publish(notice),
+        Effect::ReleaseFinalizer,
+    ]
+}
+
+fn upstash_read(obs: &Observation) -> Result<Result<upstash_api::RedisDatabase, UpstashError>> {
+    // `reconcile` reads Upstash for every step that needs it; without a read
+    // there is nothing safe to decide, so decide again.
+    obs.upstash.clone().ok_or_else(|| Error::Stale("Upstash was not read; deciding again".into()))
+}
+
+/// The Secret data Upstash's read calls for.
+fn upstash_data(obs: &Observation) -> Option<std::collections::BTreeMap<String, k8s_openapi::ByteString>> {
+    let database = obs.upstash.as_ref()?.as_ref().ok()?;
+    Some(secret::data(database, database.credentials.as_ref()?))
+}
+
+fn has_finalizer(resource: &RedisPasswordRotation) -> bool {
+    resource.finalizers().iter().any(|f| f == super::FINALIZER)
+}

@@ -1,0 +1,310 @@
+//! The crash-safe ordering, checked call by call against a recording fake:
+//! the exact effects of each step, then a failure injected at every call of
+//! a rotation (refused, applied with its answer lost, or a 409), with and
+//! without a process restart, must still end with exactly one reset and the
+//! Secret holding the credentials Upstash has.
+
+use std::sync::Arc;
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{MicroTime, Time},
+    jiff::Timestamp,
+};
+use kube::runtime::controller::Action;
+
+use super::{
+    Context, FINALIZER, Failure,
+    fake::{Call, Fake, Fault, api_key_secret},
+    reconcile,
+};
+use crate::{
+    crd::{RedisPasswordRotation, RedisPasswordRotationSpec, RedisPasswordRotationStatus, ResetAttempt},
+    secret,
+};
+
+const UID: &str = "uid-1";
+const SECRET: &str = "cache";
+const API_KEY: &str = "upstash-api";
+
+fn resource() -> RedisPasswordRotation {
+    let mut r = RedisPasswordRotation::new("cache", RedisPasswordRotationSpec::new("db", API_KEY));
+    r.metadata.namespace = Some("ns".into());
+    r.metadata.uid = Some(UID.into());
+    r.metadata.generation = Some(1);
+    r.metadata.creation_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    r
+}
+
+/// A new resource, its API key, and a database with its first password.
+fn world() -> Fake {
+    let fake = Fake::with(|w| w.credentials = Some(credentials(0)));
+    fake.put_resource(resource());
+    fake.put_secret(api_key_secret(API_KEY));
+    fake
+}
+
+fn credentials(n: u32) -> upstash_api::DatabaseCredentials {
+    upstash_api::DatabaseCredentials {
+        password: format!("password-{n}"),
+        rest_token: format!("token-{n}"),
+        read_only_rest_token: format!("ro-token-{n}"),
+    }
+}
+
+/// A fresh process: nothing in memory.
+fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
+    let mut ctx = Context::new(fake.clone(), fake.clone(), Vec::new(), Arc::default());
+    ctx.identity = "test-process".into();
+    // Recovery may reset again at once: no other process is in flight here.
+    ctx.reset_window = std::time::Duration::ZERO;
+    Arc::new(ctx)
+}
+
+/// Reconciles the resource as stored now, without the backoff gate.
+async fn reconcile_now(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -> Result<Action, Failure> {
+    ctx.succeeded(UID);
+    reconcile_gated(fake, ctx).await
+}
+
+async fn reconcile_gated(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -> Result<Action, Failure> {
+    let stored = fake.world().resource.clone().expect("the resource exists");
+    reconcile(Arc::new(stored), ctx.clone()).await
+}
+
+fn status(fake: &Fake) -> RedisPasswordRotationStatus {
+    fake.world().resource.as_ref().and_then(|r| r.status.clone()).unwrap_or_default()
+}
+
+fn raise_counter(fake: &Fake, to: i64) {
+    let mut r = fake.world().resource.clone().expect("exists");
+    r.spec.rotation = to;
+    r.metadata.generation = Some(to + 1);
+    fake.put_resource(r);
+}
+
+fn take_calls(fake: &Fake) -> Vec<Call> {
+    std::mem::take(&mut fake.world().calls)
+}
+
+/// Synced at rotation 0, then the counter raised to 1; the call log empty.
+async fn ready_to_rotate() -> (Fake, Arc<Context<Fake, Fake>>) {
+    let fake = world();
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    raise_counter(&fake, 1);
+    take_calls(&fake);
+    (fake, ctx)
+}
+
+/// Whether rotation `target` is done: applied in status, nothing in flight,
+/// no finalizer, and the Secret holds what Upstash has.
+fn done(fake: &Fake, target: i64) -> Result<(), String> {
+    let world = fake.world();
+    let resource = world.resource.as_ref().ok_or("resource gone")?;
+    let status = resource.status.clone().unwrap_or_default();
+    let current = world.credentials.as_ref().ok_or("no credentials")?;
+    let secret = world.secrets.get(SECRET).ok_or("no Secret")?;
+    match () {
+        () if status.rotation != Some(target) => Err(format!("status.rotation {:?}", status.rotation)),
+        () if status.pending_rotation.is_some() => Err("still pending".into()),
+        () if resource.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == FINALIZER)) => {
+            Err("finalizer left".into())
+        }
+        () if !secret::holds(secret, current) => {
+            Err("the Secret does not hold the current credentials".into())
+        }
+        () if status.credentials_fingerprint != Some(secret::fingerprint(current)) => {
+            Err("fingerprint does not match".into())
+        }
+        () => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn a_first_sync_reads_upstash_once_then_writes_the_secret_before_the_status() {
+    let fake = world();
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("sync");
+    assert_eq!(
+        take_calls(&fake),
+        [
+            Call::GetResource,
+            Call::GetSecret(SECRET.into()),
+            Call::GetSecret(API_KEY.into()),
+            Call::GetDatabase,
+            Call::GetSecret(SECRET.into()),
+            Call::ApplySecret,
+            Call::PatchStatus,
+        ]
+    );
+    assert_eq!((done(&fake, 0), fake.world().resets), (Ok(()), 0));
+}
+
+/// The calls of one uneventful rotation, in order.
+fn rotation_calls() -> Vec<Call> {
+    vec![
+        Call::GetResource,
+        Call::GetSecret(SECRET.into()),
+        Call::GetSecret(API_KEY.into()),
+        Call::DryRunSecret, // the answer will be storable
+        Call::PatchObject,  // finalizer
+        Call::PatchStatus,  // intent
+        Call::GetResource,  // the intent is still ours
+        Call::Reset,        // answer kept in memory
+        Call::GetSecret(SECRET.into()),
+        Call::ApplySecret, // Secret before status
+        Call::PatchStatus, // rotation applied
+        Call::Publish("Rotated"),
+        Call::PatchObject, // finalizer released
+    ]
+}
+
+#[tokio::test]
+async fn a_rotation_records_its_intent_before_the_reset_and_the_secret_before_the_status() {
+    let (fake, ctx) = ready_to_rotate().await;
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    assert_eq!(take_calls(&fake), rotation_calls());
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+    // Nothing left to do: the next reconcile resets nothing and writes no
+    // status (its Secret apply is a no-op; issue 12 drops it too).
+    reconcile_now(&fake, &ctx).await.expect("steady");
+    let calls = take_calls(&fake);
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Reset | Call::PatchStatus | Call::Publish(_))),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_any_call_of_a_rotation_never_loses_the_password_or_resets_twice() {
+    let mut broken = Vec::new();
+    for index in 0..rotation_calls().len() {
+        for fault in [Fault::Before, Fault::After, Fault::Conflict] {
+            for restart in [false, true] {
+                let (fake, mut ctx) = ready_to_rotate().await;
+                fake.world().faults.insert(index, fault);
+                let _ = reconcile_now(&fake, &ctx).await;
+                if restart {
+                    ctx = process(&fake);
+                }
+                for _ in 0..6 {
+                    if done(&fake, 1).is_ok() {
+                        break;
+                    }
+                    let _ = reconcile_now(&fake, &ctx).await;
+                }
+                let outcome = (done(&fake, 1), fake.world().resets, ctx.remembered(UID).is_some());
+                if outcome != (Ok(()), 1, false) {
+                    broken.push(format!("{fault:?} at call {index} (restart: {restart}): {outcome:?}"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
+#[tokio::test]
+async fn a_409_on_any_conditional_write_decides_again_without_reporting_a_failure() {
+    let writes = rotation_calls()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Call::PatchStatus | Call::PatchObject | Call::ApplySecret))
+        .map(|(i, _)| i)
+        .collect::<Vec<_>>();
+    assert_eq!(writes.len(), 5);
+    for index in writes {
+        let (fake, ctx) = ready_to_rotate().await;
+        fake.world().faults.insert(index, Fault::Conflict);
+        let result = reconcile_now(&fake, &ctx).await;
+        assert!(result.is_ok(), "409 at call {index} is a requeue, not a failure: {result:?}");
+        let calls = take_calls(&fake);
+        assert_eq!(calls[..=index], rotation_calls()[..=index], "409 at call {index}");
+        assert!(calls.len() <= index + 1, "nothing after the 409 at call {index}: {calls:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secret_write_that_keeps_failing_is_finished_from_memory_without_a_second_reset() {
+    let (fake, ctx) = ready_to_rotate().await;
+    // Every write attempt of the first reconcile (each a read, then an apply).
+    for attempt in 0..5 {
+        fake.world().faults.insert(9 + 2 * attempt, Fault::Before);
+    }
+    let failure = reconcile_now(&fake, &ctx).await.expect_err("the Secret cannot be written");
+    assert_eq!(failure.error.reason().as_str(), "SecretWriteFailed");
+    assert!(ctx.remembered(UID).is_some() && status(&fake).pending_rotation == Some(1));
+    take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("written from memory");
+    let calls = take_calls(&fake);
+    assert!(!calls.contains(&Call::Reset) && !calls.contains(&Call::GetDatabase), "{calls:?}");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+/// A resource whose reset for rotation 1 was sent by a process that is gone.
+fn interrupted(previous_credentials: Option<String>, deleting: bool) -> Fake {
+    let fake = world();
+    let mut r = resource();
+    r.spec.rotation = 1;
+    r.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    if deleting {
+        r.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    }
+    r.status = Some(RedisPasswordRotationStatus {
+        rotation: Some(0),
+        pending_rotation: Some(1),
+        reset: Some(ResetAttempt {
+            holder: "gone".into(),
+            attempt: 1,
+            requested_at: MicroTime(Timestamp::UNIX_EPOCH),
+            previous_credentials,
+            blind_resets: 0,
+        }),
+        ..Default::default()
+    });
+    fake.put_resource(r);
+    fake
+}
+
+#[tokio::test]
+async fn recovery_with_nothing_to_compare_adopts_what_upstash_has_and_warns() {
+    let fake = interrupted(None, false);
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("recovered");
+    let calls = take_calls(&fake);
+    assert!(calls.contains(&Call::Publish("RotationRecovered")), "{calls:?}");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 0));
+}
+
+#[tokio::test]
+async fn deletion_with_an_unconfirmed_reset_that_never_happened_abandons_it_without_resetting() {
+    let fake = interrupted(Some(secret::fingerprint(&credentials(0))), true);
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("abandoned");
+    let calls = take_calls(&fake);
+    assert_eq!(
+        calls[3..],
+        [Call::GetDatabase, Call::PatchStatus, Call::Publish("RotationAbandoned"), Call::PatchObject]
+    );
+    assert!(fake.world().resource.is_none(), "the deletion proceeds");
+    assert_eq!(fake.world().resets, 0);
+}
+
+#[tokio::test]
+async fn only_a_change_beyond_our_own_status_write_cuts_a_backoff_short() {
+    let fake = world();
+    let ctx = process(&fake);
+    fake.world().faults.insert(3, Fault::Before); // Upstash down
+    reconcile_gated(&fake, &ctx).await.expect_err("Upstash is down");
+    take_calls(&fake);
+    // The status write of the failure comes back as an event: held back.
+    reconcile_gated(&fake, &ctx).await.expect("held back");
+    assert_eq!(
+        take_calls(&fake),
+        [Call::GetResource, Call::GetSecret(SECRET.into()), Call::GetSecret(API_KEY.into())]
+    );
+    // The user fixes the API key Secret: retried at once.
+    fake.put_secret(api_key_secret(API_KEY));
+    reconcile_gated(&fake, &ctx).await.expect("synced");
+    assert!(take_calls(&fake).contains(&Call::GetDatabase));
+    assert_eq!(done(&fake, 0), Ok(()));
+}
