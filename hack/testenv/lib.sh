@@ -22,3 +22,18 @@ testenv_bin_dir() {
 
 # State of a running plane lives in the checkout's target/, like cargo's output.
 TESTENV_STATE="$REPO_ROOT/target/testenv"
+
+# Waits until a command succeeds, for at most `limit` seconds; on timeout it
+# shows the last lines of the component's log and fails.
+testenv_wait_for() { # component, seconds, then the command
+  local what=$1 limit=$2; shift 2
+  local deadline=$(($(date +%s) + limit))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "$what not ready after ${limit}s; last log lines:" >&2
+      tail -n 30 "$TESTENV_STATE/logs/$what.log" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}

@@ -41,14 +41,6 @@ echo $! >"$pidfile"
 
 port=$(grep -o -- '--secure-port=[0-9]*' "$cmdfile" | cut -d= -f2)
 pki=$state/pki
-deadline=$(($(date +%s) + 120))
-until curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-  "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "kube-apiserver not ready 120 s after its restart; last log lines:" >&2
-    tail -n 30 "$state/logs/kube-apiserver.log" >&2 || true
-    exit 1
-  fi
-  sleep 0.2
-done
+testenv_wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" \
+  --key "$pki/admin.key" "https://127.0.0.1:$port/readyz"
 echo "kube-apiserver restarted (pid $(cat "$pidfile"))" >&2

@@ -62,24 +62,11 @@ start() { # name, then the command line; records the pid and the command line
   printf '%q ' "$@" >"$state/cmdline/$name"
 }
 
-wait_for() { # what, seconds, then a command that succeeds once ready
-  local what=$1 limit=$2; shift 2
-  local deadline=$(($(date +%s) + limit))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "$what not ready after ${limit}s; last log lines:" >&2
-      tail -n 30 "$state/logs/$what.log" >&2 || true
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
 start etcd "$bin/etcd" --name=testenv --data-dir="$state/etcd" \
   --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
   --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
   --initial-cluster="testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level=warn
-wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+testenv_wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
 start kube-apiserver "$bin/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
@@ -92,8 +79,8 @@ start kube-apiserver "$bin/kube-apiserver" \
   --disable-admission-plugins=ServiceAccount \
   --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none
 curl_admin() { curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$@"; }
-wait_for kube-apiserver 120 curl_admin "https://127.0.0.1:$api_port/readyz"
-wait_for kube-apiserver 10 curl_admin "https://127.0.0.1:$api_port/api/v1/namespaces/default"
+testenv_wait_for kube-apiserver 120 curl_admin "https://127.0.0.1:$api_port/readyz"
+testenv_wait_for kube-apiserver 10 curl_admin "https://127.0.0.1:$api_port/api/v1/namespaces/default"
 
 b64() { base64 -w0 <"$1"; }
 umask 077
@@ -121,7 +108,7 @@ start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$kube
   --leader-elect=false --secure-port=0 \
   --controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller \
   --root-ca-file="$pki/ca.crt"
-wait_for kube-controller-manager 30 kill -0 "$(cat "$state/pids/kube-controller-manager")"
+testenv_wait_for kube-controller-manager 30 kill -0 "$(cat "$state/pids/kube-controller-manager")"
 
 trap - ERR
 elapsed_ms=$((($(date +%s%N) - started_ns) / 1000000))

@@ -14,6 +14,7 @@ mod request_log;
 mod rest_value;
 mod server;
 mod state;
+mod state_file;
 
 use std::{future::Future, path::PathBuf, sync::Arc};
 

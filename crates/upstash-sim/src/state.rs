@@ -18,6 +18,7 @@ use super::{
     faults::FaultQueue,
     redis_backend::{BackendError, RedisBackend},
     request_log::RequestLog,
+    state_file,
 };
 
 /// Which of a database's tokens a data-plane request presented.
@@ -71,10 +72,8 @@ pub struct SimState {
 /// Why a simulator cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot read state file {}: {source}", path.display())]
-    StateFileUnreadable { path: PathBuf, source: std::io::Error },
-    #[error("state file {} is not valid: {source}", path.display())]
-    StateFileInvalid { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    StateFile(#[from] state_file::LoadError),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -90,14 +89,9 @@ impl SimState {
         redis_addresses: &[String],
         state_file: Option<PathBuf>,
     ) -> Result<Self, StartError> {
-        let databases: BTreeMap<String, Database> = match &state_file {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| StartError::StateFileUnreadable { path: path.clone(), source })?;
-                serde_json::from_str(&text)
-                    .map_err(|source| StartError::StateFileInvalid { path: path.clone(), source })?
-            }
-            _ => BTreeMap::new(),
+        let databases = match &state_file {
+            Some(path) => state_file::load(path)?,
+            None => BTreeMap::new(),
         };
         let mut backends = Vec::new();
         for address in redis_addresses {
@@ -139,7 +133,7 @@ impl SimState {
         let Some(path) = &self.state_file else { return Ok(()) };
         let text =
             serde_json::to_string_pretty(&store.databases).map_err(|e| ApiError::Internal(e.to_string()))?;
-        write_private(path, text.as_bytes())
+        state_file::write_private(path, text.as_bytes())
             .map_err(|e| ApiError::Internal(format!("cannot write state file {}: {e}", path.display())))
     }
 
@@ -322,99 +316,4 @@ fn fake_endpoint(id: &str) -> String {
     const WORDS: &[&str] = &["sought-mollusk", "all-foxe", "beloved-stallion", "calm-otter", "brave-lynx"];
     let n = id.bytes().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(b as usize));
     format!("{}-{}.upstash.io", WORDS[n % WORDS.len()], 10000 + n % 90000)
-}
-
-/// Replaces `path` with `bytes` atomically: they go to a new file of random
-/// name in the same directory, created exclusively (never through an existing
-/// file or symlink) with mode 0600, synced, then renamed over `path`.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // tempfile creates with O_CREAT|O_EXCL and mode 0600 on Unix.
-    let mut file = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    // Makes the rename itself durable; some file systems cannot sync a
-    // directory, and the data is already safe in the file, so this is best effort.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    use super::*;
-
-    fn scratch_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("upstash-sim-state-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
-    }
-
-    fn mode(path: &std::path::Path) -> u32 {
-        std::fs::symlink_metadata(path).expect("metadata").permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn state_file_is_private_even_when_it_existed_with_another_mode() {
-        let dir = scratch_dir();
-        let path = dir.join("state.json");
-        std::fs::write(&path, "old").expect("pre-existing file");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        write_private(&path, b"{}").expect("write");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}");
-        assert_eq!(mode(&path), 0o600);
-        let entries: Vec<_> =
-            std::fs::read_dir(&dir).expect("list").flatten().map(|e| e.file_name()).collect();
-        assert_eq!(entries, ["state.json"], "no temporary file is left behind");
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn predictable_temporary_paths_are_not_followed() {
-        let dir = scratch_dir();
-        let path = dir.join("state.json");
-        let victim = dir.join("victim");
-        std::fs::write(&victim, "untouched").expect("victim");
-        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        // The old implementation wrote through `state.tmp`; guess a few more.
-        let traps = ["state.tmp", "state.json.tmp", ".state.json.tmp"].map(|n| dir.join(n));
-        for trap in &traps {
-            std::os::unix::fs::symlink(&victim, trap).expect("symlink");
-        }
-        for round in 0..3 {
-            write_private(&path, format!("{{\"round\": {round}}}").as_bytes()).expect("write");
-        }
-        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
-        assert_eq!(mode(&victim), 0o644);
-        for trap in &traps {
-            let meta = std::fs::symlink_metadata(trap).expect("trap still there");
-            assert!(meta.file_type().is_symlink(), "{} was replaced", trap.display());
-        }
-        assert_eq!(std::fs::read_to_string(&path).expect("state"), "{\"round\": 2}");
-        assert_eq!(mode(&path), 0o600);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn a_symlink_at_the_target_is_replaced_not_followed() {
-        let dir = scratch_dir();
-        let path = dir.join("state.json");
-        let victim = dir.join("victim");
-        std::fs::write(&victim, "untouched").expect("victim");
-        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
-        write_private(&path, b"{}").expect("write");
-        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
-        assert!(!std::fs::symlink_metadata(&path).expect("state").file_type().is_symlink());
-        assert_eq!(mode(&path), 0o600);
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
