@@ -66,6 +66,35 @@ fn lint_passes_and_unknown_or_bad_values_are_rejected() {
     }
 }
 
+/// Every variable the chart sets is one `upstash-rotator run` reads: a
+/// renamed flag cannot leave the chart setting a variable nobody reads.
+#[test]
+fn every_env_variable_the_chart_sets_is_read_by_the_run_command() {
+    use clap::CommandFactory as _;
+    let cli = upstash_rotator::cli::Cli::command();
+    let run = cli.find_subcommand("run").expect("run subcommand");
+    let read: Vec<String> =
+        run.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+    // Read by the log filter, not by a flag.
+    let also_read = ["RUST_LOG"];
+    let sets = ["allowInsecureUpstashUrl=true", "leaderElection.enabled=true"];
+    for manifest in render("default", &sets).split("\n---") {
+        let Ok(deployment) = serde_saphyr::from_str::<Deployment>(manifest) else { continue };
+        let Some(spec) = deployment.spec.and_then(|s| s.template.spec) else { continue };
+        let env = spec.containers.iter().flat_map(|c| c.env.clone().unwrap_or_default());
+        let names: Vec<String> = env.map(|e| e.name).collect();
+        assert!(names.len() >= 10, "the Deployment sets the operator's settings: {names:?}");
+        for name in names {
+            assert!(
+                read.contains(&name) || also_read.contains(&name.as_str()),
+                "the chart sets {name}, which `upstash-rotator run` does not read (it reads {read:?})"
+            );
+        }
+        return;
+    }
+    panic!("the chart renders no Deployment");
+}
+
 #[test]
 fn without_election_the_old_pod_stops_before_the_new_one_starts() {
     let single = render("default", &["leaderElection.enabled=false"]);

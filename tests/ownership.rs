@@ -11,7 +11,7 @@ use serde_json::json;
 use support::{WAIT, eventually, operator::World, ready_message};
 use upstash_rotator::{
     conditions::Reason,
-    crd::DeletionPolicy,
+    crd::{DeletionPolicy, RedisPasswordRotation},
     reconcile::FINALIZER,
     secret::{self, ADOPT_ANNOTATION},
 };
@@ -34,7 +34,9 @@ async fn a_foreign_secret_is_never_touched_unless_marked_for_adoption() {
     assert!(ready_message(&refused).contains(ADOPT_ANNOTATION));
     // Raising the counter must not reset either: the Secret could not take the result.
     world.set_rotation("cache", 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The operator has looked at the raised counter (and refused again)...
+    world.wait_for("cache", Reason::SecretConflict.as_str(), seen_latest_generation).await;
+    // ...and reset nothing.
     assert_eq!(world.resets().await, 0);
     let untouched = world.secrets().get("cache").await.expect("secret");
     assert_eq!(untouched.data.as_ref().map(|d| d.len()), Some(1));
@@ -78,7 +80,8 @@ async fn two_resources_on_one_database_the_later_refuses() {
     world.set_rotation("newer", 3).await;
     world.set_rotation("older", 1).await;
     world.wait_applied("older", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The newer one has looked at its raised counter and refused.
+    world.wait_for("newer", Reason::DatabaseConflict.as_str(), seen_latest_generation).await;
     assert_eq!(world.resets().await, 1, "only the older resource rotates");
 }
 
@@ -152,4 +155,9 @@ async fn deleting_an_idle_resource_never_hangs() {
         world.resources().get_opt("cache").await.ok()?.is_none().then_some(())
     })
     .await;
+}
+
+/// The operator has reconciled the resource's latest spec.
+fn seen_latest_generation(r: &RedisPasswordRotation) -> bool {
+    r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
 }

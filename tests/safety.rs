@@ -200,7 +200,12 @@ async fn deleting_the_namespace_mid_rotation_never_hangs() {
     world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 3000}})).await;
     world.set_rotation("cache", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The intent is recorded: the reset is on its way (held 3 s by the sim).
+    eventually(WAIT, "the intent of rotation 1", || async {
+        let r = world.resources().get("cache").await.ok()?;
+        r.status.and_then(|s| s.pending_rotation).filter(|p| *p == 1)
+    })
+    .await;
 
     // The namespace controller deletes the Secret early; do it first so the
     // write after the reset must create it in a terminating namespace.
