@@ -14,6 +14,6 @@ rustup target list --installed | grep -qx "$target" || rustup target add "$targe
 cargo build --release --locked --target "$target" -p upstash-rotator --bin upstash-rotator
 cargo build --release --locked --target "$target" -p upstash-sim --bin upstash-sim
 for b in upstash-rotator upstash-sim; do
-  f=target/$target/release/$b
+  f=${CARGO_TARGET_DIR:-target}/$target/release/$b
   printf '%-18s %6s KiB  %s\n' "$b" "$(( $(stat -c %s "$f") / 1024 ))" "$(file -b "$f" 2>/dev/null | cut -d, -f1-2)"
 done
