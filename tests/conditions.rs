@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{
-    operator::World,
     ready_message,
     sim::{API_KEY, EMAIL, RO_API_KEY, RO_EMAIL},
+    world::World,
 };
 use upstash_rotator::conditions::Reason;
 
 #[tokio::test]
 async fn missing_credentials_secret_resumes_once_created() {
     let world = World::new("nocreds").await;
-    world.secrets().delete(support::operator::CREDENTIALS_SECRET, &Default::default()).await.expect("delete");
+    world.secrets().delete(support::world::CREDENTIALS_SECRET, &Default::default()).await.expect("delete");
     world.create("cache", world.spec()).await;
     let failed = world.wait_for("cache", Reason::CredentialsSecretMissing.as_str(), |_| true).await;
     assert!(ready_message(&failed).contains("upstash-api"), "{}", ready_message(&failed));

@@ -5,7 +5,7 @@ use testkit as support;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use support::operator::{World, committed_crd};
+use support::{operator::committed_crd, world::World};
 
 #[test]
 fn committed_crd_matches_the_rust_types() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{WAIT, eventually, operator::World, ready_message};
+use support::{WAIT, eventually, ready_message, world::World};
 use upstash_rotator::{
     conditions::Reason,
     crd::{DeletionPolicy, RedisPasswordRotation},

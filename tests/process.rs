@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::json;
-use support::{WAIT, eventually, operator::World, process::OperatorProcess};
+use support::{WAIT, eventually, process::OperatorProcess, world::World};
 use upstash_rotator::{conditions::Reason, secret};
 
 #[tokio::test]

@@ -16,9 +16,10 @@ use kube::{
 };
 use support::{
     TestNamespace,
-    operator::{Operator, World},
+    operator::Operator,
     service_account_client,
     tools::{CHART, helm, text},
+    world::World,
 };
 
 use upstash_rotator::{conditions::Reason, leader::Election};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use reqwest::Method;
 use serde_json::json;
-use support::operator::{World, credentials_of};
+use support::world::{World, credentials_of};
 use upstash_rotator::{conditions::Reason, reconcile::FINALIZER, secret};
 
 #[tokio::test]

@@ -13,11 +13,7 @@ use kube::{
 };
 use reqwest::Method;
 use serde_json::json;
-use support::{
-    WAIT, eventually,
-    operator::{Operator, World},
-    ready_message,
-};
+use support::{WAIT, eventually, operator::Operator, ready_message, world::World};
 use upstash_api::{ApiCredentials, UpstashClient, UpstashError};
 use upstash_rotator::{conditions::Reason, leader::Fence, secret};
 

@@ -18,7 +18,7 @@ gen_k8s() {
   local staging="v0.${KUBE_VERSION#v1.}"
   local gomod
   # The published go.mod of k8s.io/kubernetes requires its staging modules at
-  # v0.0.0; replace each with its published tag (see docs/testenv.md §3).
+  # v0.0.0; replace each with its published tag (k8s.io/foo v0.<minor>.<patch>).
   gomod=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
     | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
   for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod"); do
@@ -31,23 +31,18 @@ gen_k8s() {
   go mod tidy
 }
 
-gen_etcd() {
-  cd "$here/etcd"
+# A wrapper module of one Go tool: module path, version, tool package.
+gen_tool() {
+  cd "$here/$1"
   rm -f go.mod go.sum
-  go mod init upstash-rotator/hack/testenv/etcd
+  go mod init "upstash-rotator/hack/testenv/$1"
   go mod edit -go="$GO_LINE"
-  go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION" -tool=go.etcd.io/etcd/server/v3
+  go mod edit -require="$2@$3" -tool="$4"
   go mod tidy
 }
 
-gen_helm() {
-  cd "$here/helm"
-  rm -f go.mod go.sum
-  go mod init upstash-rotator/hack/testenv/helm
-  go mod edit -go="$GO_LINE"
-  go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" -tool=helm.sh/helm/v3/cmd/helm
-  go mod tidy
-}
+gen_etcd() { gen_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
+gen_helm() { gen_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 
 for part in "${@:-k8s etcd helm}"; do
   for p in $part; do "gen_$p"; done

@@ -292,12 +292,30 @@ impl Stage {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The simulator's reset count for `id`, if it answers now. Never a
+    /// guess: a window judged on a count nobody read would blame the
+    /// operator for a reset it made (0 resets here, one too many later).
+    pub async fn try_resets(&self, id: &str) -> Option<u64> {
+        let path = format!("/_sim/databases/{id}");
+        let read = self.sim_json(reqwest::Method::GET, &path, None);
+        let value = tokio::time::timeout(Duration::from_secs(5), read).await.ok()?.ok()?;
+        value["resets"].as_u64()
+    }
+
+    /// The count where the harness cannot go on without it (opening a
+    /// window, the round's totals): retried for up to 30 s, then noted (the
+    /// simulator died, which the checks report).
     pub async fn resets(&self, id: &str) -> u64 {
-        // A local process: a failure here means the simulator died, which the
-        // checks below report; count nothing rather than guess.
-        match self.sim_json(reqwest::Method::GET, &format!("/_sim/databases/{id}"), None).await {
-            Ok(v) => v["resets"].as_u64().unwrap_or(0),
-            Err(_) => 0,
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(count) = self.try_resets(id).await {
+                return count;
+            }
+            if Instant::now() > deadline {
+                self.note(format!("upstash-sim did not report the resets of database {id} for 30 s"));
+                return 0;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -537,8 +555,10 @@ impl Stage {
                         spec = raised;
                         let _ = self.bump(&db.resource, target).await;
                     }
-                    let resets = self.resets(&db.id).await;
-                    track.observe(&view, resets);
+                    // An unreadable count skips this look: the window stays open.
+                    if let Some(resets) = self.try_resets(&db.id).await {
+                        track.observe(&view, resets);
+                    }
                     if track.applied >= target {
                         break true;
                     }
@@ -579,8 +599,10 @@ impl Stage {
                     all = false;
                     continue;
                 }
-                let resets = self.resets(&db.id).await;
-                tracks[i].observe(&view, resets);
+                match self.try_resets(&db.id).await {
+                    Some(resets) => tracks[i].observe(&view, resets),
+                    None => all = false,
+                }
                 all &= view.converged();
             }
             if all {

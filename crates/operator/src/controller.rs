@@ -183,15 +183,20 @@ where
 fn build(client: &Client, namespace: Option<&str>, settings: &Settings) -> Controller<RedisPasswordRotation> {
     let resources: Api<RedisPasswordRotation> = scoped(client, namespace);
     let secrets: Api<PartialObjectMeta<Secret>> = scoped(client, namespace);
-    let controller = Controller::new(resources, watcher::Config::default().any_semantic())
+    // Every list is a quorum read (the default semantic), not one served
+    // from the apiserver's watch cache: after an apiserver restart a cached
+    // list can carry a version the new watch cache already dropped, and the
+    // watch from it fails with 410 again and again, with growing backoff,
+    // while raised counters go unseen (make chaos, apiserver-restart).
+    let controller = Controller::new(resources, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
     let store = controller.store();
 
     // The Secrets we write carry our label, so this watch never sees others.
-    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")).any_semantic();
+    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     // Credential Secrets carry no label of ours: watch metadata only, and map
     // each change to the resources that reference the Secret by name.
-    let referenced = watcher::Config::default().any_semantic();
+    let referenced = watcher::Config::default();
     controller
         .watches(secrets.clone(), owned, |secret| {
             let name = secret.annotations().get(RESOURCE_ANNOTATION).cloned();

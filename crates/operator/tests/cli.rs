@@ -6,8 +6,8 @@ use testkit as support;
 use std::process::Output;
 
 use support::{
-    operator::World,
     sim::{API_KEY, EMAIL},
+    world::World,
 };
 use upstash_rotator::conditions::Reason;
 

@@ -7,6 +7,7 @@ pub mod operator;
 pub mod process;
 pub mod sim;
 pub mod tools;
+pub mod world;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -78,11 +78,13 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
     pub async fn run(&mut self, effects: Vec<Effect>) -> Result<()> {
         let mut queue = VecDeque::from(effects);
         while let Some(effect) = queue.pop_front() {
-            tracing::debug!(?effect, "effect");
             match self.apply(effect).await? {
                 Flow::Continue => {}
                 Flow::Stop => break,
-                Flow::Instead(next) => queue = next.into(),
+                Flow::Instead(next) => {
+                    tracing::debug!(effects = ?next, "plan replaced");
+                    queue = next.into();
+                }
             }
         }
         Ok(())
@@ -222,7 +224,10 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
     /// Writes what Upstash reported in this reconcile's read.
     async fn store_current(&mut self, rotation: i64, guard: Guard) -> Result<()> {
         let database = self.upstash.clone().ok_or_else(|| Error::Stale("Upstash was not read".into()))?;
-        let Some(current) = database.credentials.clone() else { return Ok(()) };
+        // Plans store only a read that carries credentials.
+        let Some(current) = database.credentials.clone() else {
+            return Err(Error::Stale("Upstash's read carries no credentials; deciding again".into()));
+        };
         let desired = secret::desired(&self.resource, &database, &current, rotation);
         self.write_secret(&desired, guard, rotation).await.map_err(|e| match (guard, e) {
             (Guard::Sync, Error::Kube(k)) => Error::SecretNotWritable(format!(

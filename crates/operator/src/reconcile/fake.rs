@@ -52,6 +52,8 @@ pub struct World {
     pub resource: Option<RedisPasswordRotation>,
     pub secrets: BTreeMap<String, Secret>,
     pub credentials: Option<DatabaseCredentials>,
+    /// Credential Protection: reads show no credentials, resets still do.
+    pub protected: bool,
     pub resets: u32,
     pub calls: Vec<Call>,
     /// Faults by the index the call will have in `calls`.
@@ -213,7 +215,13 @@ impl UpstashOps for Fake {
         let mut world = self.0.lock();
         match world.enter(Call::GetDatabase) {
             Some(_) => Err(UpstashError::Server { status: 503, message: "injected".into() }),
-            None => Ok(world.database()),
+            None => {
+                let mut database = world.database();
+                if world.protected {
+                    database.credentials = None;
+                }
+                Ok(database)
+            }
         }
     }
 

@@ -136,13 +136,13 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
         obs.find_conflict(ctx).await?;
     }
     let step = plan::step(&obs)?;
-    tracing::debug!(?step, "next step");
     if step.reads_upstash()
         && let Ok(auth) = obs.api_credentials()
     {
         obs.read_upstash(ctx, &auth).await;
     }
     let effects = plan::plan(step, &obs, ctx.reset_window)?;
+    tracing::debug!(?step, ?effects, "plan");
     run.with_observation(obs);
     run.run(effects).await
 }

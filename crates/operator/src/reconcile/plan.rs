@@ -25,35 +25,25 @@ use crate::{
 pub enum Effect {
     /// Proves with a dry run that the Secret write after the reset will be
     /// accepted: a reset whose answer cannot be stored is a lost password.
-    ProveSecretWritable {
-        target: i64,
-    },
+    ProveSecretWritable { target: i64 },
     /// Guards the intent against deletion while it is in flight.
     AddFinalizer,
     /// Stores the reset attempt in status, reads it back, checks the lease.
-    RecordIntent {
-        target: i64,
-        blind: bool,
-    },
+    RecordIntent { target: i64, blind: bool },
     /// The one non-idempotent call; its answer is kept in memory at once.
-    Reset {
-        target: i64,
-    },
+    Reset { target: i64 },
     /// Writes the kept reset answer into the Secret (retrying the write,
     /// never the reset).
-    StoreAnswer {
-        target: i64,
-    },
+    StoreAnswer { target: i64 },
     /// Writes what Upstash reported in this reconcile's read, annotated
     /// with `rotation`.
-    StoreCurrent {
-        rotation: i64,
-        guard: Guard,
-    },
+    StoreCurrent { rotation: i64, guard: Guard },
     /// Changes the status kept in memory (no I/O).
     Record(Record),
     /// Writes the status if it changed, on the version this reconcile read.
     WriteStatus,
+    /// Announces what the next status write records. Before it, not after:
+    /// a crash in between repeats an event, but never loses a warning.
     Publish(Notice),
     /// Drops the finalizer once nothing is in flight.
     ReleaseFinalizer,
@@ -81,11 +71,12 @@ pub enum Record {
         reason: Reason,
         message: Message,
     },
-    /// Rotation `target` is done; `fingerprint` of what the Secret holds when
-    /// no write of this plan recorded it.
+    /// What the Secret holds, when no write of this plan recorded it
+    /// (`None`: nothing recognisable).
+    Fingerprint(Option<String>),
+    /// Rotation `target` is done.
     Finished {
         target: i64,
-        fingerprint: Option<String>,
     },
     /// The intent is dropped: the resource is being deleted.
     Abandoned {
@@ -137,7 +128,9 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
         Step::WriteRemembered { target } => Ok(store_answer_and_finish(resource, target)),
         Step::FinishRecorded { target } => {
             let how = RotatedHow::SecretAlreadyHeldThem;
-            Ok(finish(target, secret_print, Notice::Rotated { target, secret: resource.secret_name(), how }))
+            let mut effects = vec![Effect::Record(Record::Fingerprint(secret_print))];
+            effects.extend(finish(target, Notice::Rotated { target, secret: resource.secret_name(), how }));
+            Ok(effects)
         }
         Step::Sync { rotation } => {
             obs.api_credentials()?;
@@ -173,7 +166,7 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
                 verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
                     let mut effects = vec![Effect::StoreCurrent { rotation: target, guard: Guard::Rotation }];
                     let verified = verdict == Verdict::Adopt;
-                    effects.extend(finish(target, None, Notice::Recovered { target, verified }));
+                    effects.extend(finish(target, Notice::Recovered { target, verified }));
                     Ok(effects)
                 }
                 Verdict::Reset => {
@@ -215,8 +208,8 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
 pub fn abandon(target: i64, why: String) -> Vec<Effect> {
     vec![
         Effect::Record(Record::Abandoned { target }),
-        Effect::WriteStatus,
         Effect::Publish(Notice::Abandoned { target, why }),
+        Effect::WriteStatus,
         Effect::ReleaseFinalizer,
     ]
 }
@@ -254,12 +247,9 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
             let message = Message::Synced { secret: secret.clone(), database };
             effects.push(Effect::Record(Record::Ready { ready: true, reason: Reason::Synced, message }));
         }
-        effects.push(Effect::WriteStatus);
         if drifted && !first_sync {
             effects.push(Effect::Publish(Notice::DriftCorrected { secret, deleted: existing.is_none() }));
         }
-        effects.push(Effect::ReleaseFinalizer);
-        return effects;
     }
     effects.extend([Effect::WriteStatus, Effect::ReleaseFinalizer]);
     effects
@@ -268,15 +258,15 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
 fn store_answer_and_finish(resource: &RedisPasswordRotation, target: i64) -> Vec<Effect> {
     let notice = Notice::Rotated { target, secret: resource.secret_name(), how: RotatedHow::SecretWritten };
     let mut effects = vec![Effect::StoreAnswer { target }];
-    effects.extend(finish(target, None, notice));
+    effects.extend(finish(target, notice));
     effects
 }
 
-fn finish(target: i64, fingerprint: Option<String>, notice: Notice) -> Vec<Effect> {
+fn finish(target: i64, notice: Notice) -> Vec<Effect> {
     vec![
-        Effect::Record(Record::Finished { target, fingerprint }),
-        Effect::WriteStatus,
+        Effect::Record(Record::Finished { target }),
         Effect::Publish(notice),
+        Effect::WriteStatus,
         Effect::ReleaseFinalizer,
     ]
 }

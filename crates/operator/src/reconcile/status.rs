@@ -55,10 +55,8 @@ impl Draft {
                 self.set(ROTATING, false, Reason::Idle, &Message::NoRotation);
             }
             Record::Ready { ready, reason, message } => self.set(READY, *ready, *reason, message),
-            Record::Finished { target, fingerprint } => {
-                if fingerprint.is_some() {
-                    self.status.credentials_fingerprint = fingerprint.clone();
-                }
+            Record::Fingerprint(fingerprint) => self.status.credentials_fingerprint = fingerprint.clone(),
+            Record::Finished { target } => {
                 self.status.rotation = Some(*target);
                 self.clear_intent();
                 self.status.secret_name = Some(self.secret_name.clone());

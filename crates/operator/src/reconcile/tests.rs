@@ -153,8 +153,8 @@ fn rotation_calls() -> Vec<Call> {
         Call::Reset,        // answer kept in memory
         Call::GetSecret(SECRET.into()),
         Call::ApplySecret, // Secret before status
-        Call::PatchStatus, // rotation applied
         Call::Publish("Rotated"),
+        Call::PatchStatus, // rotation applied
         Call::PatchObject, // finalizer released
     ]
 }
@@ -283,7 +283,7 @@ async fn deletion_with_an_unconfirmed_reset_that_never_happened_abandons_it_with
     let calls = take_calls(&fake);
     assert_eq!(
         calls[3..],
-        [Call::GetDatabase, Call::PatchStatus, Call::Publish("RotationAbandoned"), Call::PatchObject]
+        [Call::GetDatabase, Call::Publish("RotationAbandoned"), Call::PatchStatus, Call::PatchObject]
     );
     assert!(fake.world().resource.is_none(), "the deletion proceeds");
     assert_eq!(fake.world().resets, 0);
@@ -307,4 +307,143 @@ async fn only_a_change_beyond_our_own_status_write_cuts_a_backoff_short() {
     reconcile_gated(&fake, &ctx).await.expect("synced");
     assert!(take_calls(&fake).contains(&Call::GetDatabase));
     assert_eq!(done(&fake, 0), Ok(()));
+}
+
+/// Everything after the three reads every reconcile starts with.
+fn after_reads(calls: Vec<Call>) -> Vec<Call> {
+    let reads = [Call::GetResource, Call::GetSecret(SECRET.into()), Call::GetSecret(API_KEY.into())];
+    assert_eq!(calls[..3], reads, "every reconcile reads first");
+    calls[3..].to_vec()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_in_memory_is_written_without_asking_upstash() {
+    let (fake, ctx) = ready_to_rotate().await;
+    for attempt in 0..5 {
+        fake.world().faults.insert(9 + 2 * attempt, Fault::Before);
+    }
+    reconcile_now(&fake, &ctx).await.expect_err("the Secret cannot be written");
+    take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("written from memory");
+    assert_eq!(
+        after_reads(take_calls(&fake)),
+        [
+            Call::GetSecret(SECRET.into()),
+            Call::ApplySecret,
+            Call::Publish("Rotated"),
+            Call::PatchStatus,
+            Call::PatchObject
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
+    let (fake, ctx) = ready_to_rotate().await;
+    fake.world().faults.insert(11, Fault::Before); // the final status write
+    reconcile_now(&fake, &ctx).await.expect_err("status write refused");
+    let restarted = process(&fake);
+    take_calls(&fake);
+    reconcile_now(&fake, &restarted).await.expect("finished");
+    assert_eq!(
+        after_reads(take_calls(&fake)),
+        [Call::Publish("Rotated"), Call::PatchStatus, Call::PatchObject]
+    );
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_reset_that_never_happened_is_recorded_again_then_sent() {
+    let fake = interrupted(Some(secret::fingerprint(&credentials(0))), false);
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("rotated");
+    assert_eq!(
+        after_reads(take_calls(&fake)),
+        [
+            Call::GetDatabase, // still the credentials from before the intent
+            Call::PatchStatus, // attempt 2
+            Call::GetResource,
+            Call::Reset,
+            Call::GetSecret(SECRET.into()),
+            Call::ApplySecret,
+            Call::Publish("Rotated"),
+            Call::PatchStatus,
+            Call::PatchObject,
+        ]
+    );
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn hidden_credentials_reset_blind_with_a_warning_and_at_most_three_times() {
+    let fake = interrupted(Some(secret::fingerprint(&credentials(0))), false);
+    fake.world().protected = true;
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("rotated blind");
+    assert_eq!(
+        after_reads(take_calls(&fake))[..4],
+        [Call::GetDatabase, Call::PatchStatus, Call::GetResource, Call::Publish("ResetRepeated")]
+    );
+    assert_eq!(fake.world().resets, 1);
+    // The limit: three blind resets already spent stops at a condition.
+    let mut r = fake.world().resource.clone().expect("exists");
+    let status = r.status.get_or_insert_with(Default::default);
+    status.pending_rotation = Some(2);
+    status.reset = Some(ResetAttempt {
+        holder: "gone".into(),
+        attempt: 3,
+        requested_at: MicroTime(Timestamp::UNIX_EPOCH),
+        previous_credentials: None,
+        blind_resets: 3,
+    });
+    r.spec.rotation = 2;
+    fake.put_resource(r);
+    take_calls(&fake);
+    let failure = reconcile_now(&fake, &ctx).await.expect_err("needs a person");
+    assert_eq!(failure.error.reason().as_str(), "RotationNeedsAttention");
+    assert_eq!(
+        after_reads(take_calls(&fake)),
+        [Call::GetDatabase, Call::PatchStatus, Call::Publish("RotationNeedsAttention")]
+    );
+    assert_eq!(fake.world().resets, 1);
+}
+
+#[tokio::test]
+async fn an_edited_secret_gets_the_current_credentials_back_without_a_reset() {
+    let fake = world();
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    let mut edited = fake.world().secrets.get(SECRET).cloned().expect("written");
+    edited
+        .data
+        .get_or_insert_with(Default::default)
+        .insert(secret::KEY_PASSWORD.into(), k8s_openapi::ByteString(b"typo".to_vec()));
+    fake.put_secret(edited);
+    take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("corrected");
+    assert_eq!(
+        after_reads(take_calls(&fake)),
+        [
+            Call::GetDatabase,
+            Call::GetSecret(SECRET.into()),
+            Call::ApplySecret,
+            // The status already says what is true again: no write.
+            Call::Publish("DriftCorrected")
+        ]
+    );
+    assert_eq!((done(&fake, 0), fake.world().resets), (Ok(()), 0));
+}
+
+#[tokio::test]
+async fn deletion_with_nothing_in_flight_only_drops_the_finalizer() {
+    let fake = world();
+    let mut r = resource();
+    r.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    r.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    r.status = Some(RedisPasswordRotationStatus { rotation: Some(0), ..Default::default() });
+    fake.put_resource(r);
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("released");
+    assert_eq!(after_reads(take_calls(&fake)), [Call::PatchObject]);
+    assert!(fake.world().resource.is_none());
 }
