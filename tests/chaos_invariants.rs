@@ -121,6 +121,17 @@ mod invariants_tests {
     }
 
     #[test]
+    fn a_window_raised_twice_justifies_two_resets_even_if_polling_saw_one_advance() {
+        // 16 -> 17 -> 18 applied between two polls: one advance seen.
+        let raised_twice = Step { resets: 2, advances: 1, raises: 2, ..Step::default() };
+        assert_eq!(ledger(vec![raised_twice], 2).count(), Count::default());
+        let raised_once = Step { resets: 2, advances: 1, raises: 1, ..Step::default() };
+        assert_eq!(ledger(vec![raised_once], 2).count().extra_silent, 1);
+        let three = Step { resets: 3, advances: 1, raises: 2, ..Step::default() };
+        assert_eq!(ledger(vec![three], 3).count().extra_silent, 1);
+    }
+
+    #[test]
     fn an_open_window_may_hold_one_reset_more() {
         let open = Step { resets: 1, advances: 0, open: true, ..Step::default() };
         assert_eq!(ledger(vec![step(1), open], 2).count(), Count::default());
@@ -343,6 +354,18 @@ mod tracking_tests {
         assert!(t.steps.is_empty());
         t.observe(&view(5, 5, "Rotated"), 2);
         assert_eq!(shapes(&t.steps), vec![(2, 2, false)]);
+    }
+
+    #[test]
+    fn every_raise_in_an_open_window_is_counted() {
+        let mut t = Track::starting_at(&view(16, 16, "Rotated"), 0);
+        t.open(0);
+        t.open(1); // raised again before 17 was seen applied
+        t.observe(&view(18, 18, "Rotated"), 2);
+        assert_eq!(t.steps.iter().map(|s| (s.advances, s.raises)).collect::<Vec<_>>(), vec![(1, 2)]);
+        t.open(2);
+        t.observe(&view(19, 19, "Rotated"), 3);
+        assert_eq!(t.steps[1].raises, 1, "a new window counts from one");
     }
 
     #[test]

@@ -15,6 +15,11 @@ pub struct Step {
     pub resets: u64,
     /// Times `status.rotation` advanced in the window (each is one rotation).
     pub advances: u64,
+    /// Times the harness raised the counter in the window. Each raised value
+    /// may be rotated to on its own, so up to this many resets are justified
+    /// even when polling saw fewer advances (and the event recorder folds
+    /// repeated `Rotated` events into one series that keeps the first note).
+    pub raises: u64,
     /// The window had not caught up when the round ended (one reset may be
     /// on its way to a Secret write, or its resource deleted).
     pub open: bool,
@@ -42,7 +47,13 @@ impl Step {
     }
 
     fn suspicious(&self) -> bool {
-        self.resets < self.advances || self.resets > self.advances + u64::from(self.open)
+        self.resets < self.advances || self.resets > self.justifiable()
+    }
+
+    /// Resets this window can justify: one per advance or per raise, and one
+    /// more while it is open.
+    fn justifiable(&self) -> u64 {
+        self.advances.max(self.raises) + u64::from(self.open)
     }
 }
 
@@ -116,7 +127,7 @@ impl Ledger {
     /// any window. Announcements cover violations up to their number; the
     /// rest are silent.
     pub fn count(&self) -> Count {
-        let justified: u64 = self.steps.iter().map(|s| s.resets.min(s.advances + u64::from(s.open))).sum();
+        let justified: u64 = self.steps.iter().map(|s| s.resets.min(s.justifiable())).sum();
         let missed: u64 = self.steps.iter().map(|s| s.advances.saturating_sub(s.resets)).sum();
         // An answered `RotationNeedsAttention` is a counter bump the user made
         // to ask for one more reset; the stuck intent it replaces is never

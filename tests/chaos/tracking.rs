@@ -76,6 +76,8 @@ pub struct Track {
     opened_ms: u64,
     /// Advances seen in the open window.
     advances: u64,
+    /// Counter raises the harness made in the open window.
+    raises: u64,
     /// `applied` when the open window opened.
     from: i64,
     /// Advances seen with no window open (nothing to judge them by).
@@ -91,7 +93,8 @@ impl Track {
     pub fn starting_at(view: &View, resets: u64) -> Self {
         let applied = view.applied.unwrap_or(view.spec);
         let open = (view.spec > applied).then_some(resets);
-        Self { applied, open, opened_ms: now_ms(), from: applied, ..Self::default() }
+        let raises = u64::from(open.is_some());
+        Self { applied, open, opened_ms: now_ms(), from: applied, raises, ..Self::default() }
     }
 
     /// Opens a window unless one is open: the harness is about to raise the counter.
@@ -100,8 +103,10 @@ impl Track {
             self.open = Some(resets);
             self.opened_ms = now_ms();
             self.advances = 0;
+            self.raises = 0;
             self.from = self.applied;
         }
+        self.raises += 1;
     }
 
     /// What a user does on `RotationNeedsAttention`: raise the counter, once
@@ -132,6 +137,7 @@ impl Track {
             self.steps.push(Step {
                 resets: resets.saturating_sub(start),
                 advances: self.advances,
+                raises: self.raises,
                 open: false,
                 opened_ms: self.opened_ms,
                 closed_ms: now_ms(),
@@ -140,6 +146,7 @@ impl Track {
             });
             self.open = None;
             self.advances = 0;
+            self.raises = 0;
         }
     }
 
@@ -151,6 +158,7 @@ impl Track {
             steps.push(Step {
                 resets: resets.saturating_sub(start),
                 advances: self.advances,
+                raises: self.raises,
                 open: true,
                 opened_ms: self.opened_ms,
                 closed_ms: 0,
