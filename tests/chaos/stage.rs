@@ -13,13 +13,10 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::{StreamExt as _, future::join_all};
-use k8s_openapi::{
-    ByteString,
-    api::{coordination::v1::Lease, core::v1::Secret, events::v1::Event},
-};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret, events::v1::Event};
 use kube::{
     Api, Client,
-    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt as _, watcher},
 };
 use serde_json::{Value, json};
@@ -39,10 +36,10 @@ use super::{
     support::{
         TestNamespace,
         sim::{API_KEY, EMAIL, Sim},
+        world::{CREDENTIALS_SECRET, api_key_secret},
     },
 };
 
-pub const CREDENTIALS_SECRET: &str = "upstash-api";
 /// How long resets may still trickle in after convergence.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Prefix of the passwords the user-edits scenario writes.
@@ -155,17 +152,7 @@ impl Stage {
         let needles = Arc::new(Mutex::new(needles));
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
         let watcher = watch_secrets(secrets.clone(), needles.clone());
-        let credentials = Secret {
-            metadata: ObjectMeta { name: Some(CREDENTIALS_SECRET.into()), ..Default::default() },
-            data: Some(
-                [
-                    ("email".to_owned(), ByteString(EMAIL.into())),
-                    ("apiKey".to_owned(), ByteString(API_KEY.into())),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        };
+        let credentials = api_key_secret(EMAIL, API_KEY);
         secrets.create(&PostParams::default(), &credentials).await.context("create the API key Secret")?;
         let resources_api: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), &ns.name);
         for db in &dbs {

@@ -35,6 +35,19 @@ pub struct World {
 
 pub const CREDENTIALS_SECRET: &str = "upstash-api";
 
+/// The Secret users create with their Upstash email and API key, named
+/// `CREDENTIALS_SECRET`, under the keys the CRD defaults to.
+pub fn api_key_secret(email: &str, key: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta { name: Some(CREDENTIALS_SECRET.into()), ..Default::default() },
+        data: Some(
+            [("email".to_owned(), ByteString(email.into())), ("apiKey".to_owned(), ByteString(key.into()))]
+                .into(),
+        ),
+        ..Default::default()
+    }
+}
+
 impl World {
     /// Everything but the operator.
     pub async fn prepare(prefix: &str) -> Self {
@@ -80,17 +93,7 @@ impl World {
     }
 
     pub async fn put_api_credentials(&self, email: &str, key: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta { name: Some(CREDENTIALS_SECRET.into()), ..Default::default() },
-            data: Some(
-                [
-                    ("email".to_owned(), ByteString(email.into())),
-                    ("apiKey".to_owned(), ByteString(key.into())),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        };
+        let secret = api_key_secret(email, key);
         let params = kube::api::PatchParams::apply("test").force();
         self.secrets()
             .patch(CREDENTIALS_SECRET, &params, &kube::api::Patch::Apply(&secret))

@@ -8,7 +8,7 @@ use kube::ResourceExt as _;
 use upstash_api::UpstashError;
 
 use super::{
-    checks::{database_conflict, no_reset_in_flight, writable},
+    checks::{database_conflict, no_reset_in_flight},
     decide::{BLIND_RESET_LIMIT, Facts, Step, Verdict, next_step, recovery_verdict},
     error::{Error, Result},
     messages::{Message, Notice, RotatedHow},
@@ -91,9 +91,10 @@ impl Step {
     }
 }
 
-/// Decide, first half: which step, after the checks that stop everything.
+/// Decide, first half: which step, or the check that stops everything. The
+/// Secret's ownership is checked before (`checks::writable`), ahead of the
+/// wait for caches that finding a database conflict may need.
 pub fn step(obs: &Observation) -> Result<Step> {
-    writable(obs.target.as_ref(), &obs.resource)?;
     let status = obs.resource.status.clone().unwrap_or_default();
     let pending = status.pending_rotation;
     if pending.is_none()
