@@ -20,15 +20,16 @@ chaos: ## Fault campaign on the real operator; SIZE=full (1,000+ faults) writes 
 	SIZE=$(SIZE) hack/chaos.sh
 
 .PHONY: testenv
-testenv: ## Build (or find in the cache) kube-apiserver, etcd, kubectl, helm
+testenv: ## Build (or find in the cache) the control plane, node binaries, kubectl, helm
 	@hack/testenv/build.sh
 
+NODE ?= 0
 .PHONY: cluster-up
-cluster-up: ## Start the local control plane; prints the exports to use it
-	@hack/testenv/up.sh
+cluster-up: ## Start the local control plane (NODE=1: and a worker node); prints the exports to use it
+	@NODE=$(NODE) hack/testenv/up.sh
 
 .PHONY: cluster-down
-cluster-down: ## Stop the local control plane and remove its state
+cluster-down: ## Stop the local control plane and node, and remove all they created
 	@hack/testenv/down.sh
 
 .PHONY: build

@@ -5,6 +5,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 state=$TESTENV_STATE
 
+# The node first: its pods are deleted through the apiserver.
+"$TESTENV_DIR/node/down.sh"
 [ -d "$state/pids" ] || exit 0
 # Reverse start order: the controller manager, then the apiserver, then etcd.
 for name in kube-controller-manager kube-apiserver etcd; do

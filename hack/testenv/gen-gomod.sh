@@ -25,7 +25,8 @@ gen_k8s() {
     go mod edit -replace="$m=$m@$staging"
   done
   go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION"
-  for t in kube-apiserver kube-controller-manager kubectl; do
+  # The control plane, then the node's kubelet, scheduler and kube-proxy.
+  for t in kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy; do
     go mod edit -tool="k8s.io/kubernetes/cmd/$t"
   done
   go mod tidy
@@ -44,6 +45,15 @@ gen_tool() {
 gen_etcd() { gen_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
 gen_helm() { gen_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 
-for part in "${@:-k8s etcd helm}"; do
+# containerd, its ctr client and the runc shim: three tools of one module.
+gen_containerd() {
+  gen_tool containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
+    github.com/containerd/containerd/v2/cmd/containerd
+  go mod edit -tool=github.com/containerd/containerd/v2/cmd/ctr \
+    -tool=github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+  go mod tidy
+}
+
+for part in "${@:-k8s etcd helm containerd}"; do
   for p in $part; do "gen_$p"; done
 done

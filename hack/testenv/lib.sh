@@ -10,7 +10,7 @@ REPO_ROOT=$(cd "$TESTENV_DIR/../.." && pwd)
 testenv_cache_key() {
   {
     cat "$TESTENV_DIR/versions.env" "$TESTENV_DIR/build.sh"
-    cat "$TESTENV_DIR"/{k8s,etcd,helm}/go.{mod,sum}
+    cat "$TESTENV_DIR"/{k8s,etcd,helm,containerd}/go.{mod,sum}
     go env GOVERSION
   } | sha256sum | cut -c1-12
 }
@@ -37,3 +37,19 @@ testenv_wait_for() { # component, seconds, then the command
     sleep 0.2
   done
 }
+
+# The node (NODE=1): one bridge, the pod network on it, the service range
+# routed to it. The bridge address is this machine on the pod network: the
+# apiserver and any test server pods must reach listen there. Nothing is
+# routed beyond these two ranges, so no pod traffic leaves the machine.
+TESTENV_BRIDGE=urtest0
+TESTENV_HOST_IP=10.217.0.1
+TESTENV_POD_CIDR=10.217.0.0/24
+TESTENV_SERVICE_CIDR=10.0.0.0/24
+TESTENV_NODE_NAME=testenv-node
+TESTENV_NODE_STATE="$TESTENV_STATE/node"
+# containerd's sockets (a unix socket path is limited to 107 bytes, so not
+# under the checkout). One node per machine.
+TESTENV_NODE_RUN=/run/upstash-rotator-testenv
+# The sandbox image every pod starts with: built here (hack/image).
+TESTENV_PAUSE_IMAGE=localhost/pause:testenv

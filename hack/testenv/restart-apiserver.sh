@@ -40,7 +40,8 @@ echo "=== restarted by restart-apiserver.sh at $(date -Is)" >>"$state/logs/kube-
 echo $! >"$pidfile"
 
 port=$(grep -o -- '--secure-port=[0-9]*' "$cmdfile" | cut -d= -f2)
+address=$(grep -o -- '--bind-address=[0-9.]*' "$cmdfile" | cut -d= -f2)
 pki=$state/pki
 testenv_wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" \
-  --key "$pki/admin.key" "https://127.0.0.1:$port/readyz"
+  --key "$pki/admin.key" "https://$address:$port/readyz"
 echo "kube-apiserver restarted (pid $(cat "$pidfile"))" >&2

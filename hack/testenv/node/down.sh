@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Stops the local node and removes everything it created: pods and their
+# network namespaces and mounts, containerd's and the kubelet's state, the
+# iptables rules of kube-proxy and the kubelet, the nft tables iptables-nft
+# made for them, kubepods cgroups and the bridge. Run by ../down.sh before the
+# control plane stops; safe to run when no node runs.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+state=$TESTENV_STATE
+node=$TESTENV_NODE_STATE
+run=$TESTENV_NODE_RUN
+bin=$(testenv_bin_dir)
+[ -d "$node" ] || [ -e "$run" ] || ip link show "$TESTENV_BRIDGE" >/dev/null 2>&1 || exit 0
+
+stop() { # name: TERM, then KILL after 10 s
+  local f=$state/pids/$1 pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+# 1. Pods first, while the kubelet runs, so it tears down their networks
+#    (CNI DEL) and unmounts their volumes. Controllers would recreate pods of
+#    workloads, so those go first.
+kubectl=("$bin/kubectl" --kubeconfig "$state/kubeconfig" --request-timeout=10s)
+if "$TESTENV_DIR/node/up.sh" --check 2>/dev/null; then
+  "${kubectl[@]}" delete deployments,replicasets,statefulsets,daemonsets,jobs --all -A --wait=false >/dev/null 2>&1 || true
+  "${kubectl[@]}" delete pods --all -A --grace-period=1 --timeout=60s >/dev/null 2>&1 || true
+fi
+
+# 2. kube-proxy, then its own rule cleanup.
+stop kube-proxy
+[ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+stop kubelet
+stop kube-scheduler
+
+# 3. Sandboxes and containers the kubelet did not remove, then containerd and
+#    any shim left running.
+if [ -S "$run/containerd.sock" ]; then
+  ctr=("$bin/ctr" --address "$run/containerd.sock" -n k8s.io)
+  for t in $("${ctr[@]}" tasks ls -q 2>/dev/null); do "${ctr[@]}" tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+  sleep 0.5
+  for t in $("${ctr[@]}" tasks ls -q 2>/dev/null); do "${ctr[@]}" tasks rm -f "$t" >/dev/null 2>&1 || true; done
+  for c in $("${ctr[@]}" containers ls -q 2>/dev/null); do "${ctr[@]}" containers rm "$c" >/dev/null 2>&1 || true; done
+fi
+stop containerd
+pkill -KILL -f "containerd-shim-runc-v2 .*-address $run/containerd.sock" 2>/dev/null || true
+
+# 4. Mounts (volumes, overlay snapshots, the kubelet's self bind mount,
+#    network namespaces), deepest first.
+for m in $(awk '{print $5}' /proc/self/mountinfo | grep -E "^($node|$run)(/|$)" | sort -r); do
+  umount -l "$m" 2>/dev/null || true
+done
+if [ -f "$node/netns.before" ]; then
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cni-' | grep -vxFf "$node/netns.before"); do
+    ip netns delete "$ns" 2>/dev/null || true
+  done
+fi
+
+# 5. Rules the kubelet and kube-proxy leave (kube-proxy --cleanup removes only
+#    its own chains): jumps into KUBE-* chains, then the chains.
+for cmd in iptables ip6tables; do
+  command -v "$cmd" >/dev/null || continue
+  for table in filter nat mangle; do
+    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r rule; do
+      eval "$cmd -t $table -D ${rule#-A }" 2>/dev/null || true
+    done || true
+    for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
+      "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
+      "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+done
+# iptables-nft leaves the tables it created; drop those that are new and hold
+# no rules any more.
+if command -v nft >/dev/null && [ -f "$node/nft-tables.before" ]; then
+  "$TESTENV_DIR/node/footprint.sh" nft-tables | grep -vxFf "$node/nft-tables.before" | while read -r _ family name; do
+    if ! nft list table "$family" "$name" 2>/dev/null | grep -qE '^\s+(ip|ip6|meta|jump|counter|tcp|udp|ct|fib|mark|return|drop|accept|reject)'; then
+      nft delete table "$family" "$name" 2>/dev/null || true
+    fi
+  done || true
+fi
+
+# 6. Cgroups the kubelet and containerd made, deepest first (rmdir only
+#    removes empty ones).
+for root in /sys/fs/cgroup/*/; do
+  for top in kubepods k8s.io; do
+    [ -d "$root$top" ] && find "$root$top" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+done
+
+# 7. State, the bridge.
+rm -rf "$node" "$run"
+"$TESTENV_DIR/node/bridge.sh" down
+echo "node stopped" >&2
