@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need when it is missing: Debian packages
-# (openssl, curl, redis-server, python3) and the Rust components fmt and clippy.
+# (openssl, curl, redis-server, python3, and the node's runc, CNI plugins,
+# iptables and nftables) and the Rust components fmt and clippy.
 # Go and Rust themselves are prerequisites (see README).
 set -euo pipefail
 
@@ -11,6 +12,12 @@ need curl curl
 need redis-server redis-server
 need redis-cli redis-tools
 need python3 python3
+# The local node (NODE=1): runtime, pod network, kube-proxy's rules.
+need runc runc
+need iptables iptables
+need nft nftables
+need conntrack conntrack
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=()

@@ -6,7 +6,7 @@ use testkit as support;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, Pod},
+    core::v1::{Namespace, Pod, ServiceAccount},
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
@@ -198,6 +198,12 @@ async fn the_pod_spec_is_admitted_under_the_restricted_pod_security_standard() {
         spec: template.spec,
         ..Default::default()
     };
+    // The ServiceAccount admission plugin looks up the pod's account, which
+    // helm would have created with the Deployment.
+    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).expect("the chart names one");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    let sa = ServiceAccount { metadata: ObjectMeta { name: Some(account), ..Default::default() }, ..Default::default() };
+    accounts.create(&PostParams::default(), &sa).await.expect("create the chart's ServiceAccount");
     let pods: Api<Pod> = Api::namespaced(client, &ns.name);
     let dry_run = PostParams { dry_run: true, ..Default::default() };
     pods.create(&dry_run, &pod).await.expect("the chart's pod is admitted under `restricted`");

@@ -51,10 +51,14 @@ pub fn api_key_secret(email: &str, key: &str) -> Secret {
 impl World {
     /// Everything but the operator.
     pub async fn prepare(prefix: &str) -> Self {
+        Self::prepare_with(prefix, Sim::start(&[]).await).await
+    }
+
+    /// Everything but the operator, around a simulator started by the caller.
+    pub async fn prepare_with(prefix: &str, sim: Sim) -> Self {
         let client = crate::admin_client().await;
         install_crds(&client, &[committed_crd()]).await;
         let ns = crate::TestNamespace::new(&client, prefix).await;
-        let sim = Sim::start(&[]).await;
         let database_id = sim.create_database(prefix).await["database_id"].as_str().expect("id").to_owned();
         let world = Self { client, ns, sim, database_id, operator: None };
         world.put_api_credentials(EMAIL, API_KEY).await;
@@ -201,11 +205,24 @@ impl World {
         api.list(&ListParams::default()).await.expect("events").items
     }
 
+    /// Makes the namespace enforce the `restricted` Pod Security Standard.
+    pub async fn label_namespace_restricted(&self) {
+        let label = serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .patch(&self.ns.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&label))
+            .await
+            .expect("label namespace");
+    }
+
     /// Fails if any credential ever shown by the simulator, or the API key,
-    /// appears in the operator's logs or in this namespace's events and
-    /// resource statuses.
+    /// appears in the in-process operator's logs or in this namespace's events
+    /// and resource statuses.
     pub async fn assert_nothing_leaked(&self, credentials: &[String]) {
-        let logs = captured_logs();
+        self.assert_nothing_leaked_in(&captured_logs(), credentials).await;
+    }
+
+    /// The same, with the logs of an operator running elsewhere (a pod).
+    pub async fn assert_nothing_leaked_in(&self, logs: &str, credentials: &[String]) {
         let events = serde_json::to_string(&self.events().await).expect("json");
         let statuses =
             serde_json::to_string(&self.resources().list(&ListParams::default()).await.expect("list").items)

@@ -90,6 +90,15 @@ cat >"$node/cni/10-testenv.conflist" <<CNI
 CNI
 
 # --- containerd
+# No registry is reachable, and none may be asked: every registry host is
+# replaced by a closed port on loopback, so an image that is not already
+# present fails at once (ErrImagePull) instead of being looked up in DNS.
+mkdir -p "$node/registries/_default"
+cat >"$node/registries/_default/hosts.toml" <<TOML
+server = "http://127.0.0.1:9"
+[host."http://127.0.0.1:9"]
+  capabilities = ["pull", "resolve"]
+TOML
 cat >"$node/containerd.toml" <<TOML
 version = 3
 root = "$node/containerd"
@@ -98,6 +107,8 @@ state = "$run/containerd"
   address = "$run/containerd.sock"
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$node/registries"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "$TESTENV_PAUSE_IMAGE"
 [plugins."io.containerd.cri.v1.runtime"]
