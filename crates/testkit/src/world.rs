@@ -51,10 +51,15 @@ pub fn api_key_secret(email: &str, key: &str) -> Secret {
 impl World {
     /// Everything but the operator.
     pub async fn prepare(prefix: &str) -> Self {
+        Self::prepare_with(prefix, Sim::start(&[]).await).await
+    }
+
+    /// Everything but the operator, around a simulator started by the test
+    /// (over HTTPS, backed by a redis-server, ...).
+    pub async fn prepare_with(prefix: &str, sim: Sim) -> Self {
         let client = crate::admin_client().await;
         install_crds(&client, &[committed_crd()]).await;
         let ns = crate::TestNamespace::new(&client, prefix).await;
-        let sim = Sim::start(&[]).await;
         let database_id = sim.create_database(prefix).await["database_id"].as_str().expect("id").to_owned();
         let world = Self { client, ns, sim, database_id, operator: None };
         world.put_api_credentials(EMAIL, API_KEY).await;
@@ -69,6 +74,14 @@ impl World {
 
     pub async fn start_operator(&mut self) {
         self.operator = Some(Operator::start(self.client.clone(), &self.ns.name, &self.sim.url).await);
+    }
+
+    /// An operator that trusts these CA certificates besides the system's
+    /// store (what `--ca-file` gives the real binary).
+    pub async fn start_operator_trusting(&mut self, roots: Vec<reqwest::Certificate>) {
+        let operator =
+            Operator::start_trusting(self.client.clone(), &self.ns.name, &self.sim.url, roots).await;
+        self.operator = Some(operator);
     }
 
     /// Stops the operator through a shared reference (for tests holding one).
