@@ -6,7 +6,7 @@ use testkit as support;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, Pod, ServiceAccount},
+    core::v1::{ConfigMap, Namespace, Pod, ServiceAccount},
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
@@ -46,6 +46,7 @@ fn lint_passes_and_unknown_or_bad_values_are_rejected() {
         ("image.digest=latest", "/image/digest"),
         ("logFormat=xml", "/logFormat"),
         ("upstashApiUrl=https://me:key@api.upstash.com", "/upstashApiUrl"),
+        ("upstash.caBundle=not-a-certificate", "/upstash/caBundle"),
     ] {
         let out = helm(&["template", "rel", CHART, "--set", set]);
         assert!(!out.status.success(), "{set} must be rejected");
@@ -95,6 +96,67 @@ fn every_env_variable_the_chart_sets_is_read_by_the_run_command() {
     panic!("the chart renders no Deployment");
 }
 
+/// The manifests `helm template` renders with `--set-file upstash.caBundle=<pem>`.
+fn render_with_ca_bundle(namespace: &str, pem: Option<&str>) -> String {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut args = vec!["template", "rel", CHART, "--namespace", namespace, "--kube-version", "1.36.3"];
+    let set_file;
+    if let Some(pem) = pem {
+        std::fs::write(file.path(), pem).expect("write");
+        set_file = format!("upstash.caBundle={}", file.path().display());
+        args.extend(["--set-file", &set_file]);
+    }
+    let out = helm(&args);
+    assert!(out.status.success(), "helm template: {}", text(&out));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn deployment_of(manifests: &str) -> Deployment {
+    manifests
+        .split("\n---")
+        .find_map(|m| serde_saphyr::from_str::<Deployment>(m).ok().filter(|d| d.spec.is_some()))
+        .expect("a Deployment")
+}
+
+#[test]
+fn a_ca_bundle_becomes_a_read_only_mount_named_by_ca_file() {
+    let ca = support::tls::TestCa::new(&[]);
+    let manifests = render_with_ca_bundle("default", Some(ca.ca_pem()));
+    let config_map = manifests
+        .split("\n---")
+        .find_map(|m| serde_saphyr::from_str::<ConfigMap>(m).ok().filter(|c| c.data.is_some()))
+        .expect("a ConfigMap");
+    let name = config_map.metadata.name.clone().expect("name");
+    assert_eq!(config_map.data.expect("data")["ca.pem"].trim(), ca.ca_pem().trim(), "the bundle, unchanged");
+
+    let deployment = deployment_of(&manifests);
+    let template = deployment.spec.expect("spec").template;
+    let pod = template.spec.expect("pod spec");
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap_or_default();
+    assert!(args.contains(&"--ca-file=/etc/upstash-rotator/ca/ca.pem".to_owned()), "{args:?}");
+    let mount = container.volume_mounts.as_ref().and_then(|m| m.first()).expect("a mount");
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/upstash-rotator/ca", Some(true)));
+    let volume = pod.volumes.as_ref().and_then(|v| v.iter().find(|v| v.name == mount.name)).expect("volume");
+    assert_eq!(volume.config_map.as_ref().map(|c| c.name.as_str()), Some(name.as_str()));
+
+    // A new bundle changes the pod template, so the pods roll.
+    let checksum = |m: &str| {
+        let template = deployment_of(m).spec.expect("spec").template;
+        template.metadata.and_then(|m| m.annotations).and_then(|a| a.get("checksum/ca-bundle").cloned())
+    };
+    let other = support::tls::TestCa::new(&[]);
+    let first = checksum(&manifests).expect("checksum annotation");
+    assert_ne!(Some(first), checksum(&render_with_ca_bundle("default", Some(other.ca_pem()))));
+
+    // Without a bundle there is nothing of it.
+    let plain = render_with_ca_bundle("default", None);
+    assert!(!plain.contains("kind: ConfigMap"), "{plain}");
+    for absent in ["--ca-file", "volumeMounts", "volumes:", "checksum/ca-bundle"] {
+        assert!(!plain.contains(absent), "{absent} rendered without a bundle");
+    }
+}
+
 #[test]
 fn without_election_the_old_pod_stops_before_the_new_one_starts() {
     let single = render("default", &["leaderElection.enabled=false"]);
@@ -110,6 +172,21 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
     let release_ns = TestNamespace::new(&client, "chart").await;
     let watched = TestNamespace::new(&client, "chart-watched").await;
     let watch_list = format!("watchNamespaces={{{}}}", watched.name);
+    let ca = support::tls::TestCa::new(&[]);
+    let with_bundle = render_with_ca_bundle(&release_ns.name, Some(ca.ca_pem()));
+    let out = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "--field-manager=chart-test",
+            "-f",
+            "-",
+        ],
+        Some(&with_bundle),
+    );
+    assert!(out.status.success(), "dry run with upstash.caBundle: {}", text(&out));
     for sets in [
         vec![],
         vec![watch_list.as_str(), "replicas=2"],

@@ -36,7 +36,9 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
         world.secret_text("cache", secret::KEY_REST_TOKEN).await,
         before["rest_token"].as_str().expect("t")
     );
-    assert_eq!(world.secret_text("cache", secret::KEY_REST_URL).await, format!("https://{host}"));
+    // upstash-sim reports where its data plane listens (Upstash: https://<endpoint>).
+    assert_eq!(before["rest_url"].as_str(), Some(world.sim.url.as_str()));
+    assert_eq!(world.secret_text("cache", secret::KEY_REST_URL).await, world.sim.url);
     assert_eq!(world.secret_text("cache", secret::KEY_HOST).await, host);
     assert_eq!(world.secret_text("cache", secret::KEY_PORT).await, "6379");
     assert!(world.secret_text("cache", secret::KEY_REDIS_URL).await.starts_with("rediss://default:"));

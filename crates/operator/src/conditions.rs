@@ -25,6 +25,8 @@ pub enum Reason {
     CredentialsSecretMissing,
     RateLimited,
     UpstashUnavailable,
+    /// The Upstash API's TLS certificate is not trusted: nothing was sent.
+    UpstashTLSUntrusted,
     SecretConflict,
     DatabaseConflict,
     KubernetesError,
@@ -43,7 +45,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -56,6 +58,7 @@ impl Reason {
         Self::CredentialsSecretMissing,
         Self::RateLimited,
         Self::UpstashUnavailable,
+        Self::UpstashTLSUntrusted,
         Self::SecretConflict,
         Self::DatabaseConflict,
         Self::KubernetesError,
@@ -80,6 +83,7 @@ impl Reason {
             Self::CredentialsSecretMissing => "CredentialsSecretMissing",
             Self::RateLimited => "RateLimited",
             Self::UpstashUnavailable => "UpstashUnavailable",
+            Self::UpstashTLSUntrusted => "UpstashTLSUntrusted",
             Self::SecretConflict => "SecretConflict",
             Self::DatabaseConflict => "DatabaseConflict",
             Self::KubernetesError => "KubernetesError",

@@ -33,6 +33,8 @@ use upstash_api::UpstashClient;
 pub struct Settings {
     /// Base URL of the Upstash Developer API.
     pub upstash_api_url: String,
+    /// CA certificates trusted for it besides the system's store.
+    pub extra_roots: Vec<reqwest::Certificate>,
     /// Namespaces to watch; empty means all.
     pub namespaces: Vec<String>,
     /// Upper bound of one Upstash API request.
@@ -67,8 +69,9 @@ pub enum StartError {
     CrdMissing,
     #[error("cannot reach the Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// With every cause: reqwest's own text is only "builder error".
     #[error("cannot build the HTTP client for the Upstash API: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(String),
 }
 
 /// Runs the controllers until `shutdown` completes; reconciles in progress
@@ -97,9 +100,13 @@ pub async fn run(
     }
 
     let observer = runtime.metrics.clone();
-    let upstash = UpstashClient::new(&settings.upstash_api_url, settings.request_timeout)
-        .map_err(StartError::HttpClient)?
-        .with_observer(Arc::new(move |route, status| observer.upstash_request(route, status)));
+    let upstash = UpstashClient::trusting(
+        &settings.upstash_api_url,
+        settings.request_timeout,
+        settings.extra_roots.clone(),
+    )
+    .map_err(|e| StartError::HttpClient(with_causes(&e)))?
+    .with_observer(Arc::new(move |route, status| observer.upstash_request(route, status)));
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: settings.reporter.clone(), instance: None });
     let shutdown = shutdown.boxed().shared();
@@ -212,4 +219,15 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings) -> Contr
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
         })
+}
+
+/// An error and its causes, joined: `a: b: c`.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    text
 }

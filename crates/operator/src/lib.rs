@@ -26,3 +26,5 @@ pub mod secret;
 pub mod signal;
 /// rustls crypto provider set-up.
 pub mod tls;
+/// Extra CA certificates for the Upstash API (`--ca-file`).
+pub mod trust;

@@ -113,7 +113,7 @@ pub fn data(database: &RedisDatabase, credentials: &DatabaseCredentials) -> BTre
     let scheme = if database.tls { "rediss" } else { "redis" };
     let password = utf8_percent_encode(&credentials.password, upstash_api::UNRESERVED);
     let entries = [
-        (KEY_REST_URL, format!("https://{}", database.host)),
+        (KEY_REST_URL, database.rest_url()),
         (KEY_REST_TOKEN, credentials.rest_token.clone()),
         (KEY_REST_READONLY_TOKEN, credentials.read_only_rest_token.clone()),
         (KEY_HOST, database.host.clone()),
@@ -190,6 +190,7 @@ mod tests {
             host: "calm-otter-1.upstash.io".into(),
             port: 6379,
             tls,
+            rest_url: None,
             credentials: Some(creds.clone()),
         };
         (db, creds)
@@ -209,6 +210,11 @@ mod tests {
         );
         assert_eq!(text(&secret, KEY_REST_URL), "https://calm-otter-1.upstash.io");
         assert_eq!(text(&secret, KEY_PORT), "6379");
+        // upstash-sim reports where its data plane listens.
+        let sim = RedisDatabase { rest_url: Some("https://127.0.0.1:8443".into()), ..db.clone() };
+        let secret = desired(&resource(DeletionPolicy::Delete), &sim, &creds, 3);
+        assert_eq!(text(&secret, KEY_REST_URL), "https://127.0.0.1:8443");
+        assert_eq!(text(&secret, KEY_HOST), "calm-otter-1.upstash.io");
         assert_eq!(secret.data.as_ref().map(BTreeMap::len), Some(7));
         assert_eq!(written_rotation(&secret, "uid-1"), Some(3));
         assert_eq!(written_rotation(&secret, "another-incarnation"), None);

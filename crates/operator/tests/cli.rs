@@ -101,3 +101,33 @@ async fn unreachable_cluster_and_bad_flags_are_clear_errors() {
     assert!(text(&crd.stdout).contains("kind: CustomResourceDefinition"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn unusable_ca_files_stop_the_operator_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text_file = dir.path().join("notes.txt");
+    std::fs::write(&text_file, "not a certificate\n").expect("write");
+    let not_x509 = dir.path().join("broken.pem");
+    std::fs::write(&not_x509, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        .expect("write");
+    let (text_file, not_x509) = (text_file.to_str().expect("utf-8"), not_x509.to_str().expect("utf-8"));
+    for (path, expected) in [
+        ("/nonexistent/ca.pem", "--ca-file /nonexistent/ca.pem: cannot read it"),
+        (text_file, "no BEGIN CERTIFICATE block"),
+        (not_x509, "certificate 1 cannot be a trust anchor"),
+    ] {
+        let out = rotator(&["run", "--ca-file", path], None).await;
+        assert_eq!(out.status.code(), Some(2), "{path}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(expected), "{path}: {}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+    }
+    // The chart passes the flag; UPSTASH_CA_FILE is the same setting.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstash-rotator"));
+    cmd.arg("run").env("UPSTASH_CA_FILE", "/nonexistent/ca.pem");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("finishes")
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--ca-file /nonexistent/ca.pem"), "{}", text(&out.stderr));
+}

@@ -7,6 +7,7 @@ pub mod node;
 pub mod operator;
 pub mod process;
 pub mod sim;
+pub mod tls;
 pub mod tools;
 pub mod world;
 

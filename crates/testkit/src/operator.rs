@@ -57,6 +57,26 @@ pub fn committed_crd() -> CustomResourceDefinition {
     serde_saphyr::from_str(&text).expect("CRD YAML")
 }
 
+/// The settings of one test's operator, scoped to its namespace.
+fn settings(
+    namespace: &str,
+    api_url: &str,
+    request_timeout: Duration,
+    identity: &str,
+    extra_roots: Vec<reqwest::Certificate>,
+) -> Settings {
+    Settings {
+        upstash_api_url: api_url.to_owned(),
+        extra_roots,
+        namespaces: vec![namespace.to_owned()],
+        request_timeout,
+        concurrency: 4,
+        reporter: "upstash-rotator-test".into(),
+        identity: format!("{identity}-{namespace}"),
+        shutdown_timeout: Duration::from_secs(20),
+    }
+}
+
 /// An operator running in this process; stopped gracefully with `stop`.
 pub struct Operator {
     stop: Option<oneshot::Sender<()>>,
@@ -77,6 +97,17 @@ impl Operator {
         Self::start_as(client, namespace, api_url, request_timeout, "test", Fence::unfenced()).await
     }
 
+    /// An operator trusting `roots` besides the system's CA store.
+    pub async fn start_trusting(
+        client: Client,
+        namespace: &str,
+        api_url: &str,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Self {
+        let settings = settings(namespace, api_url, Duration::from_secs(2), "test", roots);
+        Self::launch(client, settings, Fence::unfenced())
+    }
+
     /// An operator with its own identity and fence (a second replica, or
     /// one whose lease has run out).
     pub async fn start_as(
@@ -87,16 +118,12 @@ impl Operator {
         identity: &str,
         fence: Fence,
     ) -> Self {
+        let settings = settings(namespace, api_url, request_timeout, identity, Vec::new());
+        Self::launch(client, settings, fence)
+    }
+
+    fn launch(client: Client, settings: Settings, fence: Fence) -> Self {
         capture_logs();
-        let settings = Settings {
-            upstash_api_url: api_url.to_owned(),
-            namespaces: vec![namespace.to_owned()],
-            request_timeout,
-            concurrency: 4,
-            reporter: "upstash-rotator-test".into(),
-            identity: format!("{identity}-{namespace}"),
-            shutdown_timeout: Duration::from_secs(20),
-        };
         let runtime = Runtime { fence, ..Runtime::default() };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {

@@ -18,6 +18,11 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// With extra environment variables (`SSL_CERT_FILE`, `UPSTASH_CA_FILE`, ...).
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         // Port 0, and the bound address read back from the log: a port picked
         // in advance could be taken by another process before the operator
         // binds it.
@@ -29,6 +34,7 @@ impl OperatorProcess {
             .args(args)
             .env("RUST_LOG", "info,upstash_rotator=debug")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -1,5 +1,6 @@
 //! Starts the real `upstash-sim` binary (and, when asked, a real
-//! redis-server) on loopback for one test.
+//! redis-server) for one test: on loopback over HTTP by default, over HTTPS
+//! with a test CA, or on another address of this machine.
 
 use std::{
     process::Stdio,
@@ -20,18 +21,51 @@ pub const RO_API_KEY: &str = "ro-0123456789abcdef";
 
 /// A running simulator; killed when dropped.
 pub struct Sim {
+    /// Its base URL, as printed: `http://127.0.0.1:PORT` or `https://...`.
     pub url: String,
+    /// A client for it (trusting its test CA when it serves HTTPS).
     pub http: reqwest::Client,
     child: Child,
     /// Everything the simulator wrote to stderr (its request log).
     pub logs: Arc<Mutex<String>>,
 }
 
+/// How to start a simulator beyond the defaults.
+#[derive(Default)]
+pub struct SimOptions<'a> {
+    /// `--listen` address; default `127.0.0.1:0`. Any other IP is passed with
+    /// `--allow-remote` (it must still be an address of this machine).
+    pub listen: Option<&'a str>,
+    /// Serve HTTPS with this CA's server certificate; `http` trusts the CA.
+    pub tls: Option<&'a crate::tls::TestCa>,
+    /// Any further arguments (`--redis`, `--advertise-host`, ...).
+    pub args: &'a [&'a str],
+}
+
 impl Sim {
+    /// Plain HTTP on loopback.
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_with(SimOptions { args: extra, ..SimOptions::default() }).await
+    }
+
+    /// HTTPS on loopback with the server certificate of `ca`.
+    pub async fn start_tls(ca: &crate::tls::TestCa, extra: &[&str]) -> Self {
+        Self::start_with(SimOptions { tls: Some(ca), args: extra, ..SimOptions::default() }).await
+    }
+
+    pub async fn start_with(options: SimOptions<'_>) -> Self {
         upstash_rotator::tls::install_crypto_provider();
-        let mut child = Command::new(crate::binary("upstash-sim"))
-            .args(["--listen", "127.0.0.1:0"])
+        let listen = options.listen.unwrap_or("127.0.0.1:0");
+        let mut command = Command::new(crate::binary("upstash-sim"));
+        command.args(["--listen", listen]);
+        if !listen.starts_with("127.0.0.1:") && !listen.starts_with("[::1]:") {
+            command.arg("--allow-remote");
+        }
+        if let Some(ca) = options.tls {
+            command.arg("--tls-cert").arg(ca.cert_path()).arg("--tls-key").arg(ca.key_path());
+        }
+        let extra = options.args;
+        let mut child = command
             .args(["--account", &format!("{EMAIL}:{API_KEY}")])
             .args(["--readonly-account", &format!("{RO_EMAIL}:{RO_API_KEY}")])
             .args(extra)
@@ -60,7 +94,11 @@ impl Sim {
             let (status, stderr) = exit_report(&mut child, &logs).await;
             panic!("upstash-sim {extra:?} {why}; {status}; its stderr:\n{stderr}");
         };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(ca) = options.tls {
+            http = http.tls_certs_only([ca.reqwest_root()]);
+        }
+        let http = http.build().expect("http client");
         Self { url, http, child, logs }
     }
 
@@ -179,7 +217,8 @@ pub async fn exit_report(child: &mut Child, output: &Arc<Mutex<String>>) -> (Str
     (status, output.lock().map(|o| o.clone()).unwrap_or_default())
 }
 
-/// A throw-away redis-server on a free loopback port; killed when dropped.
+/// A throw-away redis-server on a free loopback port (and optionally other
+/// addresses of this machine); killed when dropped.
 pub struct RedisServer {
     pub port: u16,
     _child: Child,
@@ -192,9 +231,15 @@ const REDIS_PORT_ATTEMPTS: usize = 5;
 
 impl RedisServer {
     pub async fn start() -> Self {
+        Self::start_also_on(&[]).await
+    }
+
+    /// Also listening on `extra` addresses (for clients on the pod network,
+    /// which reach it at `address_on(ip)`: what `upstash-sim --redis` takes).
+    pub async fn start_also_on(extra: &[std::net::IpAddr]) -> Self {
         let mut failures = Vec::new();
         for _ in 0..REDIS_PORT_ATTEMPTS {
-            match Self::try_start().await {
+            match Self::try_start(extra).await {
                 Ok(server) => return server,
                 Err(Failure::PortTaken(report)) => failures.push(report),
                 Err(Failure::Fatal(report)) => panic!("redis-server did not start: {report}"),
@@ -206,13 +251,16 @@ impl RedisServer {
         );
     }
 
-    async fn try_start() -> Result<Self, Failure> {
+    async fn try_start(extra: &[std::net::IpAddr]) -> Result<Self, Failure> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        let bind = std::iter::once("127.0.0.1".to_owned()).chain(extra.iter().map(ToString::to_string));
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind"])
+            .args(bind)
+            .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -253,6 +301,11 @@ impl RedisServer {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `HOST:PORT` on another address it listens on (`start_also_on`).
+    pub fn address_on(&self, ip: std::net::IpAddr) -> String {
+        std::net::SocketAddr::new(ip, self.port).to_string()
     }
 }
 

@@ -54,7 +54,8 @@ impl World {
         Self::prepare_with(prefix, Sim::start(&[]).await).await
     }
 
-    /// Everything but the operator, around a simulator started by the caller.
+    /// Everything but the operator, around a simulator started by the test
+    /// (over HTTPS, backed by a redis-server, ...).
     pub async fn prepare_with(prefix: &str, sim: Sim) -> Self {
         let client = crate::admin_client().await;
         install_crds(&client, &[committed_crd()]).await;
@@ -73,6 +74,14 @@ impl World {
 
     pub async fn start_operator(&mut self) {
         self.operator = Some(Operator::start(self.client.clone(), &self.ns.name, &self.sim.url).await);
+    }
+
+    /// An operator that trusts these CA certificates besides the system's
+    /// store (what `--ca-file` gives the real binary).
+    pub async fn start_operator_trusting(&mut self, roots: Vec<reqwest::Certificate>) {
+        let operator =
+            Operator::start_trusting(self.client.clone(), &self.ns.name, &self.sim.url, roots).await;
+        self.operator = Some(operator);
     }
 
     /// Stops the operator through a shared reference (for tests holding one).

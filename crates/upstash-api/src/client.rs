@@ -32,8 +32,21 @@ pub struct UpstashClient {
 
 impl UpstashClient {
     /// `timeout` bounds each whole request; connecting gets at most 10 s of it.
+    /// Server certificates are checked against the system's CA store.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Self::trusting(base_url, timeout, Vec::new())
+    }
+
+    /// Like `new`, also trusting `extra_roots` (a private CA) besides the
+    /// system's CA store (`/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`
+    /// when set, read by rustls-platform-verifier through rustls-native-certs).
+    pub fn trusting(
+        base_url: &str,
+        timeout: Duration,
+        extra_roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
+            .tls_certs_merge(extra_roots)
             .user_agent(concat!("upstash-rotator/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
@@ -91,7 +104,14 @@ impl UpstashClient {
         if !status.is_success() {
             return Err(UpstashError::from_response(status, retry_after.as_deref(), &body));
         }
-        RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))
+        let mut database =
+            RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))?;
+        // An API reached over HTTPS never downgrades its consumers to plain HTTP.
+        let secure = self.base_url.to_ascii_lowercase().starts_with("https://");
+        if secure && database.rest_url.as_deref().is_some_and(|u| u.starts_with("http://")) {
+            database.rest_url = None;
+        }
+        Ok(database)
     }
 
     fn observed(&self, route: &'static str, status: Option<u16>, error: UpstashError) -> UpstashError {
@@ -109,6 +129,9 @@ fn path_segment(id: &str) -> String {
 }
 
 fn transport(e: reqwest::Error) -> UpstashError {
+    if let Some(problem) = crate::tls::refused_certificate(&e) {
+        return UpstashError::UntrustedCertificate(problem);
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

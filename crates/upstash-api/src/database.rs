@@ -29,6 +29,9 @@ pub struct RedisDatabase {
     pub host: String,
     pub port: u16,
     pub tls: bool,
+    /// Base URL of the REST data plane when the response names one: only
+    /// upstash-sim does (`rest_url`); Upstash's is `https://{host}`.
+    pub rest_url: Option<String>,
     /// `None` when the response hides them (`credentials=hide`, Credential
     /// Protection) or any of the three is missing or empty.
     pub credentials: Option<DatabaseCredentials>,
@@ -43,6 +46,8 @@ struct Raw {
     port: Option<Value>,
     #[serde(default)]
     tls: Option<Value>,
+    #[serde(default, deserialize_with = "non_empty")]
+    rest_url: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     password: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
@@ -89,8 +94,26 @@ impl RedisDatabase {
             }
             _ => None,
         };
-        Ok(Self { id: raw.database_id, host, port, tls, credentials })
+        let rest_url = raw.rest_url.as_deref().and_then(rest_url_of);
+        Ok(Self { id: raw.database_id, host, port, tls, rest_url, credentials })
     }
+
+    /// The URL applications send REST commands to.
+    pub fn rest_url(&self) -> String {
+        self.rest_url.clone().unwrap_or_else(|| format!("https://{}", self.host))
+    }
+}
+
+/// An http(s) URL made of a scheme and a host (with an optional port) only;
+/// anything else (credentials, a path, a query) is ignored as unusable.
+fn rest_url_of(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.trim_end_matches('/');
+    let usable = matches!(scheme.as_str(), "https" | "http")
+        && !authority.is_empty()
+        && authority.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    usable.then(|| format!("{scheme}://{authority}"))
 }
 
 /// Strips a scheme and trailing slashes; a bare slug gets `.upstash.io`.
@@ -149,6 +172,24 @@ mod tests {
         let empty = br#"{"database_id":"x","endpoint":"a.upstash.io","port":6379,"password":"",
             "rest_token":"t","read_only_rest_token":"r"}"#;
         assert_eq!(RedisDatabase::parse(empty).expect("parses").credentials, None);
+    }
+
+    #[test]
+    fn the_simulators_rest_url_is_kept_when_usable() {
+        let with =
+            br#"{"database_id":"x","endpoint":"127.0.0.1","port":6390,"rest_url":"https://127.0.0.1:8443/"}"#;
+        let db = RedisDatabase::parse(with).expect("parses");
+        assert_eq!(db.rest_url(), "https://127.0.0.1:8443");
+        let without = br#"{"database_id":"x","endpoint":"calm-otter-1.upstash.io","port":6379}"#;
+        assert_eq!(
+            RedisDatabase::parse(without).expect("parses").rest_url(),
+            "https://calm-otter-1.upstash.io"
+        );
+        for bad in ["ftp://h", "https://u:p@h", "https://h/path", "https://", "h:1", "https://h x"] {
+            let body = format!(r#"{{"database_id":"x","endpoint":"e.io","port":1,"rest_url":"{bad}"}}"#);
+            let db = RedisDatabase::parse(body.as_bytes()).expect("parses");
+            assert_eq!(db.rest_url, None, "{bad}");
+        }
     }
 
     #[test]

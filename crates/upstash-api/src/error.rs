@@ -26,6 +26,13 @@ pub enum UpstashError {
     Rejected { status: u16, message: String },
     #[error("no response from Upstash: {0}")]
     Transport(String),
+    /// The TLS handshake refused the server's certificate: nothing was sent.
+    #[error(
+        "the Upstash API's TLS certificate is not trusted: it {0}. Nothing was sent. Trust the CA that signed it \
+         with the Helm value upstash.caBundle (or `upstash-rotator run --ca-file`, UPSTASH_CA_FILE), or check \
+         --upstash-api-url"
+    )]
+    UntrustedCertificate(String),
     #[error("unusable response from Upstash: {0}")]
     InvalidResponse(String),
 }
@@ -170,6 +177,8 @@ mod tests {
         assert!(!classify(429, "").reset_may_have_happened());
         assert!(!classify(401, "").reset_may_have_happened());
         assert!(!classify(404, "").reset_may_have_happened());
+        // The handshake failed before the request was sent.
+        assert!(!UpstashError::UntrustedCertificate("has expired".into()).reset_may_have_happened());
         assert!(classify(408, "").reset_may_have_happened());
     }
 

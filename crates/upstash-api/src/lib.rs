@@ -4,6 +4,7 @@
 mod client;
 mod database;
 mod error;
+mod tls;
 
 pub use client::{ApiCredentials, Observer, UpstashClient};
 pub use database::{DatabaseCredentials, RedisDatabase};

@@ -85,13 +85,18 @@ pub struct Database {
 }
 
 impl Database {
-    /// The Database object as the API returns it.
-    pub fn to_api_json(&self, with_credentials: bool) -> Value {
+    /// The Database object as the API returns it. `rest_url` is the
+    /// simulator's own field (Upstash has none): where its data plane is.
+    pub fn to_api_json(&self, with_credentials: bool, rest_url: Option<&str>) -> Value {
         let mut body = match self.shape {
             Shape::Modern => self.modern_json(),
             Shape::Legacy => self.legacy_json(),
         };
-        if with_credentials && let Value::Object(map) = &mut body {
+        let Value::Object(map) = &mut body else { return body };
+        if let Some(url) = rest_url {
+            map.insert("rest_url".into(), json!(url));
+        }
+        if with_credentials {
             map.insert("password".into(), json!(self.credentials.password));
             map.insert("rest_token".into(), json!(self.credentials.rest_token));
             map.insert("read_only_rest_token".into(), json!(self.credentials.read_only_rest_token));
@@ -214,8 +219,11 @@ mod tests {
             resets: 0,
             redis: None,
         };
-        let body = database.to_api_json(false);
+        let body = database.to_api_json(false, None);
         assert_eq!((body["cluster_id"].as_str(), body["pool_id"].as_str()), (Some(""), Some("")));
+        assert!(body.get("rest_url").is_none(), "no address, no field");
+        let body = database.to_api_json(false, Some("https://127.0.0.1:8443"));
+        assert_eq!(body["rest_url"], "https://127.0.0.1:8443");
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! `upstash-sim`: runs the Upstash Developer API simulator on loopback.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use upstash_sim::{self as sim, Access, Account, SimConfig};
 
 /// A local simulator of Upstash's Developer API (management routes under /v2,
-/// REST data plane, fault injection under /_sim). For tests and local
-/// development; never expose it beyond loopback.
+/// REST data plane, fault injection under /_sim), over HTTP or HTTPS. For
+/// tests and local development; never expose it beyond this machine.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -16,10 +16,23 @@ struct Args {
     /// address unless --allow-remote is given.
     #[arg(long, default_value = "127.0.0.1:8910")]
     listen: SocketAddr,
-    /// Allows a --listen address outside loopback. The simulator has no TLS
-    /// and its control API (/_sim, fault injection) has no authentication.
+    /// Allows a --listen address outside loopback. Its control API (/_sim,
+    /// fault injection) has no authentication, even with TLS.
     #[arg(long)]
     allow_remote: bool,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs
+    /// --tls-key. Every route (/v2, the data plane, /_sim) is then HTTPS only.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Host name or IP address clients reach the simulator at. Each database
+    /// reports `rest_url: https://HOST:PORT` (http:// without TLS), PORT being
+    /// the port listened on. Default: the --listen IP (required when that is
+    /// 0.0.0.0 or [::]). The TLS certificate must name it.
+    #[arg(long)]
+    advertise_host: Option<String>,
     /// An account with a read/write API key, as EMAIL:API_KEY (repeatable).
     #[arg(long = "account", env = "UPSTASH_SIM_ACCOUNTS", value_delimiter = ',', hide_env_values = true)]
     accounts: Vec<String>,
@@ -32,7 +45,9 @@ struct Args {
     )]
     readonly_accounts: Vec<String>,
     /// A real redis-server (HOST:PORT) whose `default` password tracks one
-    /// database's password (repeatable: one server per database).
+    /// database's password (repeatable: one server per database). The
+    /// database reports HOST and PORT as its endpoint and port, so give the
+    /// address its clients reach it at.
     #[arg(long = "redis")]
     redis: Vec<String>,
     /// Keeps databases across restarts in this file (written with mode 0600).
@@ -46,10 +61,42 @@ fn check_listen(args: &Args) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "--listen {}: not a loopback address. The simulator has no TLS and its control API (/_sim) has no \
-         authentication; listen on 127.0.0.1 or [::1], or pass --allow-remote to listen there anyway",
+        "--listen {}: not a loopback address. The simulator's control API (/_sim: fault injection, request \
+         log) has no authentication, with or without --tls-cert, and without it API keys and passwords \
+         cross the network in clear; listen on 127.0.0.1 or [::1], or pass --allow-remote to listen there \
+         anyway",
         args.listen
     ))
+}
+
+/// The TLS configuration, when --tls-cert and --tls-key are given.
+fn tls(args: &Args) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => sim::server_config(cert, key).map(Some).map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
+}
+
+/// A redis-server on loopback cannot be reached from elsewhere, yet its
+/// address is what databases report: say so when clients come from elsewhere.
+fn warn_unreachable_redis(args: &Args, host: &str) {
+    let loopback = |h: &str| {
+        h == "localhost"
+            || h.trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    if loopback(host) {
+        return;
+    }
+    for address in &args.redis {
+        if address.rsplit_once(':').is_some_and(|(h, _)| loopback(h)) {
+            tracing::warn!(
+                "--redis {address} is a loopback address, which databases report as their endpoint: clients at \
+                 {host} cannot reach it; give the redis-server's address on their network instead"
+            );
+        }
+    }
 }
 
 fn accounts(args: &Args) -> Result<Vec<Account>, String> {
@@ -79,25 +126,27 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    if let Err(e) = check_listen(&args) {
+    let usage = |e: String| {
         eprintln!("upstash-sim: {e}");
-        return ExitCode::from(2);
+        ExitCode::from(2)
+    };
+    if let Err(e) = check_listen(&args) {
+        return usage(e);
     }
     let accounts = match accounts(&args) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("upstash-sim: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage(e),
     };
-    let config = SimConfig { accounts, redis: args.redis.clone(), state_file: args.state_file.clone() };
-    let state = match sim::prepare(config).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("upstash-sim: {e}");
-            return ExitCode::FAILURE;
-        }
+    let tls = match tls(&args) {
+        Ok(t) => t,
+        Err(e) => return usage(e),
     };
+    let host = match sim::advertised_host(args.advertise_host.as_deref(), args.listen) {
+        Ok(h) => h,
+        Err(e) => return usage(e),
+    };
+    warn_unreachable_redis(&args, &host);
+    // Bound first: the advertised URL carries the port actually bound.
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -105,14 +154,31 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match listener.local_addr() {
-        Ok(addr) => println!("upstash-sim listening on http://{addr}"),
+    let bound = match listener.local_addr() {
+        Ok(addr) => addr,
         Err(e) => {
             eprintln!("upstash-sim: {e}");
             return ExitCode::FAILURE;
         }
-    }
-    sim::serve(listener, state, terminated()).await;
+    };
+    let rest_url = sim::rest_url(tls.is_some(), &host, bound.port());
+    let config = SimConfig {
+        accounts,
+        redis: args.redis.clone(),
+        state_file: args.state_file.clone(),
+        rest_url: Some(rest_url.clone()),
+    };
+    let state = match sim::prepare(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("upstash-sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("upstash-sim listening on {scheme}://{bound}");
+    tracing::info!("databases report rest_url {rest_url}");
+    sim::serve(listener, state, tls, terminated()).await;
     tracing::info!("upstash-sim stopped");
     ExitCode::SUCCESS
 }

@@ -20,11 +20,23 @@ pub struct RequestRecord {
     pub fault: Option<&'static str>,
 }
 
+/// A TLS handshake that failed (a client refusing the certificate, or a
+/// connection closed before its handshake): no request was ever read.
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsFailure {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// What rustls reported, e.g. `received fatal alert: UnknownCA`.
+    pub error: String,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct RequestLog {
     pub requests: VecDeque<RequestRecord>,
     /// route → database id (or `-`) → number of requests.
     pub counts: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// Failed TLS handshakes, oldest first (the newest `KEEP`).
+    pub tls_failures: VecDeque<TlsFailure>,
 }
 
 impl RequestLog {
@@ -35,5 +47,15 @@ impl RequestLog {
             self.requests.pop_front();
         }
         self.requests.push_back(record);
+    }
+
+    pub fn tls_failure(&mut self, error: String) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if self.tls_failures.len() == KEEP {
+            self.tls_failures.pop_front();
+        }
+        self.tls_failures.push_back(TlsFailure { at_ms, error });
     }
 }

@@ -1,6 +1,6 @@
-//! The simulator's HTTP server: an accept loop that can drop a connection
-//! mid-request (to lose a response on purpose), shuts down gracefully, and
-//! logs one line per request.
+//! The simulator's HTTP server: an accept loop (plain or TLS) that can drop a
+//! connection mid-request (to lose a response on purpose), shuts down
+//! gracefully, and logs one line per request.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -15,6 +15,7 @@ use axum::{
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use super::{
@@ -30,8 +31,18 @@ struct ConnectionKill(Arc<Notify>);
 /// How long in-flight connections may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+/// How long a client may take to complete a TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` completes; over TLS when
+/// `tls` is given (then a failed handshake is recorded, nothing is served).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    state: Arc<SimState>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -48,32 +59,15 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                 }
             },
         };
-        let kill = Arc::new(Notify::new());
-        let service = router.clone().map_request({
-            let kill = ConnectionKill(kill.clone());
-            move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(kill.clone());
-                req
-            }
-        });
-        let mut stop = stop_rx.clone();
+        let (router, stop, tls, state) = (router.clone(), stop_rx.clone(), tls.clone(), state.clone());
         connections.spawn(async move {
-            let conn = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(conn);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    _ = conn.as_mut() => break,
-                    // Dropping the connection closes the socket without an answer.
-                    () = kill.notified() => break,
-                    changed = stop.changed(), if !stopping => {
-                        stopping = true;
-                        if changed.is_ok() {
-                            conn.as_mut().graceful_shutdown();
-                        }
-                    }
-                }
+            let Some(acceptor) = tls else {
+                return drive(stream, router, stop).await;
+            };
+            match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => drive(stream, router, stop).await,
+                Ok(Err(e)) => handshake_failed(&state, e.to_string()),
+                Err(_) => handshake_failed(&state, format!("no TLS handshake within {HANDSHAKE:?}")),
             }
         });
         // Reap finished connections so the set stays small.
@@ -81,6 +75,45 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+}
+
+/// Serves HTTP/1.1 on one connection until it ends, a handler kills it, or
+/// a shutdown asks it to finish its request in progress.
+async fn drive<I>(io: I, router: Router, mut stop: tokio::sync::watch::Receiver<()>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let kill = Arc::new(Notify::new());
+    let service = router.map_request({
+        let kill = ConnectionKill(kill.clone());
+        move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(kill.clone());
+            req
+        }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            // Dropping the connection closes the socket without an answer.
+            () = kill.notified() => break,
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A client that does not trust the certificate aborts the handshake: the
+/// only trace such a client leaves, so tests can see it tried (and how often).
+fn handshake_failed(state: &SimState, error: String) {
+    tracing::info!(route = "tls", "TLS handshake failed: {error}");
+    state.requests().tls_failure(error);
 }
 
 /// Middleware on every API route: applies scripted faults, records the

@@ -65,6 +65,8 @@ pub struct SimState {
     accounts: Vec<Account>,
     store: tokio::sync::Mutex<Store>,
     state_file: Option<PathBuf>,
+    /// Where clients reach the data plane, reported as `rest_url`.
+    rest_url: Option<String>,
     pub faults: Mutex<FaultQueue>,
     pub requests: Mutex<RequestLog>,
 }
@@ -88,6 +90,7 @@ impl SimState {
         accounts: Vec<Account>,
         redis_addresses: &[String],
         state_file: Option<PathBuf>,
+        rest_url: Option<String>,
     ) -> Result<Self, StartError> {
         let databases = match &state_file {
             Some(path) => state_file::load(path)?,
@@ -107,6 +110,7 @@ impl SimState {
             accounts,
             store: tokio::sync::Mutex::new(Store { databases, backends }),
             state_file,
+            rest_url,
             faults: Mutex::default(),
             requests: Mutex::default(),
         })
@@ -189,7 +193,7 @@ impl SimState {
             resets: 0,
             redis: backend.map(|b| b.address),
         };
-        let body = db.to_api_json(true);
+        let body = db.to_api_json(true, self.rest_url.as_deref());
         store.databases.insert(id, db);
         self.persist(&store)?;
         Ok(body)
@@ -199,14 +203,16 @@ impl SimState {
         let account = self.authorize(auth, false)?;
         let store = self.store.lock().await;
         let all = store.databases.values().filter(|db| db.owner == account.email);
-        Ok(Value::Array(all.map(|db| db.to_api_json(!db.credential_protection)).collect()))
+        Ok(Value::Array(
+            all.map(|db| db.to_api_json(!db.credential_protection, self.rest_url.as_deref())).collect(),
+        ))
     }
 
     pub async fn get(&self, auth: Option<&str>, id: &str, hide_credentials: bool) -> Result<Value, ApiError> {
         let account = self.authorize(auth, false)?;
         let store = self.store.lock().await;
         let db = owned(&store, account, id)?;
-        Ok(db.to_api_json(!hide_credentials && !db.credential_protection))
+        Ok(db.to_api_json(!hide_credentials && !db.credential_protection, self.rest_url.as_deref()))
     }
 
     pub async fn reset_password(&self, auth: Option<&str>, id: &str) -> Result<Value, ApiError> {
@@ -225,7 +231,7 @@ impl SimState {
         db.rotated_at_ms = Some(now_ms());
         db.resets += 1;
         // The reset is the one moment credentials are shown, protected or not.
-        let body = db.to_api_json(true);
+        let body = db.to_api_json(true, self.rest_url.as_deref());
         self.persist(&store)?;
         Ok(body)
     }

@@ -9,7 +9,10 @@ use std::{path::PathBuf, process::Output};
 
 use redis::AsyncCommands as _;
 use serde_json::Value;
-use support::sim::{API_KEY, EMAIL, RO_API_KEY, RO_EMAIL, RedisServer, Sim};
+use support::{
+    sim::{API_KEY, EMAIL, RO_API_KEY, RO_EMAIL, RedisServer, Sim},
+    tls::TestCa,
+};
 
 fn clients_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"));
@@ -54,6 +57,53 @@ async fn the_typescript_sdk_runs_against_the_simulated_data_plane() {
     let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
     let greeting: String = conn.get("greeting").await.expect("get");
     assert_eq!(greeting, "hello from the sdk");
+}
+
+/// `Redis.fromEnv()` with the URL and token the simulator reports, over
+/// HTTPS: it works with the test CA in NODE_EXTRA_CA_CERTS, and is refused
+/// without it.
+#[tokio::test]
+async fn the_typescript_sdk_reaches_the_advertised_https_url_with_the_test_ca() {
+    let ca = TestCa::new(&[]);
+    let redis = RedisServer::start().await;
+    let sim = Sim::start_tls(&ca, &["--redis", &redis.address()]).await;
+    let created = sim.create_database("sdk-tls").await;
+    let rest_url = created["rest_url"].as_str().expect("rest_url");
+    let token = created["rest_token"].as_str().expect("token");
+    assert!(rest_url.starts_with("https://"), "{rest_url}");
+
+    let node = |trusted: bool| {
+        let mut command = tokio::process::Command::new("node");
+        command
+            .args(["--test", "--test-reporter=spec", "fromenv.test.mjs"])
+            .current_dir(clients_dir())
+            .env("UPSTASH_REDIS_REST_URL", rest_url)
+            .env("UPSTASH_REDIS_REST_TOKEN", token)
+            .env("UPSTASH_DISABLE_TELEMETRY", "1")
+            .env_remove("NODE_EXTRA_CA_CERTS");
+        if trusted {
+            command.env("NODE_EXTRA_CA_CERTS", ca.ca_path());
+        } else {
+            command.env("EXPECT_UNTRUSTED", "1");
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
+    };
+    for trusted in [true, false] {
+        let out = node(trusted).await.expect("in time").expect("node");
+        assert!(
+            out.status.success(),
+            "node --test (CA trusted: {trusted}) failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // What the SDK wrote went to the redis-server behind the database.
+    let password = created["password"].as_str().expect("password");
+    let client =
+        redis::Client::open(format!("redis://default:{password}@127.0.0.1:{}/", redis.port)).expect("url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let value: String = conn.get("over-tls").await.expect("get");
+    assert_eq!(value, "yes");
 }
 
 async fn upstash_cli(sim: &Sim, auth: (&str, &str), args: &[&str]) -> Output {

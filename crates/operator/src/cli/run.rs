@@ -1,7 +1,7 @@
 //! `upstash-rotator run`: the operator process (HTTP endpoints, optional
 //! leader election, controllers, bounded graceful shutdown).
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Args;
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use crate::{
     controller::{self, Runtime, Settings, StartError},
     http,
     leader::Election,
+    trust,
 };
 
 #[derive(Args)]
@@ -25,6 +26,11 @@ pub struct RunArgs {
     /// over plain HTTP the API key and every new password travel in clear.
     #[arg(long, env = "ALLOW_INSECURE_UPSTASH_URL")]
     allow_insecure_upstash_url: bool,
+    /// PEM file of CA certificates (one or more) trusted for the Upstash API
+    /// in addition to the system's store (/etc/ssl/certs, or SSL_CERT_FILE /
+    /// SSL_CERT_DIR when set): a TLS-inspecting proxy's CA, or upstash-sim's.
+    #[arg(long, env = "UPSTASH_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Namespace to watch (repeatable, or comma-separated); all when absent.
     #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
@@ -95,6 +101,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let RunArgs {
         upstash_api_url,
         allow_insecure_upstash_url,
+        ca_file,
         namespaces,
         request_timeout,
         concurrency,
@@ -111,6 +118,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(url) => url,
         Err(e) => {
             eprintln!("upstash-rotator: invalid --upstash-api-url: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let extra_roots = match ca_file.as_deref().map(trust::load_ca_file).transpose() {
+        Ok(roots) => roots.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("upstash-rotator: {e}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -131,8 +145,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let identity = identity.unwrap_or_else(default_identity);
+    if let Some(path) = &ca_file {
+        tracing::info!(ca_file = %path.display(), certificates = extra_roots.len(), "trusting extra CA certificates");
+    }
     let settings = Settings {
         upstash_api_url,
+        extra_roots,
         namespaces: namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
         request_timeout: Duration::from_secs(request_timeout),
         concurrency,

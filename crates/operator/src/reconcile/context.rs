@@ -212,8 +212,14 @@ mod tests {
             rest_token: "t".into(),
             read_only_rest_token: "r".into(),
         };
-        let database =
-            RedisDatabase { id: "db".into(), host: "h".into(), port: 6379, tls: true, credentials: None };
+        let database = RedisDatabase {
+            id: "db".into(),
+            host: "h".into(),
+            port: 6379,
+            tls: true,
+            rest_url: None,
+            credentials: None,
+        };
         for uid in ["live", "gone"] {
             ctx.remember(
                 uid,

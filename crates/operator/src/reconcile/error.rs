@@ -63,6 +63,7 @@ impl Error {
                 UpstashError::Unauthorized(_) | UpstashError::ReadOnlyKey(_) => Reason::InvalidCredentials,
                 UpstashError::DatabaseNotFound(_) => Reason::DatabaseNotFound,
                 UpstashError::RateLimited { .. } => Reason::RateLimited,
+                UpstashError::UntrustedCertificate(_) => Reason::UpstashTLSUntrusted,
                 UpstashError::Server { .. }
                 | UpstashError::Rejected { .. }
                 | UpstashError::Transport(_)

@@ -88,6 +88,7 @@ impl World {
             host: "db.example".into(),
             port: 6379,
             tls: true,
+            rest_url: None,
             credentials: self.credentials.clone(),
         }
     }
