@@ -12,7 +12,7 @@
 # docs/image.md lists what differs from the real images.
 #
 # Each stand-in carries the hash of its inputs in a label and is only rebuilt
-# when they change. An image under one of those names without that label
+# when they change (the functions that make it, the packages, the toolchain). An image under one of those names without that label
 # (a real one, pulled from a registry) is never replaced.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -194,28 +194,68 @@ needs_build() { # image, inputs hash
   [ "$have" != "$2" ]
 }
 
+runtime_containerfile() {
+  cat <<'EOF'
+FROM scratch
+ADD runtime.tar /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+USER 65532
+WORKDIR /home/nonroot
+EOF
+}
+
+build_containerfile() { # Rust version
+  cat <<EOF
+FROM scratch
+ADD debian.tar /
+ADD rust.tar /
+ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin RUST_VERSION=$1
+CMD ["bash"]
+EOF
+}
+
+# What makes each image's content, and nothing else (comments and the rest
+# of this script can change without a rebuild): the Debian side, and for the
+# build stage the toolchain's version, rustup's and the component manifests.
+debian_inputs() {
+  echo "$SUITE $MIRROR $PACKAGES"
+  declare -f debootstrap_rootfs build_from_tars
+}
+
+build_inputs() { # toolchain, version
+  local sysroot c
+  sysroot=$(rustup run "$1" rustc --print sysroot)
+  debian_inputs
+  declare -f rust_tar components
+  build_containerfile "$2"
+  rustup --version 2>/dev/null
+  for c in $(components); do cat "$sysroot/lib/rustlib/manifest-$c"; done
+}
+
+runtime_inputs() {
+  debian_inputs
+  echo "${RUNTIME_PACKAGES[*]}"
+  declare -f runtime_tar
+  runtime_containerfile
+}
+
 main() {
-  local self tc version build_key runtime_key build=0 runtime=0
-  self=$(cat "${BASH_SOURCE[0]}")
-  local found
+  local found tc version build_key runtime_key old_build old_runtime build=0 runtime=0
   found=$(find_toolchain)
   read -r tc version <<<"$found"
   # Like hack/release.sh: the musl target is part of the toolchain we ship.
   [ -d "$(rustup run "$tc" rustc --print sysroot)/lib/rustlib/$MUSL_TRIPLE" ] \
     || rustup target add --toolchain "$tc" "$MUSL_TRIPLE"
-  build_key=$( {
-    echo "$self"
-    echo "$version"
-    rustup --version 2>/dev/null
-    for c in $(components); do cat "$(rustup run "$tc" rustc --print sysroot)/lib/rustlib/manifest-$c"; done
-  } | inputs_hash)
-  runtime_key=$(echo "$self" | inputs_hash)
+  build_key=$(build_inputs "$tc" "$version" | inputs_hash)
+  runtime_key=$(runtime_inputs | inputs_hash)
   needs_build "$BUILD_IMAGE" "$build_key" && build=1
   needs_build "$RUNTIME_IMAGE" "$runtime_key" && runtime=1
   if [ $build = 0 ] && [ $runtime = 0 ]; then
     echo "base stand-ins up to date" >&2
     return 0
   fi
+  old_build=$(image_inputs "$BUILD_IMAGE")
+  old_runtime=$(image_inputs "$RUNTIME_IMAGE")
 
   trap cleanup EXIT
   cleanup
@@ -224,29 +264,23 @@ main() {
   debootstrap_rootfs "$work/rootfs"
   if [ $runtime = 1 ]; then
     runtime_tar "$work/rootfs" "$work/ctx-runtime/runtime.tar"
-    build_from_tars "$RUNTIME_IMAGE" "$runtime_key" "FROM scratch
-ADD runtime.tar /
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-USER 65532
-WORKDIR /home/nonroot" "$work/ctx-runtime"
+    build_from_tars "$RUNTIME_IMAGE" "$runtime_key" "$(runtime_containerfile)" "$work/ctx-runtime"
     echo "built $RUNTIME_IMAGE (stand-in, inputs $runtime_key)" >&2
+    prune_built_on "$old_runtime"
   fi
   if [ $build = 1 ]; then
     tar -C "$work/rootfs" -cf "$work/ctx-build/debian.tar" --numeric-owner .
     rm -rf "$work/rootfs"
     rust_tar "$tc" "$version" "$work/ctx-build/rust.tar"
-    build_from_tars "$BUILD_IMAGE" "$build_key" "FROM scratch
-ADD debian.tar /
-ADD rust.tar /
-ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin RUST_VERSION=$version
-CMD [\"bash\"]" "$work/ctx-build"
+    build_from_tars "$BUILD_IMAGE" "$build_key" "$(build_containerfile "$version")" "$work/ctx-build"
     # The Dockerfile's toolchain step must find everything in place, offline.
     if ! logged "$IMAGES_OUT/logs/check-rust-standin.log" podman_run "$BUILD_IMAGE" \
       sh -c "rustup target add $MUSL_TRIPLE && cargo --version && rustc --version"; then
-      podman untag "$BUILD_IMAGE" >/dev/null # not kept as up to date
+      podman rmi "$BUILD_IMAGE" >/dev/null # not kept as up to date
       return 1
     fi
     echo "built $BUILD_IMAGE (stand-in, Rust $version, inputs $build_key)" >&2
+    prune_built_on "$old_build"
   fi
   echo "base stand-ins built in $((SECONDS - started)) s" >&2
 }

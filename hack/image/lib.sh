@@ -58,6 +58,13 @@ image_inputs() {
   podman image inspect --format "{{ index .Labels \"$INPUTS_LABEL\" }}" "$1" 2>/dev/null || true
 }
 
+# Removes the images built on a stand-in (they inherit its label) that no
+# name holds any more: stale build steps and replaced images, 1.2 GB for the
+# build stage's. Tagged images and their layers stay.
+prune_built_on() { # inputs hash of a stand-in; nothing when empty
+  [ -z "$1" ] || podman image prune -f --filter "label=$INPUTS_LABEL=$1" >/dev/null
+}
+
 # The operator image's tag: what `git describe` says about the checkout, or
 # `dev` outside a git checkout.
 image_tag() {
@@ -65,18 +72,39 @@ image_tag() {
 }
 
 # Saves a local image to an OCI archive, unless the archive already holds
-# that image (its ID is kept next to it). podman names the index entry
-# `org.opencontainers.image.ref.name: <ref>`, which containerd's import uses
-# as the image name.
+# that image under that name (both are kept next to it, in ARCHIVE.ref). podman
+# names the index entry `org.opencontainers.image.ref.name: <ref>`, which
+# containerd's import uses as the image name. The image the archive held
+# before is then dropped from podman's storage, with what was built for it,
+# so rebuilds do not pile up there.
 save_archive() { # image ref, archive path
-  local ref=$1 out=$2 id
+  local ref=$1 out=$2 id previous
   id=$(podman image inspect --format '{{.Id}}' "$ref")
-  if [ -f "$out" ] && [ "$(cat "$out.id" 2>/dev/null)" = "$id" ]; then
+  previous=$(cat "$out.ref" 2>/dev/null || true)
+  if [ -f "$out" ] && [ "$previous" = "$ref $id" ]; then
     return 0
   fi
   mkdir -p "$(dirname "$out")"
-  rm -f "$out" "$out.id"
+  rm -f "$out" "$out.ref"
   logged "$IMAGES_OUT/logs/save-$(basename "$out").log" podman save --format oci-archive -o "$out.partial" "$ref"
   mv "$out.partial" "$out"
-  echo "$id" >"$out.id"
+  echo "$ref $id" >"$out.ref"
+  [ -z "$previous" ] || drop_image "${previous% *}" "${previous#* }" "$ref" "$id"
+}
+
+# Drops an image this checkout built before, unless it is still current; a
+# name that moved on to another image, or an image that has names again
+# (another checkout's), is left alone.
+drop_image() { # old ref, old ID, new ref, new ID
+  local old_ref=$1 old_id=$2 key
+  key=$(image_inputs "$old_id")
+  if [ "$old_ref" != "$3" ] \
+    && [ "$(podman image inspect --format '{{.Id}}' "$old_ref" 2>/dev/null)" = "$old_id" ]; then
+    podman untag "$old_id" "$old_ref" 2>/dev/null || true
+  fi
+  if [ "$old_id" != "$4" ] \
+    && [ "$(podman image inspect --format '{{len .RepoTags}}' "$old_id" 2>/dev/null)" = 0 ]; then
+    podman rmi "$old_id" >/dev/null 2>&1 || true # used by a container: kept
+  fi
+  prune_built_on "$key"
 }

@@ -15,9 +15,10 @@ set -euo pipefail
 
 build_root=$IMAGES_OUT/build
 
-# What every test image has: users (root, nobody, nonroot 65532), /tmp, the
-# CA bundle of Debian's ca-certificates (a test CA comes on top, e.g. with
-# NODE_EXTRA_CA_CERTS).
+# What every test image has: users (root, nobody, nonroot 65532), /tmp, and
+# the CA bundle of Debian's ca-certificates (the Mozilla set it ships, not
+# this machine's local additions); a test CA comes on top, e.g. with
+# NODE_EXTRA_CA_CERTS.
 base_files() { # root
   local root=$1
   mkdir -p "$root/etc/ssl/certs" "$root/tmp" "$root/home/nonroot"
@@ -25,7 +26,7 @@ base_files() { # root
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/bin/sh\n' \
     >"$root/etc/passwd"
   printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' >"$root/etc/group"
-  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  cat /usr/share/ca-certificates/mozilla/*.crt >"$root/etc/ssl/certs/ca-certificates.crt"
 }
 
 # Copies programs to the same paths under a root, with exactly the shared
@@ -68,7 +69,7 @@ build_image() { # name, context dir
     logged "$IMAGES_OUT/logs/build-$name.log" podman build --pull=never --layers=false --network=none \
       $(podman_limits) -f "$ctx/Containerfile" -t "$ref" "$ctx"
     if ! "$IMAGE_SCRIPTS/check.sh" "$name=$ref" >&2; then
-      podman untag "$ref" # not kept as built
+      podman rmi "$ref" >/dev/null # not kept as built
       return 1
     fi
     echo "built $ref" >&2
