@@ -2,7 +2,8 @@
 # Checks that images run and hold what the tests rely on, each in a container
 # without network. build.sh and test-images.sh run it on what they build.
 # Usage: hack/image/check.sh NAME=REF... with NAME one of upstash-rotator,
-# pause, consumer, node-consumer.
+# pause, consumer, node-consumer. The pause image's reaping is checked with a
+# consumer image when CHECK_CONSUMER_IMAGE names one.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -42,16 +43,25 @@ check_operator() { # ref
   podman image unmount "$ref" >/dev/null
 }
 
+pause_container=''
 check_pause() { # ref
   local ref=$1 name=upstash-rotator-check-pause-$$ code started
   # shellcheck disable=SC2046
   podman run -d --name "$name" --network=none --pull=never $(podman_limits) "$ref" >/dev/null
-  sleep 0.5
+  pause_container=$name
+  # As PID 1 of a shared PID namespace it inherits orphans and must reap
+  # them: a sleep orphaned in a second container must not stay a zombie.
+  local consumer=${CHECK_CONSUMER_IMAGE:-}
+  if [ -n "$consumer" ]; then
+    expect "$ref" '^no zombies$' --pid="container:$name" "$consumer" \
+      sh -c 'sh -c "sleep 0.2 &"; sleep 1; ps -o stat | grep -q "^Z" && echo zombies || echo no zombies'
+  fi
   started=$SECONDS
   # SIGTERM must end it at once with status 0 (podman stop waits 5 s, then kills).
   podman stop -t 5 "$name" >/dev/null
   code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
   podman rm "$name" >/dev/null
+  pause_container=''
   [ "$code" = 0 ] && [ $((SECONDS - started)) -lt 5 ] || fail "$ref" "SIGTERM: exit code $code after $((SECONDS - started)) s"
 }
 
@@ -64,7 +74,12 @@ stop_redis() {
   [ -z "$redis_dir" ] || rm -rf "$redis_dir"
   redis_pid='' redis_dir=''
 }
-trap stop_redis EXIT
+# Whatever check fails, nothing it started stays behind.
+cleanup() {
+  stop_redis
+  [ -z "$pause_container" ] || podman rm -f "$pause_container" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 check_consumer() { # ref
   local ref=$1

@@ -68,7 +68,7 @@ build_image() { # name, context dir
     # shellcheck disable=SC2046
     logged "$IMAGES_OUT/logs/build-$name.log" podman build --pull=never --layers=false --network=none \
       $(podman_limits) -f "$ctx/Containerfile" -t "$ref" "$ctx"
-    if ! "$IMAGE_SCRIPTS/check.sh" "$name=$ref" >&2; then
+    if ! CHECK_CONSUMER_IMAGE=${consumer:-} "$IMAGE_SCRIPTS/check.sh" "$name=$ref" >&2; then
       podman rmi "$ref" >/dev/null # not kept as built
       return 1
     fi
@@ -152,8 +152,9 @@ node_consumer_image() {
 
 main() {
   local pause consumer node_consumer
-  pause=$(pause_image)
+  # The consumer first: the pause check runs an orphan in it.
   consumer=$(consumer_image)
+  pause=$(pause_image)
   node_consumer=$(node_consumer_image)
   "$IMAGE_SCRIPTS/import.sh" "$IMAGES_OUT"/{pause,consumer,node-consumer}.oci.tar
   echo "PAUSE_IMAGE=$pause"
