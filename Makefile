@@ -48,6 +48,14 @@ bench: ## Sync/rotation speed, idleness and memory against same-run baselines
 release: ## Static release binaries (the ones the image contains) in target/x86_64-unknown-linux-musl/release
 	hack/release.sh
 
+.PHONY: image
+image: ## Operator image from the Dockerfile (podman); imported into the local node if one runs
+	@hack/image/build.sh
+
+.PHONY: images
+images: ## Test images for the node (pause, consumer, node-consumer); imported likewise
+	@hack/image/test-images.sh
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types
 	cargo run --locked --quiet --bin upstash-rotator -- crd > crds/upstash-rotator.io_redispasswordrotations.yaml

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need when it is missing: Debian packages
-# (openssl, curl, redis-server, python3, and the node's runc, CNI plugins,
-# iptables and nftables) and the Rust components fmt and clippy.
+# (openssl, curl, redis-server, python3; the node's runc, CNI plugins,
+# iptables and nftables; podman, debootstrap and busybox-static for the
+# images) and the Rust components fmt and clippy.
 # Go and Rust themselves are prerequisites (see README).
 set -euo pipefail
 
 missing=()
 need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed' || missing+=("$1"); }
 need openssl openssl
 need curl curl
 need redis-server redis-server
@@ -18,6 +20,13 @@ need iptables iptables
 need nft nftables
 need conntrack conntrack
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+# The images (hack/image): podman builds them, debootstrap makes the base
+# stand-ins, the test images take Debian's static busybox (not `busybox`,
+# which is dynamic) and the CA bundle.
+need podman podman
+need_pkg debootstrap
+need_pkg busybox-static
+need_pkg ca-certificates
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=()

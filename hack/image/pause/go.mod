@@ -1,0 +1,3 @@
+module upstash-rotator/hack/image/pause
+
+go 1.22
