@@ -131,3 +131,14 @@ async fn unusable_ca_files_stop_the_operator_at_start() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--ca-file /nonexistent/ca.pem"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_bundle_loads_every_certificate_and_ignores_other_blocks() {
+    let (first, second) = (support::tls::TestCa::new(&[]), support::tls::TestCa::new(&[]));
+    let key = std::fs::read_to_string(first.key_path()).expect("key");
+    let bundle = format!("# two CAs and a stray key\n{}{key}{}", first.ca_pem(), second.ca_pem());
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), bundle).expect("write");
+    let roots = upstash_rotator::trust::load_ca_file(file.path()).expect("a valid bundle");
+    assert_eq!(roots.len(), 2);
+}
