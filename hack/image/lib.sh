@@ -32,7 +32,7 @@ podman_limits() {
 }
 
 # Flags for every `podman run` of the checks: no network at all (no CNI
-# bridge, no iptables rules), the nofile limit above.
+# bridge, no iptables rules), the limits above.
 podman_run() {
   # shellcheck disable=SC2046
   podman run --rm --network=none --pull=never $(podman_limits) "$@"
