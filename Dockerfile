@@ -23,4 +23,7 @@ COPY --from=build /upstash-rotator /upstash-rotator
 USER 65532:65532
 ENV LOG_FORMAT=json
 EXPOSE 8080
-ENTRYPOINT ["/upstash-rotator", "run"]
+# The subcommand is the default argument, not part of the entrypoint: the
+# chart passes `run` with its flags, `docker run IMAGE rotate …` works too.
+ENTRYPOINT ["/upstash-rotator"]
+CMD ["run"]

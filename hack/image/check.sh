@@ -31,8 +31,8 @@ has_files() { # image, path...
 
 check_operator() { # ref
   local ref=$1 config root
-  config=$(podman image inspect --format '{{.Config.User}} {{json .Config.Entrypoint}}' "$ref")
-  [ "$config" = '65532:65532 ["/upstash-rotator","run"]' ] || fail "$ref" "user and entrypoint are: $config"
+  config=$(podman image inspect --format '{{.Config.User}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$ref")
+  [ "$config" = '65532:65532 ["/upstash-rotator"] ["run"]' ] || fail "$ref" "user, entrypoint and command are: $config"
   # As the chart runs it: non-root, read-only root filesystem.
   expect "$ref" '^upstash-rotator [0-9]' --read-only --entrypoint /upstash-rotator "$ref" --version
   has_files "$ref" etc/ssl/certs/ca-certificates.crt usr/share/zoneinfo/UTC etc/passwd tmp home/nonroot
