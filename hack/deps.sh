@@ -19,7 +19,7 @@ need runc runc
 need iptables iptables
 need nft nftables
 need conntrack conntrack
-[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+need_pkg containernetworking-plugins
 # The images (hack/image): podman builds them, debootstrap makes the base
 # stand-ins, the test images take Debian's static busybox (not `busybox`,
 # which is dynamic) and the CA bundle.

@@ -97,7 +97,13 @@ for root in /sys/fs/cgroup/*/; do
   done
 done
 
-# 7. State, the bridge.
+# 7. The kubelet's links to container logs (a fixed directory) that point
+#    into this node's state.
+for link in /var/log/containers/*.log; do
+  [ -L "$link" ] && case $(readlink "$link") in "$node"/*) rm -f "$link" ;; esac
+done
+
+# 8. State, the bridge.
 rm -rf "$node" "$run"
 "$TESTENV_DIR/node/bridge.sh" down
 echo "node stopped" >&2

@@ -24,5 +24,7 @@ if [ "${1:-}" = nft-tables ]; then nft_tables; exit 0; fi
   # Rules without counters, so traffic between the two readings does not count.
   nft list ruleset 2>/dev/null | sed -E 's/counter packets [0-9]+ bytes [0-9]+ ?//' | sed 's/^/nft /'
   find /sys/fs/cgroup -maxdepth 3 -type d \( -name kubepods -o -name k8s.io \) 2>/dev/null | sed 's/^/cgroup /'
+  # The kubelet links every container's log here (a fixed path).
+  find /var/log/containers -maxdepth 1 -type l 2>/dev/null | sed 's/^/log-link /'
   if [ -e "$TESTENV_NODE_RUN" ]; then echo "dir $TESTENV_NODE_RUN"; fi
 } | sort

@@ -133,7 +133,7 @@ printf 'CTR=%q\nCONTAINERD_ADDRESS=%q\n' "$bin/ctr" "$run/containerd.sock" >"$no
 
 # --- images pods need (no registry is reachable: built here, imported)
 "$REPO_ROOT/hack/image/test-images.sh" >"$node/images.env"
-pause=$(sed -n 's/^PAUSE=//p' "$node/images.env")
+pause=$(sed -n 's/^PAUSE_IMAGE=//p' "$node/images.env")
 "$bin/ctr" --address "$run/containerd.sock" -n k8s.io images tag --force "$pause" "$TESTENV_PAUSE_IMAGE" >/dev/null
 
 # --- kubelet
@@ -161,6 +161,8 @@ authorization: {mode: Webhook}
 # No cluster DNS, and no host resolver either: a pod must never send a DNS
 # query off this machine.
 resolvConf: ""
+# Container logs under the node's state, not /var/log/pods.
+podLogsDir: $node/pod-logs
 # Mounted Secrets refresh within this period (default 1m); see docs/testenv.md.
 syncFrequency: 10s
 # The disk is shared with builds: never evict or garbage-collect images here.
