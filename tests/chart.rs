@@ -277,9 +277,13 @@ async fn the_pod_spec_is_admitted_under_the_restricted_pod_security_standard() {
     };
     // The ServiceAccount admission plugin looks up the pod's account, which
     // helm would have created with the Deployment.
-    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).expect("the chart names one");
+    let account =
+        pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).expect("the chart names one");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
-    let sa = ServiceAccount { metadata: ObjectMeta { name: Some(account), ..Default::default() }, ..Default::default() };
+    let sa = ServiceAccount {
+        metadata: ObjectMeta { name: Some(account), ..Default::default() },
+        ..Default::default()
+    };
     accounts.create(&PostParams::default(), &sa).await.expect("create the chart's ServiceAccount");
     let pods: Api<Pod> = Api::namespaced(client, &ns.name);
     let dry_run = PostParams { dry_run: true, ..Default::default() };

@@ -40,10 +40,35 @@ pub fn image(name: &str) -> String {
 /// `make test` as `UPSTASH_ROTATOR_IMAGE`), split into repository and tag.
 pub fn operator_image() -> (String, String) {
     let image = std::env::var("UPSTASH_ROTATOR_IMAGE").unwrap_or_else(|_| {
-        panic!("UPSTASH_ROTATOR_IMAGE is not set: run `make image` and export IMAGE=… as UPSTASH_ROTATOR_IMAGE")
+        panic!(
+            "UPSTASH_ROTATOR_IMAGE is not set: run `make image` and export IMAGE=… as UPSTASH_ROTATOR_IMAGE"
+        )
     });
     let (repository, tag) = image.rsplit_once(':').expect("IMAGE is repository:tag");
     (repository.to_owned(), tag.to_owned())
+}
+
+/// The operator image as one reference, `repository:tag`.
+pub fn operator_image_ref() -> String {
+    let (repository, tag) = operator_image();
+    format!("{repository}:{tag}")
+}
+
+/// An image derived from `base` whose own trust store also holds the CA in
+/// `ca_pem` (hack/image/with-ca.sh), imported into the node.
+pub fn image_with_ca(base: &str, ca_pem: &std::path::Path) -> String {
+    let script = crate::repo_path("hack/image/with-ca.sh");
+    let out = std::process::Command::new(&script)
+        .arg(base)
+        .arg(ca_pem)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let image = stdout.lines().last().and_then(|l| l.strip_prefix("IMAGE="));
+    match image {
+        Some(image) if out.status.success() => image.to_owned(),
+        _ => panic!("{} failed: {}", script.display(), text(&out)),
+    }
 }
 
 /// Waits until the namespace's `default` ServiceAccount exists: pods created
@@ -129,17 +154,22 @@ impl Release {
     pub fn install(namespace: &str, api_url: &str, extra: &[(&str, &str)]) -> Self {
         let name = format!("r{}", &namespace[namespace.len() - 8..]);
         let release = Self { name, namespace: namespace.to_owned() };
-        release.helm("install", api_url, extra);
+        release.helm("install", &operator_image(), api_url, extra);
         release
     }
 
     /// `helm upgrade --wait` with the same base values and new extra ones.
     pub fn upgrade(&self, api_url: &str, extra: &[(&str, &str)]) {
-        self.helm("upgrade", api_url, extra);
+        self.helm("upgrade", &operator_image(), api_url, extra);
     }
 
-    fn helm(&self, verb: &str, api_url: &str, extra: &[(&str, &str)]) {
-        let (repository, tag) = operator_image();
+    /// `helm upgrade --wait` to another image (`repository:tag`).
+    pub fn upgrade_to_image(&self, image: &str, api_url: &str, extra: &[(&str, &str)]) {
+        let (repository, tag) = image.rsplit_once(':').expect("image is repository:tag");
+        self.helm("upgrade", &(repository.to_owned(), tag.to_owned()), api_url, extra);
+    }
+
+    fn helm(&self, verb: &str, (repository, tag): &(String, String), api_url: &str, extra: &[(&str, &str)]) {
         let sets = [
             format!("image.repository={repository}"),
             format!("image.tag={tag}"),
@@ -148,7 +178,7 @@ impl Release {
             format!("watchNamespaces={{{}}}", self.namespace),
             format!("upstashApiUrl={api_url}"),
             "logFormat=text".to_owned(),
-            "logLevel=info,upstash_rotator=debug".to_owned(),
+            r"logLevel=info\,upstash_rotator=debug".to_owned(),
         ];
         let mut args = vec![verb, &self.name, CHART, "-n", &self.namespace, "--wait", "--timeout", "120s"];
         for set in &sets {

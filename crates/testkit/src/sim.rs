@@ -261,6 +261,9 @@ impl RedisServer {
             .args(["--port", &port.to_string(), "--bind"])
             .args(bind)
             .args(["--save", "", "--appendonly", "no"])
+            // Until the simulator sets the `default` password, protected mode
+            // would refuse every client that is not on loopback (pods).
+            .args(["--protected-mode", if extra.is_empty() { "yes" } else { "no" }])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -216,7 +216,8 @@ impl World {
 
     /// Makes the namespace enforce the `restricted` Pod Security Standard.
     pub async fn label_namespace_restricted(&self) {
-        let label = serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+        let label =
+            serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
         Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
             .patch(&self.ns.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&label))
             .await
