@@ -1,41 +1,68 @@
 #!/usr/bin/env bash
-# `make demo`: a guided tour on a local control plane with upstash-sim and a
-# real redis-server. Everything it starts, it stops.
+# `make demo`: a guided tour on a local cluster with a real node. The operator
+# runs as a pod from the image the Dockerfile builds and speaks HTTPS to
+# upstash-sim; an application pod reads the Secret and talks to the real
+# redis-server behind the simulator. Everything it starts, it stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+started=$SECONDS
 
 hack/deps.sh
-say "Building upstash-rotator and upstash-sim"
+say "Building upstash-sim and the upstash-rotator CLI"
 cargo build --locked --quiet --workspace --bins
 bin=$PWD/target/debug
 
 work=$(mktemp -d)
 pids=()
-plane_was_running=0
-[ -f target/testenv/pids/kube-apiserver ] && kill -0 "$(cat target/testenv/pids/kube-apiserver)" 2>/dev/null && plane_was_running=1
+cluster_was_running=0
+if [ "$(cat target/testenv/node-mode 2>/dev/null)" = 1 ] && hack/testenv/node/up.sh --check 2>/dev/null; then
+  cluster_was_running=1
+fi
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [ "$plane_was_running" = 1 ] || hack/testenv/down.sh >/dev/null 2>&1 || true
+  if [ "$cluster_was_running" = 1 ]; then
+    kubectl delete namespace demo --wait=false >/dev/null 2>&1 || true
+  else
+    hack/testenv/down.sh >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-say "Starting a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)"
-eval "$(hack/testenv/up.sh)"
+say "Starting a local Kubernetes cluster: control plane and one node (containerd, kubelet, kube-proxy)"
+eval "$(NODE=1 hack/testenv/up.sh)"
+host=$TESTENV_HOST_IP
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+say "Building the operator image from the Dockerfile (the first build takes a few minutes)"
+image=$(hack/image/build.sh | tail -n 1)
+image=${image#IMAGE=}
+echo "image: $image"
+
+# A private CA for the simulator's HTTPS, as a company CA would be.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/ca.key" -out "$work/ca.pem" -days 1 \
+  -subj "/CN=demo-ca" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$work/sim.key" -out "$work/sim.csr" -subj "/CN=upstash-sim" 2>/dev/null
+printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$host" >"$work/sim.ext"
+openssl x509 -req -in "$work/sim.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 1 \
+  -out "$work/sim.pem" -extfile "$work/sim.ext" 2>/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("'"$host"'",0)); print(s.getsockname()[1])'; }
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+# Pods connect from the pod network: protected mode would refuse them until
+# the simulator sets the password.
+redis-server --port "$redis_port" --bind "$host" --protected-mode no --save "" --appendonly no --daemonize no \
+  >"$work/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 100); do redis-cli -h "$host" -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-say "Starting upstash-sim, a local stand-in for Upstash, backed by a real redis-server on port $redis_port"
+say "Starting upstash-sim on the pod network over HTTPS, backed by a real redis-server ($host:$redis_port)"
 account="demo@example.com:demo-api-key"
-"$bin/upstash-sim" --listen 127.0.0.1:0 --account "$account" --redis "127.0.0.1:$redis_port" >"$work/sim.out" 2>"$work/sim.log" &
+"$bin/upstash-sim" --listen "$host:0" --allow-remote --tls-cert "$work/sim.pem" --tls-key "$work/sim.key" \
+  --account "$account" --redis "$host:$redis_port" >"$work/sim.out" 2>"$work/sim.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/sim.out" ] && break; sleep 0.1; done
 sim=$(sed -n 's/^upstash-sim listening on //p' "$work/sim.out")
@@ -43,20 +70,25 @@ sim=$(sed -n 's/^upstash-sim listening on //p' "$work/sim.out")
 echo "upstash-sim at $sim"
 
 say "Creating a Redis database in the simulator, as you would in the Upstash console"
-database_id=$(curl -fsS -u "$account" -H 'Content-Type: application/json' \
+database_id=$(curl -fsS --cacert "$work/ca.pem" -u "$account" -H 'Content-Type: application/json' \
   -d '{"database_name":"shop-cache","platform":"aws","primary_region":"us-east-1"}' \
   "$sim/v2/redis/database" | python3 -c 'import json,sys; print(json.load(sys.stdin)["database_id"])')
 echo "database id: $database_id"
 
-say "Installing the CRD and running the operator (it talks to the simulator, not to Upstash)"
-run kubectl apply --server-side -f crds/
-kubectl wait --for=condition=Established --timeout=60s crd/redispasswordrotations.upstash-rotator.io >/dev/null
-"$bin/upstash-rotator" run --upstash-api-url "$sim" --allow-insecure-upstash-url --namespace demo >"$work/operator.log" 2>&1 &
-pids+=($!)
-
-say "Applying the examples: the API credentials Secret and a RedisPasswordRotation"
+say "Installing the operator with its Helm chart (image ${image}, trusting the demo CA)"
 kubectl delete namespace demo --ignore-not-found --timeout=60s >/dev/null # left over from an earlier demo
 kubectl create namespace demo >/dev/null
+kubectl label namespace demo pod-security.kubernetes.io/enforce=restricted >/dev/null
+# A CRD left by the tests or an earlier demo on a reused cluster stays (the
+# chart keeps it on uninstall); a fresh cluster gets it from the chart.
+crds=true
+kubectl get crd redispasswordrotations.upstash-rotator.io >/dev/null 2>&1 && crds=false
+run helm install rotator charts/upstash-rotator -n demo --wait --timeout 120s --set crds.install=$crds \
+  --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
+  --set upstashApiUrl="$sim" --set-file upstash.caBundle="$work/ca.pem" --set "watchNamespaces={demo}" >/dev/null
+run kubectl get pods -n demo -o wide
+
+say "Applying the examples: the API credentials Secret and a RedisPasswordRotation"
 sed -e 's/you@example.com/demo@example.com/' -e 's/REPLACE_WITH_YOUR_API_KEY/demo-api-key/' \
   examples/credentials-secret.yaml | kubectl apply -n demo -f -
 sed -e "s/96ad0856-03b1-4ee7-9666-e81abd0349e1/$database_id/" examples/redispasswordrotation.yaml | kubectl apply -n demo -f -
@@ -68,29 +100,55 @@ show_secret() {
   echo "Secret demo/cache now holds:"
   for key in UPSTASH_REDIS_HOST UPSTASH_REDIS_PORT UPSTASH_REDIS_REST_URL; do printf '  %-34s %s\n' "$key" "$(secret_value "$key")"; done
   printf '  %-34s %s…  (shortened here)\n' UPSTASH_REDIS_PASSWORD "$(secret_value UPSTASH_REDIS_PASSWORD | cut -c1-8)"
-  printf '  %-34s %s…\n' REDIS_URL "$(secret_value REDIS_URL | cut -c1-24)"
 }
 say "The operator wrote the database's current credentials, without resetting anything"
 show_secret
-old_password=$(secret_value UPSTASH_REDIS_PASSWORD)
-echo "\$ redis-cli -p $redis_port --user default --pass <password from the Secret> ping"
-REDISCLI_AUTH=$old_password redis-cli -p "$redis_port" --user default ping
+
+say "An application pod mounts the Secret and pings Redis with the mounted password"
+consumer=$(sed -n 's/^CONSUMER_IMAGE=//p' target/testenv/node/images.env)
+kubectl apply -n demo -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: app}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: $consumer
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    volumeMounts: [{name: redis, mountPath: /etc/redis, readOnly: true}]
+  volumes: [{name: redis, secret: {secretName: cache}}]
+YAML
+kubectl wait -n demo --for=condition=Ready --timeout=60s pod/app >/dev/null
+ping_cmd='redis-cli -h "$(cat /etc/redis/UPSTASH_REDIS_HOST)" -p "$(cat /etc/redis/UPSTASH_REDIS_PORT)" --no-auth-warning -a "$(cat /etc/redis/UPSTASH_REDIS_PASSWORD)" ping 2>&1'
+app_ping() { kubectl exec -n demo app -- sh -c "$ping_cmd"; }
+echo '$ kubectl exec app -- redis-cli -h $UPSTASH_REDIS_HOST … -a $(cat /etc/redis/UPSTASH_REDIS_PASSWORD) ping'
+app_ping
 
 say "Rotating: raise spec.rotation by one and wait for the operator"
 run "$bin/upstash-rotator" rotate cache -n demo --wait --timeout 60
+rotated=$SECONDS
 run kubectl get rpr -n demo
 show_secret
-new_password=$(secret_value UPSTASH_REDIS_PASSWORD)
 
-say "The new password works, the old one is refused"
-echo "\$ redis-cli ... --pass <new password> ping"
-REDISCLI_AUTH=$new_password redis-cli -p "$redis_port" --user default ping
-echo "\$ redis-cli ... --pass <old password> ping"
-REDISCLI_AUTH=$old_password redis-cli -p "$redis_port" --user default ping 2>&1 || true
-[ "$old_password" != "$new_password" ]
+say "Upstash revoked the old password at once; the kubelet refreshes the mounted file within its sync period"
+last=""
+for _ in $(seq 1 120); do
+  reply=$(app_ping | head -n 1 || true)
+  if [ "$reply" != "$last" ]; then
+    printf '  t+%3ss  app pings: %s\n' "$((SECONDS - rotated))" "$reply"
+    last=$reply
+  fi
+  [ "$reply" = PONG ] && break
+  sleep 1
+done
+[ "$last" = PONG ] || { echo "the pod never saw the new password" >&2; exit 1; }
 
 say "What happened, as events on the resource"
 kubectl get events -n demo --field-selector involvedObject.kind=RedisPasswordRotation \
   -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
 
-say "Done. Everything started for the demo is being stopped."
+say "Done in $((SECONDS - started)) s. Everything started for the demo is being stopped."
