@@ -106,9 +106,10 @@ impl UpstashClient {
         }
         let mut database =
             RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))?;
-        // An API reached over HTTPS never downgrades its consumers to plain HTTP.
-        let secure = self.base_url.to_ascii_lowercase().starts_with("https://");
-        if secure && database.rest_url.as_deref().is_some_and(|u| u.starts_with("http://")) {
+        // A REST URL is taken only when it is where this API answers (the
+        // simulator serves both on one listener): a response can never send
+        // applications' tokens to another host, port or scheme.
+        if database.rest_url.as_deref().is_some_and(|u| !same_origin(u, &self.base_url)) {
             database.rest_url = None;
         }
         Ok(database)
@@ -119,6 +120,14 @@ impl UpstashClient {
             observe(route, status);
         }
         error
+    }
+}
+
+/// Whether two URLs share scheme, host and port (default ports included).
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin() && a.origin().is_tuple(),
+        _ => false,
     }
 }
 
@@ -143,4 +152,18 @@ fn transport(e: reqwest::Error) -> UpstashError {
     };
     // reqwest's text names the URL (no secrets in it) and the io error.
     UpstashError::Transport(format!("{kind}: {}", e.without_url()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn a_rest_url_must_be_where_the_api_answers() {
+        assert!(same_origin("https://10.0.0.1:8443", "https://10.0.0.1:8443/"));
+        assert!(same_origin("https://api.upstash.com", "https://api.upstash.com:443"));
+        for other in ["http://10.0.0.1:8443", "https://10.0.0.1:9443", "https://10.0.0.2:8443", "not a url"] {
+            assert!(!same_origin(other, "https://10.0.0.1:8443"), "{other}");
+        }
+    }
 }

@@ -107,13 +107,15 @@ impl RedisDatabase {
 /// An http(s) URL made of a scheme and a host (with an optional port) only;
 /// anything else (credentials, a path, a query) is ignored as unusable.
 fn rest_url_of(value: &str) -> Option<String> {
-    let (scheme, rest) = value.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = rest.trim_end_matches('/');
-    let usable = matches!(scheme.as_str(), "https" | "http")
-        && !authority.is_empty()
-        && authority.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
-    usable.then(|| format!("{scheme}://{authority}"))
+    let url = reqwest::Url::parse(value).ok()?;
+    let usable = matches!(url.scheme(), "https" | "http")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    usable.then(|| url.origin().ascii_serialization())
 }
 
 /// Strips a scheme and trailing slashes; a bare slug gets `.upstash.io`.
@@ -185,7 +187,16 @@ mod tests {
             RedisDatabase::parse(without).expect("parses").rest_url(),
             "https://calm-otter-1.upstash.io"
         );
-        for bad in ["ftp://h", "https://u:p@h", "https://h/path", "https://", "h:1", "https://h x"] {
+        for bad in [
+            "ftp://h",
+            "https://u:p@h",
+            "https://h/path",
+            "https://",
+            "h:1",
+            "https://h x",
+            "https://a:b:c",
+            "https://h?q",
+        ] {
             let body = format!(r#"{{"database_id":"x","endpoint":"e.io","port":1,"rest_url":"{bad}"}}"#);
             let db = RedisDatabase::parse(body.as_bytes()).expect("parses");
             assert_eq!(db.rest_url, None, "{bad}");
