@@ -51,5 +51,18 @@ TESTENV_NODE_STATE="$TESTENV_STATE/node"
 # containerd's sockets (a unix socket path is limited to 107 bytes, so not
 # under the checkout). One node per machine.
 TESTENV_NODE_RUN=/run/upstash-rotator-testenv
+# Kernel settings the node changes while it runs (the kubelet sets the first
+# three unless protectKernelDefaults; the CNI bridge turns on forwarding for
+# Services); node/down.sh restores the values node/up.sh found.
+TESTENV_NODE_SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward"
+# Fixed paths the kubelet, CNI and containerd create whatever they are told:
+# removed on cluster-down when they did not exist before.
+TESTENV_NODE_HOST_DIRS="/var/lib/kubelet /var/lib/cni /var/log/pods /var/log/containers"
+# Marks the FORWARD rule that keeps pod traffic on the bridge.
+TESTENV_NODE_RULE_COMMENT=upstash-rotator-testenv-node
+
+# The checkout whose node runs on this machine, if any.
+testenv_node_owner() { cat "$TESTENV_NODE_RUN/owner" 2>/dev/null || true; }
+
 # The sandbox image every pod starts with: built here (hack/image).
 TESTENV_PAUSE_IMAGE=localhost/pause:testenv

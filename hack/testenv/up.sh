@@ -22,7 +22,11 @@ address=127.0.0.1
 print_exports() {
   echo "export KUBECONFIG=$kubeconfig"
   echo "export PATH=$bin:\$PATH"
-  [ "$node" = 0 ] || echo "export TESTENV_HOST_IP=$TESTENV_HOST_IP"
+  if [ "$node" = 1 ]; then
+    echo "export TESTENV_HOST_IP=$TESTENV_HOST_IP"
+    # Cluster addresses are on this machine: never through a proxy.
+    echo "export NO_PROXY=$TESTENV_POD_CIDR,$TESTENV_SERVICE_CIDR\${NO_PROXY:+,\$NO_PROXY}"
+  fi
 }
 
 healthy() {
@@ -36,6 +40,12 @@ if healthy; then
   echo "control plane already running" >&2
   print_exports
   exit 0
+fi
+owner=$(testenv_node_owner)
+if [ "$node" = 1 ] && [ -n "$owner" ] && [ "$owner" != "$REPO_ROOT" ]; then
+  echo "the local node of another checkout ($owner) runs on this machine: one node per machine;" \
+    "stop it there with make cluster-down" >&2
+  exit 1
 fi
 # A half-dead plane from an earlier run: clear it before starting afresh.
 "$TESTENV_DIR/down.sh" >/dev/null 2>&1 || true

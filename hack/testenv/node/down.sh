@@ -11,6 +11,12 @@ state=$TESTENV_STATE
 node=$TESTENV_NODE_STATE
 run=$TESTENV_NODE_RUN
 bin=$(testenv_bin_dir)
+owner=$(testenv_node_owner)
+if [ -n "$owner" ] && [ "$owner" != "$REPO_ROOT" ]; then
+  # The node on this machine is another checkout's: nothing here is ours.
+  rm -rf "$node"
+  exit 0
+fi
 [ -d "$node" ] || [ -e "$run" ] || ip link show "$TESTENV_BRIDGE" >/dev/null 2>&1 || exit 0
 
 stop() { # name: TERM, then KILL after 10 s
@@ -68,8 +74,10 @@ fi
 for cmd in iptables ip6tables; do
   command -v "$cmd" >/dev/null || continue
   for table in filter nat mangle; do
-    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r rule; do
-      eval "$cmd -t $table -D ${rule#-A }" 2>/dev/null || true
+    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r -a rule; do
+      # `-A CHAIN spec…` as listed; the comments the kubelet adds have no
+      # spaces, so splitting on blanks gives the words back.
+      "$cmd" -t "$table" -D "${rule[@]:1}" 2>/dev/null || true
     done || true
     for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
       "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
@@ -78,6 +86,11 @@ for cmd in iptables ip6tables; do
       "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
     done
   done
+done
+# The rule that kept pod traffic on the bridge (bounded: it was added once).
+for _ in 1 2 3; do
+  iptables -D FORWARD -i "$TESTENV_BRIDGE" ! -o "$TESTENV_BRIDGE" \
+    -m comment --comment "$TESTENV_NODE_RULE_COMMENT" -j REJECT 2>/dev/null || break
 done
 # iptables-nft leaves the tables it created; drop those that are new and hold
 # no rules any more.
@@ -97,13 +110,33 @@ for root in /sys/fs/cgroup/*/; do
   done
 done
 
-# 7. The kubelet's links to container logs (a fixed directory) that point
+# 7. Kernel settings back to what they were before the node started.
+if [ -f "$node/sysctl.before" ]; then
+  while IFS= read -r setting; do sysctl -q -w "$setting" >/dev/null 2>&1 || true; done <"$node/sysctl.before"
+fi
+
+# 8. The kubelet's links to container logs (a fixed directory) that point
 #    into this node's state.
 for link in /var/log/containers/*.log; do
   [ -L "$link" ] && case $(readlink "$link") in "$node"/*) rm -f "$link" ;; esac
 done
 
-# 8. State, the bridge.
+# 9. Fixed directories the kubelet, CNI and containerd created (the device
+#    plugin socket, the CNI result cache, log directories), unless they were
+#    there before.
+if [ -f "$node/dirs.before" ]; then
+  for dir in $TESTENV_NODE_HOST_DIRS; do
+    grep -qxF "$dir" "$node/dirs.before" || rm -rf "$dir"
+  done
+fi
+
+# 10. State, the bridge. Never remove a directory something is still mounted
+#     in (the files of the mounted filesystem would go with it).
+if awk '{print $5}' /proc/self/mountinfo | grep -qE "^($node|$run)(/|$)"; then
+  echo "still mounted under $node or $run; not removing them:" >&2
+  awk '{print $5}' /proc/self/mountinfo | grep -E "^($node|$run)(/|$)" >&2
+  exit 1
+fi
 rm -rf "$node" "$run"
 "$TESTENV_DIR/node/bridge.sh" down
 echo "node stopped" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the local node leaves on this machine, one line per item, sorted:
 # processes of its binaries, mounts, network namespaces, links, nft rules,
-# kubepods cgroups. make test compares the footprint before the node starts
+# kubepods cgroups, kernel settings, fixed directories. make test compares the footprint before the node starts
 # with the one after it stops.
 #   footprint.sh              everything
 #   footprint.sh nft-tables   only the nft tables (used by up.sh/down.sh)
@@ -26,5 +26,9 @@ if [ "${1:-}" = nft-tables ]; then nft_tables; exit 0; fi
   find /sys/fs/cgroup -maxdepth 3 -type d \( -name kubepods -o -name k8s.io \) 2>/dev/null | sed 's/^/cgroup /'
   # The kubelet links every container's log here (a fixed path).
   find /var/log/containers -maxdepth 1 -type l 2>/dev/null | sed 's/^/log-link /'
+  for key in $TESTENV_NODE_SYSCTLS; do echo "sysctl $key=$(sysctl -n "$key" 2>/dev/null)"; done
+  for dir in $TESTENV_NODE_HOST_DIRS; do
+    if [ -e "$dir" ]; then echo "dir $dir"; fi
+  done
   if [ -e "$TESTENV_NODE_RUN" ]; then echo "dir $TESTENV_NODE_RUN"; fi
 } | sort

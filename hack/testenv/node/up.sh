@@ -9,11 +9,11 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-bin=$("$TESTENV_DIR/build.sh")
 state=$TESTENV_STATE
 node=$TESTENV_NODE_STATE
 pki=$state/pki
 run=$TESTENV_NODE_RUN
+bin=$(testenv_bin_dir)
 kubectl=("$bin/kubectl" --kubeconfig "$state/kubeconfig")
 
 ready() {
@@ -24,12 +24,31 @@ ready() {
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 if [ "${1:-}" = --check ]; then ready; exit; fi
+bin=$("$TESTENV_DIR/build.sh")
+
+# Another Kubernetes node on this machine would share iptables chains and
+# cgroups with this one; cleaning up after ours would break it.
+if iptables -S 2>/dev/null | grep -q -- '-N KUBE-' || compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null; then
+  echo "this machine already has a Kubernetes node's iptables chains or kubepods cgroups;" \
+    "stop it first (or run make cluster-down in the checkout that started it)" >&2
+  exit 1
+fi
 
 started_ns=$(date +%s%N)
-mkdir -p "$node"/{cni,ipam,kubelet,containerd} "$run"
-# What exists before the node does, so down.sh removes only what it added.
+# What exists before the node does, so down.sh removes only what it added and
+# restores what it changed.
+mkdir -p "$node"
 "$TESTENV_DIR/node/footprint.sh" nft-tables >"$node/nft-tables.before"
 ip netns list 2>/dev/null | awk '{print $1}' >"$node/netns.before"
+for key in $TESTENV_NODE_SYSCTLS; do echo "$key=$(sysctl -n "$key")"; done >"$node/sysctl.before"
+for dir in $TESTENV_NODE_HOST_DIRS; do [ -e "$dir" ] && echo "$dir"; done >"$node/dirs.before" || true
+mkdir -p "$node"/{cni,ipam,kubelet,containerd} "$run"
+
+# Forwarding is on while the node runs (Services to pods on the bridge), so a
+# pod could send a packet for an unused service address out of the machine's
+# default route. Nothing that enters from the bridge leaves by another link.
+iptables -I FORWARD 1 -i "$TESTENV_BRIDGE" ! -o "$TESTENV_BRIDGE" \
+  -m comment --comment "$TESTENV_NODE_RULE_COMMENT" -j REJECT
 
 start() { # name, then the command line
   local name=$1; shift
@@ -40,7 +59,7 @@ start() { # name, then the command line
 # --- certificates: the kubelet's node identity and its serving certificate
 (
   cd "$pki"
-  exec 2>/dev/null
+  exec 2>"$state/logs/node-pki.log"
   openssl req -newkey rsa:2048 -nodes -keyout kubelet.key -out kubelet.csr \
     -subj "/O=system:nodes/CN=system:node:$TESTENV_NODE_NAME"
   openssl x509 -req -in kubelet.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -out kubelet.crt -extfile cli.ext
