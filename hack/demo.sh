@@ -43,12 +43,13 @@ image=${image#IMAGE=}
 echo "image: $image"
 
 # A private CA for the simulator's HTTPS, as a company CA would be.
+openssl() { command openssl "$@" 2>"$work/openssl.log" || { cat "$work/openssl.log" >&2; return 1; }; }
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/ca.key" -out "$work/ca.pem" -days 1 \
-  -subj "/CN=demo-ca" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout "$work/sim.key" -out "$work/sim.csr" -subj "/CN=upstash-sim" 2>/dev/null
+  -subj "/CN=demo-ca" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign"
+openssl req -newkey rsa:2048 -nodes -keyout "$work/sim.key" -out "$work/sim.csr" -subj "/CN=upstash-sim"
 printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$host" >"$work/sim.ext"
 openssl x509 -req -in "$work/sim.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 1 \
-  -out "$work/sim.pem" -extfile "$work/sim.ext" 2>/dev/null
+  -out "$work/sim.pem" -extfile "$work/sim.ext"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("'"$host"'",0)); print(s.getsockname()[1])'; }
 redis_port=$(free_port)
@@ -61,8 +62,8 @@ for _ in $(seq 1 100); do redis-cli -h "$host" -p "$redis_port" ping >/dev/null 
 
 say "Starting upstash-sim on the pod network over HTTPS, backed by a real redis-server ($host:$redis_port)"
 account="demo@example.com:demo-api-key"
-"$bin/upstash-sim" --listen "$host:0" --allow-remote --tls-cert "$work/sim.pem" --tls-key "$work/sim.key" \
-  --account "$account" --redis "$host:$redis_port" >"$work/sim.out" 2>"$work/sim.log" &
+UPSTASH_SIM_ACCOUNTS=$account "$bin/upstash-sim" --listen "$host:0" --allow-remote \
+  --tls-cert "$work/sim.pem" --tls-key "$work/sim.key" --redis "$host:$redis_port" >"$work/sim.out" 2>"$work/sim.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/sim.out" ] && break; sleep 0.1; done
 sim=$(sed -n 's/^upstash-sim listening on //p' "$work/sim.out")
@@ -123,9 +124,10 @@ spec:
   volumes: [{name: redis, secret: {secretName: cache}}]
 YAML
 kubectl wait -n demo --for=condition=Ready --timeout=60s pod/app >/dev/null
-ping_cmd='redis-cli -h "$(cat /etc/redis/UPSTASH_REDIS_HOST)" -p "$(cat /etc/redis/UPSTASH_REDIS_PORT)" --no-auth-warning -a "$(cat /etc/redis/UPSTASH_REDIS_PASSWORD)" ping 2>&1'
+# The password goes through REDISCLI_AUTH: a command line is visible in `ps`.
+ping_cmd='REDISCLI_AUTH="$(cat /etc/redis/UPSTASH_REDIS_PASSWORD)" redis-cli -h "$(cat /etc/redis/UPSTASH_REDIS_HOST)" -p "$(cat /etc/redis/UPSTASH_REDIS_PORT)" ping 2>&1'
 app_ping() { kubectl exec -n demo app -- sh -c "$ping_cmd"; }
-echo '$ kubectl exec app -- redis-cli -h $UPSTASH_REDIS_HOST … -a $(cat /etc/redis/UPSTASH_REDIS_PASSWORD) ping'
+echo '$ kubectl exec app -- sh -c '\''REDISCLI_AUTH="$(cat /etc/redis/UPSTASH_REDIS_PASSWORD)" redis-cli -h … ping'\'''
 app_ping
 
 say "Rotating: raise spec.rotation by one and wait for the operator"

@@ -64,6 +64,8 @@ async fn the_image_runs_as_a_restricted_pod_and_rotates_over_https() {
     assert_eq!(world.resets().await, 0);
 
     // With it, the same pod template plus the bundle syncs and rotates.
+    // (Logs are collected before each upgrade replaces the pod.)
+    let mut logs = release.logs();
     release.upgrade(&world.sim.url, &[("--set-file", &ca_bundle(&ca))]);
     world.wait_applied("db", 0).await;
     world.set_rotation("db", 1).await;
@@ -77,7 +79,21 @@ async fn the_image_runs_as_a_restricted_pod_and_rotates_over_https() {
     // An image whose own store holds the CA (as a company bakes its CA into
     // images) needs no bundle: the image's store is what the operator uses.
     let derived = node::image_with_ca(&node::operator_image_ref(), &ca.ca_path());
+    logs.push_str(&release.logs());
     release.upgrade_to_image(&derived, &world.sim.url, &[]);
+    // The old pod (with the bundle) may still lead while it shuts down.
+    let leases: Api<Lease> = Api::namespaced(world.client.clone(), &world.ns.name);
+    let pods: Api<Pod> = Api::namespaced(world.client.clone(), &world.ns.name);
+    eventually(WAIT, "a pod of the derived image to lead", || {
+        let (leases, pods, lease_name, derived) =
+            (leases.clone(), pods.clone(), release.fullname(), derived.clone());
+        async move {
+            let holder = leases.get(&lease_name).await.ok()?.spec?.holder_identity?;
+            let pod = pods.get(&holder).await.ok()?;
+            (pod.spec?.containers[0].image.as_deref() == Some(derived.as_str())).then_some(())
+        }
+    })
+    .await;
     world.set_rotation("db", 2).await;
     world.wait_applied("db", 2).await;
     assert_eq!(world.resets().await, 2);
@@ -99,7 +115,6 @@ async fn the_image_runs_as_a_restricted_pod_and_rotates_over_https() {
     assert_eq!(security.read_only_root_filesystem, Some(true));
     let status = pod.status.as_ref().expect("status");
     assert_eq!(status.container_statuses.as_ref().expect("statuses")[0].restart_count, 0);
-    let leases: Api<Lease> = Api::namespaced(world.client.clone(), &world.ns.name);
     let lease = leases.get(&release.fullname()).await.expect("lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some(name.as_str()));
     let ip = status.pod_ip.clone().expect("pod IP");
@@ -107,9 +122,9 @@ async fn the_image_runs_as_a_restricted_pod_and_rotates_over_https() {
         let response = reqwest::get(format!("http://{ip}:8080{path}")).await.expect(path);
         assert_eq!(response.status(), 200, "{path}");
     }
-    world
-        .assert_nothing_leaked_in(&release.logs(), &support::world::credentials_of(&world.current().await))
-        .await;
+    logs.push_str(&release.logs());
+    assert!(logs.contains("Rotate"), "the collected logs cover the rotations");
+    world.assert_nothing_leaked_in(&logs, &support::world::credentials_of(&world.current().await)).await;
 }
 
 #[tokio::test]
@@ -168,13 +183,13 @@ async fn two_replicas_hand_over_and_a_rolling_upgrade_resets_once_per_step() {
             );
         })
     };
-    // Steps that begin while a pod of the old template still runs.
+    // Steps that begin while pods of both templates run at once.
     let mut during_rollout = 0;
     for step in 1..=STEPS {
         let listed = pods.list(&ListParams::default().labels(&release.selector())).await.expect("pods");
-        let old_template =
-            |p: &Pod| p.metadata.annotations.as_ref().is_none_or(|a| !a.contains_key("rolled"));
-        if listed.items.iter().any(old_template) {
+        let new_template =
+            |p: &Pod| p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("rolled"));
+        if listed.items.iter().any(new_template) && !listed.items.iter().all(new_template) {
             during_rollout += 1;
         }
         for i in 0..RESOURCES {
@@ -214,10 +229,11 @@ spec:
 }
 
 /// `redis-cli PING` from a pod with the password from the mounted file or
-/// from the environment; the reply (PONG, or the refusal).
+/// from the environment; the reply (PONG, or the refusal). The password goes
+/// through REDISCLI_AUTH, never a command line that `ps` shows.
 fn ping_from_pod(ns: &str, pod: &str, password_from: &str) -> String {
     let script = format!(
-        "redis-cli -h \"${KEY_HOST}\" -p \"${KEY_PORT}\" --no-auth-warning -a \"{password_from}\" ping 2>&1"
+        "REDISCLI_AUTH=\"{password_from}\" redis-cli -h \"${KEY_HOST}\" -p \"${KEY_PORT}\" ping 2>&1"
     );
     let out = exec(ns, pod, &["sh", "-c", &script]);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -248,8 +264,9 @@ async fn consumer_pods_see_the_new_password_through_the_volume_but_not_the_envir
     // The kubelet refreshes mounted Secrets every syncFrequency (10 s on this
     // node, 1 min by default).
     eventually(Duration::from_secs(90), "the mounted password to change", || {
-        let seen = exec_ok(ns, "app", &["cat", "/etc/redis-credentials/UPSTASH_REDIS_PASSWORD"]);
-        let fresh = seen == new;
+        // A failed exec is retried like a stale file.
+        let seen = exec(ns, "app", &["cat", "/etc/redis-credentials/UPSTASH_REDIS_PASSWORD"]);
+        let fresh = seen.status.success() && seen.stdout == new.as_bytes();
         async move { fresh.then_some(()) }
     })
     .await;
