@@ -74,10 +74,10 @@ fi
 for cmd in iptables ip6tables; do
   command -v "$cmd" >/dev/null || continue
   for table in filter nat mangle; do
-    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r -a rule; do
-      # `-A CHAIN spec…` as listed; the comments the kubelet adds have no
-      # spaces, so splitting on blanks gives the words back.
-      "$cmd" -t "$table" -D "${rule[@]:1}" 2>/dev/null || true
+    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r rule; do
+      # `-A CHAIN spec…` as listed, with quoted comments: xargs splits it into
+      # words the way the shell would, without evaluating anything.
+      printf '%s\n' "${rule#-A }" | xargs "$cmd" -t "$table" -D 2>/dev/null || true
     done || true
     for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
       "$cmd" -t "$table" -F "$chain" 2>/dev/null || true

@@ -19,13 +19,15 @@ if [ "${1:-}" = nft-tables ]; then nft_tables; exit 0; fi
   # Mounts under the node's directories, or created for pods.
   awk '{print $5}' /proc/self/mountinfo | grep -E "^($TESTENV_NODE_STATE|$TESTENV_NODE_RUN|/run/netns|/var/run/netns|/run/containerd)" |
     sed 's/^/mount /' || true
-  ip netns list 2>/dev/null | awk '{print "netns " $1}'
-  ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//'
+  # Each reading may find nothing (or its directory may be absent): never an
+  # error that would cut the listing short.
+  ip netns list 2>/dev/null | awk '{print "netns " $1}' || true
+  ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' || true
   # Rules without counters, so traffic between the two readings does not count.
-  nft list ruleset 2>/dev/null | sed -E 's/counter packets [0-9]+ bytes [0-9]+ ?//' | sed 's/^/nft /'
-  find /sys/fs/cgroup -maxdepth 3 -type d \( -name kubepods -o -name k8s.io \) 2>/dev/null | sed 's/^/cgroup /'
+  nft list ruleset 2>/dev/null | sed -E 's/counter packets [0-9]+ bytes [0-9]+ ?//' | sed 's/^/nft /' || true
+  find /sys/fs/cgroup -maxdepth 3 -type d \( -name kubepods -o -name k8s.io \) 2>/dev/null | sed 's/^/cgroup /' || true
   # The kubelet links every container's log here (a fixed path).
-  find /var/log/containers -maxdepth 1 -type l 2>/dev/null | sed 's/^/log-link /'
+  find /var/log/containers -maxdepth 1 -type l 2>/dev/null | sed 's/^/log-link /' || true
   for key in $TESTENV_NODE_SYSCTLS; do echo "sysctl $key=$(sysctl -n "$key" 2>/dev/null)"; done
   for dir in $TESTENV_NODE_HOST_DIRS; do
     if [ -e "$dir" ]; then echo "dir $dir"; fi
