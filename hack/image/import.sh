@@ -24,7 +24,8 @@ for archive in "$@"; do
   }
   # The names the archive gives its images must now be in containerd (ctr's
   # progress lines show them with spaces for dashes, so ask it).
-  names=$(tar -xOf "$archive" index.json | grep -o '"org.opencontainers.image.ref.name":"[^"]*"' | cut -d'"' -f4)
+  names=$(tar -xOf "$archive" index.json | grep -o '"org.opencontainers.image.ref.name":"[^"]*"' | cut -d'"' -f4) ||
+    { echo "$archive names no image (no org.opencontainers.image.ref.name in its index.json)" >&2; exit 1; }
   imported=$("$CTR" --address "$CONTAINERD_ADDRESS" -n k8s.io images ls -q 2>/dev/null)
   for name in $names; do
     grep -qxF "$name" <<<"$imported" || { echo "$name not in the node after importing $archive: $out" >&2; exit 1; }
