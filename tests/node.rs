@@ -33,6 +33,7 @@ struct NodeWorld {
 /// `with_redis`: the world's one database is backed by a real redis-server
 /// (the simulator then serves no other database).
 async fn node_world(prefix: &str, with_redis: bool) -> NodeWorld {
+    node::wait_operator_image().await;
     let ip: std::net::IpAddr = host_ip().parse().expect("TESTENV_HOST_IP is an IP address");
     let ca = TestCa::new(&[ip]);
     let redis = if with_redis { Some(RedisServer::start_also_on(&[ip]).await) } else { None };

@@ -36,16 +36,46 @@ pub fn image(name: &str) -> String {
         .unwrap_or_else(|| panic!("no image {name} in {}:\n{listing}", path.display()))
 }
 
-/// The operator image built from the Dockerfile (`make image`, exported by
-/// `make test` as `UPSTASH_ROTATOR_IMAGE`), split into repository and tag.
+/// The operator image built from the Dockerfile, split into repository and
+/// tag: `UPSTASH_ROTATOR_IMAGE` (what `make image` prints), or the file
+/// `UPSTASH_ROTATOR_IMAGE_FILE` names, which `make test` writes when its
+/// background build ends (see `wait_operator_image`).
 pub fn operator_image() -> (String, String) {
-    let image = std::env::var("UPSTASH_ROTATOR_IMAGE").unwrap_or_else(|_| {
-        panic!(
-            "UPSTASH_ROTATOR_IMAGE is not set: run `make image` and export IMAGE=… as UPSTASH_ROTATOR_IMAGE"
-        )
-    });
-    let (repository, tag) = image.rsplit_once(':').expect("IMAGE is repository:tag");
+    let image = match (std::env::var("UPSTASH_ROTATOR_IMAGE"), std::env::var("UPSTASH_ROTATOR_IMAGE_FILE")) {
+        (Ok(image), _) => image,
+        (_, Ok(file)) => std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{file}: {e}; call node::wait_operator_image first"))
+            .trim()
+            .to_owned(),
+        _ => panic!(
+            "neither UPSTASH_ROTATOR_IMAGE nor UPSTASH_ROTATOR_IMAGE_FILE is set: run `make image` and export \
+             IMAGE=… as UPSTASH_ROTATOR_IMAGE"
+        ),
+    };
+    let (repository, tag) =
+        image.rsplit_once(':').unwrap_or_else(|| panic!("{image:?} is not repository:tag"));
     (repository.to_owned(), tag.to_owned())
+}
+
+/// How long a test waits for `make test`'s background image build: a cold
+/// build on 2 cores, sharing them with cargo, takes up to about 10 minutes.
+const IMAGE_BUILD_WAIT: Duration = Duration::from_secs(25 * 60);
+
+/// Waits until the operator image is built: at once with
+/// `UPSTASH_ROTATOR_IMAGE`; otherwise until `make test`'s background build
+/// writes the file `UPSTASH_ROTATOR_IMAGE_FILE` names (`FAILED` when it
+/// failed, with its log next to it).
+pub async fn wait_operator_image() {
+    let Ok(file) = std::env::var("UPSTASH_ROTATOR_IMAGE_FILE") else { return };
+    if std::env::var_os("UPSTASH_ROTATOR_IMAGE").is_some() {
+        return;
+    }
+    let content = eventually(IMAGE_BUILD_WAIT, "the operator image build", || {
+        let file = file.clone();
+        async move { std::fs::read_to_string(&file).ok() }
+    })
+    .await;
+    assert_ne!(content.trim(), "FAILED", "the operator image build failed; its log: {file}.log");
 }
 
 /// The operator image as one reference, `repository:tag`.
