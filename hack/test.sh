@@ -49,7 +49,10 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 phase "cargo test"
 # Every crate's tests; the end-to-end ones in tests/ run the binaries this
 # same command builds.
-cargo test --locked --workspace --no-fail-fast
+# The end-to-end tests mostly wait on the apiserver, the kubelet and their
+# own processes, so four at a time per binary on two cores (libtest's default
+# is one per core).
+RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --locked --workspace --no-fail-fast
 
 phase "operator image build"
 wait "$image_build"
