@@ -7,22 +7,28 @@ use testkit as support;
 use std::time::Duration;
 
 use k8s_openapi::api::{
+    apps::v1::Deployment,
     coordination::v1::Lease,
     core::v1::{Pod, Secret},
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use support::{
     TestNamespace,
     operator::Operator,
     service_account_client,
     tools::{CHART, helm, text},
+    workloads,
     world::World,
 };
 
-use upstash_rotator::{conditions::Reason, leader::Election};
+use upstash_rotator::{
+    conditions::{self, Reason},
+    crd::{WorkloadKind, WorkloadRef},
+    leader::Election,
+};
 
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     match result {
@@ -112,4 +118,59 @@ async fn cluster_wide_install_reads_secrets_everywhere_but_never_deletes() {
     forbidden(pods.list(&ListParams::default()).await, "listing Pods");
     let out = helm(&["uninstall", &release, "-n", &operator_ns.name]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn rollout_restart_may_only_patch_workloads_and_is_forbidden_when_turned_off() {
+    let mut world = World::prepare("rbac-restart").await;
+    let admin = world.client.clone();
+    workloads::create_idle(&admin, &world.ns.name, WorkloadKind::Deployment, "web").await;
+    let watch = format!("watchNamespaces={{{}}}", world.ns.name);
+    let deployments = |client: &Client| Api::<Deployment>::namespaced(client.clone(), &world.ns.name);
+    let annotate = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"x": "1"}}}}});
+    let merge = Patch::Merge(&annotate);
+
+    let on_ns = TestNamespace::new(&admin, "rbac-on").await;
+    let on = format!("r{}", &on_ns.name[on_ns.name.len() - 8..]);
+    install(&on, &on_ns.name, &["--set", &watch]).await;
+    let allowed = chart_identity(&admin, &on_ns.name, &on).await;
+    deployments(&allowed).patch("web", &PatchParams::default(), &merge).await.expect("patch is granted");
+    forbidden(deployments(&allowed).get("web").await, "reading a Deployment");
+    forbidden(deployments(&allowed).list(&ListParams::default()).await, "listing Deployments");
+    forbidden(deployments(&allowed).delete("web", &DeleteParams::default()).await, "deleting a Deployment");
+
+    let off_ns = TestNamespace::new(&admin, "rbac-off").await;
+    let off = format!("r{}", &off_ns.name[off_ns.name.len() - 8..]);
+    install(&off, &off_ns.name, &["--set", &watch, "--set", "rolloutRestart.enabled=false"]).await;
+    let refused = chart_identity(&admin, &off_ns.name, &off).await;
+    forbidden(
+        deployments(&refused).patch("web", &PatchParams::default(), &merge).await,
+        "patch when turned off",
+    );
+
+    world.operator = Some(Operator::start(refused, &world.ns.name, &world.sim.url).await);
+    let mut spec = world.spec();
+    spec.rollout_restart = vec![WorkloadRef { kind: WorkloadKind::Deployment, name: "web".into() }];
+    world.create("cache", spec).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
+    world.set_rotation("cache", 1).await;
+    world.wait_applied("cache", 1).await;
+    let r = world
+        .wait_for("cache", Reason::Rotated.as_str(), |r| {
+            r.status.as_ref().is_some_and(|s| {
+                conditions::reason_of(&s.conditions, conditions::CONSUMERS_RESTARTED)
+                    == Some(Reason::ConsumerForbidden)
+            })
+        })
+        .await;
+    let condition =
+        conditions::get(&r.status.unwrap_or_default().conditions, conditions::CONSUMERS_RESTARTED)
+            .cloned()
+            .expect("condition");
+    assert!(condition.message.contains("rolloutRestart.enabled=true"), "{}", condition.message);
+    world.stop_operator().await;
+    for (release, ns) in [(&on, &on_ns.name), (&off, &off_ns.name)] {
+        let out = helm(&["uninstall", release, "-n", ns]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
 }

@@ -8,6 +8,7 @@ use k8s_openapi::{
 
 pub const READY: &str = "Ready";
 pub const ROTATING: &str = "Rotating";
+pub const CONSUMERS_RESTARTED: &str = "ConsumersRestarted";
 
 /// Why a condition has its status. Users see these in `kubectl get rpr` and
 /// alert on them: a stable API, spelled by `as_str`.
@@ -42,10 +43,18 @@ pub enum Reason {
     Starting,
     /// Blind resets are capped: a person has to decide.
     RotationNeedsAttention,
+    /// Every workload of `spec.rolloutRestart` was restarted.
+    Restarted,
+    /// A workload of `spec.rolloutRestart` does not exist.
+    ConsumerNotFound,
+    /// The operator may not patch a workload of `spec.rolloutRestart`.
+    ConsumerForbidden,
+    /// The apiserver refused the restart of a workload (invalid, or a webhook).
+    ConsumerRestartRefused,
 }
 
 impl Reason {
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 25] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -67,6 +76,10 @@ impl Reason {
         Self::ResetInFlight,
         Self::Starting,
         Self::RotationNeedsAttention,
+        Self::Restarted,
+        Self::ConsumerNotFound,
+        Self::ConsumerForbidden,
+        Self::ConsumerRestartRefused,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -92,6 +105,10 @@ impl Reason {
             Self::ResetInFlight => "ResetInFlight",
             Self::Starting => "Starting",
             Self::RotationNeedsAttention => "RotationNeedsAttention",
+            Self::Restarted => "Restarted",
+            Self::ConsumerNotFound => "ConsumerNotFound",
+            Self::ConsumerForbidden => "ConsumerForbidden",
+            Self::ConsumerRestartRefused => "ConsumerRestartRefused",
         }
     }
 

@@ -95,6 +95,58 @@ pub struct RedisPasswordRotationSpec {
     /// keeps it, holding the newest credentials.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Workloads in this namespace to restart, the way `kubectl rollout
+    /// restart` does, once the Secret holds new credentials (a rotation, or a
+    /// password changed outside the operator). Upstash revokes the old password
+    /// at once, so applications that read it only at start need this. Never
+    /// done on a first sync, an operator restart, or a Secret restored with
+    /// the same credentials. A target that is missing or may not be patched
+    /// is reported in the `ConsumersRestarted` condition; the rotation still
+    /// counts as done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(a, self.exists_one(b, a.kind == b.kind && a.name == b.name))"
+    ).message("spec.rolloutRestart lists a workload twice"))]
+    pub rollout_restart: Vec<WorkloadRef>,
+}
+
+/// A workload whose pods read the Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+pub struct WorkloadRef {
+    /// `Deployment`, `StatefulSet` or `DaemonSet` (group `apps`).
+    pub kind: WorkloadKind,
+    /// Name of the workload in the resource's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// Kinds of workload the operator can restart.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
 }
 
 /// Where the Upstash Developer API credentials are.
@@ -202,8 +254,15 @@ pub struct RedisPasswordRotationStatus {
     /// sent, cleared with `pendingRotation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<ResetAttempt>,
+    /// Fingerprint of the credentials the workloads of `spec.rolloutRestart`
+    /// were last restarted for (or found running with, when they were first
+    /// listed). A differing `credentialsFingerprint` means a restart is owed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers_fingerprint: Option<String>,
     /// `Ready`: the Secret holds the database's current credentials.
     /// `Rotating`: a rotation is in flight.
+    /// `ConsumersRestarted`: whether the last restart of `spec.rolloutRestart`
+    /// reached every workload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -250,6 +309,7 @@ impl RedisPasswordRotationSpec {
             secret_name: None,
             secret_template: None,
             deletion_policy: DeletionPolicy::default(),
+            rollout_restart: Vec::new(),
         }
     }
 }

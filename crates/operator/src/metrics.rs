@@ -23,6 +23,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: &'static str,
     /// HTTP status, or `error` when no answer came.
@@ -45,6 +50,7 @@ pub struct Metrics {
     pub rotation_duration: Histogram,
     pub upstash_requests: Family<RequestLabels, Counter>,
     pub last_rotation: Family<ResourceLabels, Gauge>,
+    pub consumer_restarts: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,6 +90,12 @@ impl Default for Metrics {
             "Unix time of the last successful rotation, per resource",
             last_rotation.clone(),
         );
+        let consumer_restarts = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "consumer_restarts",
+            "Workloads of spec.rolloutRestart restarted for new credentials, by kind",
+            consumer_restarts.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -93,6 +105,7 @@ impl Default for Metrics {
             rotation_duration,
             upstash_requests,
             last_rotation,
+            consumer_restarts,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod process;
 pub mod sim;
 pub mod tls;
 pub mod tools;
+pub mod workloads;
 pub mod world;
 
 use std::{path::PathBuf, time::Duration};

@@ -102,6 +102,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             Effect::WriteStatus => self.write_status().await?,
             Effect::Publish(notice) => self.publish(&notice).await,
             Effect::ReleaseFinalizer => self.release_finalizer().await?,
+            Effect::RestartConsumers => self.restart_consumers().await?,
         }
         Ok(Flow::Continue)
     }

@@ -19,7 +19,7 @@ use super::{
     messages::Notice,
     ops::{ApplyMode, KubeOps, UpstashOps},
 };
-use crate::crd::RedisPasswordRotation;
+use crate::crd::{RedisPasswordRotation, WorkloadRef};
 
 /// One call through `KubeOps` or `UpstashOps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub enum Call {
     Publish(&'static str),
     GetDatabase,
     Reset,
+    /// `kind/name` and the annotation's value.
+    RestartWorkload(String, String),
 }
 
 /// How a chosen call fails.
@@ -58,6 +60,10 @@ pub struct World {
     pub calls: Vec<Call>,
     /// Faults by the index the call will have in `calls`.
     pub faults: BTreeMap<usize, Fault>,
+    /// Workloads that exist (`Kind/name`), with their restart annotation.
+    pub workloads: BTreeMap<String, Option<String>>,
+    /// Restarts that fail with a 500 before the next one succeeds.
+    pub failing_restarts: u32,
     version: u64,
 }
 
@@ -204,6 +210,24 @@ impl KubeOps for Fake {
         let mut world = self.0.lock();
         let fault = world.enter(Call::PatchObject);
         world.patch_resource(patch, fault)
+    }
+
+    async fn restart_workload(&self, _: &str, workload: &WorkloadRef, value: &str) -> kube::Result<()> {
+        let mut world = self.0.lock();
+        let key = workload.to_string();
+        let fault = world.enter(Call::RestartWorkload(key.clone(), value.to_owned()));
+        if fault.is_some() || world.failing_restarts > 0 {
+            world.failing_restarts = world.failing_restarts.saturating_sub(1);
+            return Err(api_error(500, "injected"));
+        }
+        match (fault, world.workloads.get_mut(&key)) {
+            (Some(_), _) => Err(api_error(500, "injected")),
+            (None, None) => Err(api_error(404, "not found")),
+            (None, Some(annotation)) => {
+                *annotation = Some(value.to_owned());
+                Ok(())
+            }
+        }
     }
 
     async fn publish(&self, _: &ObjectReference, notice: &Notice) {

@@ -50,6 +50,14 @@ pub enum Message {
     Abandoned {
         target: i64,
     },
+    /// Every workload of `spec.rolloutRestart` was restarted.
+    ConsumersRestarted {
+        workloads: String,
+    },
+    /// Some workloads could not be restarted.
+    ConsumersNotRestarted {
+        failures: String,
+    },
 }
 
 impl fmt::Display for Message {
@@ -88,6 +96,14 @@ impl fmt::Display for Message {
             ),
             Self::NotStarted { target, why } => write!(f, "rotation {target} not started: {why}"),
             Self::Abandoned { target } => write!(f, "rotation {target} abandoned: resource deleted"),
+            Self::ConsumersRestarted { workloads } => {
+                write!(f, "restarted {workloads} for the new credentials")
+            }
+            Self::ConsumersNotRestarted { failures } => write!(
+                f,
+                "not restarted for the new credentials: {failures}; the Secret holds them, so these pods pick \
+                 them up only when they restart"
+            ),
         }
     }
 }
@@ -108,6 +124,9 @@ pub enum Notice {
     Abandoned { target: i64, why: String },
     /// A reconcile failed for a new cause (not repeated per retry).
     Failed { reason: Reason, message: String },
+    /// The workloads of `spec.rolloutRestart` were restarted (or some could
+    /// not be: `complete` is false).
+    Consumers { message: Message, complete: bool },
 }
 
 /// How a rotation's Secret came to hold the new credentials.
@@ -127,6 +146,8 @@ impl Notice {
             Self::ResetRepeated { .. } => "ResetRepeated",
             Self::Abandoned { .. } => "RotationAbandoned",
             Self::Failed { reason, .. } => reason.as_str(),
+            Self::Consumers { complete: true, .. } => "ConsumersRestarted",
+            Self::Consumers { complete: false, .. } => "ConsumersNotRestarted",
         }
     }
 
@@ -138,6 +159,7 @@ impl Notice {
                 | Self::ResetRepeated { .. }
                 | Self::Abandoned { .. }
                 | Self::Failed { .. }
+                | Self::Consumers { complete: false, .. }
         )
     }
 }
@@ -179,6 +201,7 @@ impl fmt::Display for Notice {
                  was made"
             ),
             Self::Failed { message, .. } => f.write_str(message),
+            Self::Consumers { message, .. } => message.fmt(f),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! rotation through these files.
 
 mod checks;
+pub mod consumers;
 mod context;
 pub mod decide;
 mod error;
@@ -18,6 +19,8 @@ pub mod plan;
 mod status;
 mod writes;
 
+#[cfg(test)]
+mod consumer_tests;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]

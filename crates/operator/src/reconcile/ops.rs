@@ -5,17 +5,20 @@
 
 use std::future::Future;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
+    core::v1::{ObjectReference, Secret},
+};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType, Recorder},
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use upstash_api::{ApiCredentials, RedisDatabase, UpstashClient, UpstashError};
 
-use super::messages::Notice;
-use crate::crd::RedisPasswordRotation;
+use super::{consumers::RESTARTED_AT_ANNOTATION, messages::Notice};
+use crate::crd::{RedisPasswordRotation, WorkloadKind, WorkloadRef};
 
 /// Field manager of everything the operator writes.
 pub const MANAGER: &str = "upstash-rotator";
@@ -66,6 +69,15 @@ pub trait KubeOps: Send + Sync + 'static {
         name: &str,
         patch: &Value,
     ) -> impl Future<Output = kube::Result<RedisPasswordRotation>> + Send;
+
+    /// Restarts a workload as `kubectl rollout restart` does: a merge patch
+    /// of one pod-template annotation (the same value again changes nothing).
+    fn restart_workload(
+        &self,
+        namespace: &str,
+        workload: &WorkloadRef,
+        value: &str,
+    ) -> impl Future<Output = kube::Result<()>> + Send;
 
     /// Best effort: a failure is logged, never returned.
     fn publish(&self, on: &ObjectReference, notice: &Notice) -> impl Future<Output = ()> + Send;
@@ -138,6 +150,30 @@ impl KubeOps for Cluster {
         patch: &Value,
     ) -> kube::Result<RedisPasswordRotation> {
         self.resources(namespace).patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
+    }
+
+    async fn restart_workload(
+        &self,
+        namespace: &str,
+        workload: &WorkloadRef,
+        value: &str,
+    ) -> kube::Result<()> {
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: value}}}}});
+        let (patch, params) =
+            (Patch::Merge(&patch), PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() });
+        let (client, name) = (self.client.clone(), workload.name.as_str());
+        match workload.kind {
+            WorkloadKind::Deployment => {
+                Api::<Deployment>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
+            }
+            WorkloadKind::StatefulSet => {
+                Api::<StatefulSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
+            }
+            WorkloadKind::DaemonSet => {
+                Api::<DaemonSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
+            }
+        }
     }
 
     async fn publish(&self, on: &ObjectReference, notice: &Notice) {

@@ -47,6 +47,10 @@ pub enum Effect {
     Publish(Notice),
     /// Drops the finalizer once nothing is in flight.
     ReleaseFinalizer,
+    /// Restarts the workloads of `spec.rolloutRestart` if the credentials
+    /// changed since they were last restarted; before the status write that
+    /// records it, so a crash in between repeats it (idempotently).
+    RestartConsumers,
 }
 
 /// What a Secret write may overwrite.
@@ -252,7 +256,7 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
             effects.push(Effect::Publish(Notice::DriftCorrected { secret, deleted: existing.is_none() }));
         }
     }
-    effects.extend([Effect::WriteStatus, Effect::ReleaseFinalizer]);
+    effects.extend([Effect::RestartConsumers, Effect::WriteStatus, Effect::ReleaseFinalizer]);
     effects
 }
 
@@ -267,6 +271,7 @@ fn finish(target: i64, notice: Notice) -> Vec<Effect> {
     vec![
         Effect::Record(Record::Finished { target }),
         Effect::Publish(notice),
+        Effect::RestartConsumers,
         Effect::WriteStatus,
         Effect::ReleaseFinalizer,
     ]

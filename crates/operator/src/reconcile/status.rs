@@ -140,6 +140,7 @@ pub fn status_patch(status: &RedisPasswordRotationStatus, resource: &RedisPasswo
             "lastRotationTime": s.last_rotation_time,
             "secretName": s.secret_name,
             "credentialsFingerprint": s.credentials_fingerprint,
+            "consumersFingerprint": s.consumers_fingerprint,
             "reset": s.reset.as_ref().map(reset_patch),
             "conditions": s.conditions,
         }),

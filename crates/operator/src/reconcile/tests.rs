@@ -23,10 +23,10 @@ use crate::{
 };
 
 const UID: &str = "uid-1";
-const SECRET: &str = "cache";
+pub(super) const SECRET: &str = "cache";
 const API_KEY: &str = "upstash-api";
 
-fn resource() -> RedisPasswordRotation {
+pub(super) fn resource() -> RedisPasswordRotation {
     let mut r = RedisPasswordRotation::new("cache", RedisPasswordRotationSpec::new("db", API_KEY));
     r.metadata.namespace = Some("ns".into());
     r.metadata.uid = Some(UID.into());
@@ -36,7 +36,7 @@ fn resource() -> RedisPasswordRotation {
 }
 
 /// A new resource, its API key, and a database with its first password.
-fn world() -> Fake {
+pub(super) fn world() -> Fake {
     let fake = Fake::with(|w| w.credentials = Some(credentials(0)));
     fake.put_resource(resource());
     fake.put_secret(api_key_secret(API_KEY));
@@ -52,7 +52,7 @@ fn credentials(n: u32) -> upstash_api::DatabaseCredentials {
 }
 
 /// A fresh process: nothing in memory.
-fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
+pub(super) fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
     let mut ctx = Context::new(fake.clone(), fake.clone(), Vec::new(), Arc::default());
     ctx.identity = "test-process".into();
     // Recovery may reset again at once: no other process is in flight here.
@@ -61,7 +61,7 @@ fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
 }
 
 /// Reconciles the resource as stored now, without the backoff gate.
-async fn reconcile_now(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -> Result<Action, Failure> {
+pub(super) async fn reconcile_now(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -> Result<Action, Failure> {
     ctx.succeeded(UID);
     reconcile_gated(fake, ctx).await
 }
@@ -71,18 +71,18 @@ async fn reconcile_gated(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -> Result<
     reconcile(Arc::new(stored), ctx.clone()).await
 }
 
-fn status(fake: &Fake) -> RedisPasswordRotationStatus {
+pub(super) fn status(fake: &Fake) -> RedisPasswordRotationStatus {
     fake.world().resource.as_ref().and_then(|r| r.status.clone()).unwrap_or_default()
 }
 
-fn raise_counter(fake: &Fake, to: i64) {
+pub(super) fn raise_counter(fake: &Fake, to: i64) {
     let mut r = fake.world().resource.clone().expect("exists");
     r.spec.rotation = to;
     r.metadata.generation = Some(to + 1);
     fake.put_resource(r);
 }
 
-fn take_calls(fake: &Fake) -> Vec<Call> {
+pub(super) fn take_calls(fake: &Fake) -> Vec<Call> {
     std::mem::take(&mut fake.world().calls)
 }
 
@@ -98,7 +98,7 @@ async fn ready_to_rotate() -> (Fake, Arc<Context<Fake, Fake>>) {
 
 /// Whether rotation `target` is done: applied in status, nothing in flight,
 /// no finalizer, and the Secret holds what Upstash has.
-fn done(fake: &Fake, target: i64) -> Result<(), String> {
+pub(super) fn done(fake: &Fake, target: i64) -> Result<(), String> {
     let world = fake.world();
     let resource = world.resource.as_ref().ok_or("resource gone")?;
     let status = resource.status.clone().unwrap_or_default();
@@ -310,7 +310,7 @@ async fn only_a_change_beyond_our_own_status_write_cuts_a_backoff_short() {
 }
 
 /// Everything after the three reads every reconcile starts with.
-fn after_reads(calls: Vec<Call>) -> Vec<Call> {
+pub(super) fn after_reads(calls: Vec<Call>) -> Vec<Call> {
     let reads = [Call::GetResource, Call::GetSecret(SECRET.into()), Call::GetSecret(API_KEY.into())];
     assert_eq!(calls[..3], reads, "every reconcile reads first");
     calls[3..].to_vec()
