@@ -17,7 +17,7 @@ use serde_json::json;
 use support::{
     TestNamespace, admin_client, install_crds,
     operator::committed_crd,
-    tools::{CHART, helm, kubectl, render, text},
+    tools::{CHART, helm, render, server_dry_run, text},
 };
 
 #[test]
@@ -174,18 +174,7 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
     let watch_list = format!("watchNamespaces={{{}}}", watched.name);
     let ca = support::tls::TestCa::new(&[]);
     let with_bundle = render_with_ca_bundle(&release_ns.name, Some(ca.ca_pem()));
-    let out = kubectl(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--dry-run=server",
-            "--field-manager=chart-test",
-            "-f",
-            "-",
-        ],
-        Some(&with_bundle),
-    );
+    let out = server_dry_run(None, &with_bundle);
     assert!(out.status.success(), "dry run with upstash.caBundle: {}", text(&out));
     for sets in [
         vec![],
@@ -194,18 +183,7 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
         vec!["image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000"],
     ] {
         let manifests = render(&release_ns.name, &sets);
-        let out = kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--dry-run=server",
-                "--field-manager=chart-test",
-                "-f",
-                "-",
-            ],
-            Some(&manifests),
-        );
+        let out = server_dry_run(None, &manifests);
         assert!(out.status.success(), "dry run with {sets:?}: {}", text(&out));
         if sets.contains(&"replicas=2") {
             assert!(manifests.contains("kind: PodDisruptionBudget"));

@@ -132,6 +132,9 @@ async fn kubectl_explain_teaches_every_field() {
         ("rpr.spec.credentialsSecretRef", "read/write key"),
         ("rpr.spec.deletionPolicy", "Retain"),
         ("rpr.status.pendingRotation", "before the password reset"),
+        ("rpr.spec.rolloutRestart", "kubectl rollout"),
+        ("rpr.spec.rolloutRestart.kind", "StatefulSet"),
+        ("rpr.status.consumersFingerprint", "restart is owed"),
     ] {
         let out = std::process::Command::new("kubectl")
             .args(["explain", field, "--cache-dir", cache])
@@ -142,4 +145,21 @@ async fn kubectl_explain_teaches_every_field() {
         assert!(text.contains(expected), "kubectl explain {field}:\n{text}");
     }
     let _ = std::fs::remove_dir_all(cache);
+}
+
+#[tokio::test]
+async fn every_example_passes_a_server_side_dry_run() {
+    let client = support::admin_client().await;
+    support::install_crds(&client, &[committed_crd()]).await;
+    let ns = support::TestNamespace::new(&client, "examples").await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        let manifests = std::fs::read_to_string(&path).expect("readable");
+        let out = support::tools::server_dry_run(Some(&ns.name), &manifests);
+        assert!(out.status.success(), "{}: {}", path.display(), support::tools::text(&out));
+        checked += 1;
+    }
+    assert!(checked >= 4, "found {checked} examples");
 }

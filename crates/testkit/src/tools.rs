@@ -29,6 +29,22 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
     run("kubectl", args, stdin)
 }
 
+/// `kubectl apply --server-side --dry-run=server` of `manifests`: everything
+/// the apiserver checks (schema, CEL, admission), nothing stored. Objects
+/// without a namespace go to `namespace`, if given.
+pub fn server_dry_run(namespace: Option<&str>, manifests: &str) -> Output {
+    let mut args = vec![
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "--field-manager=dry-run-test",
+    ];
+    args.extend(namespace.iter().flat_map(|ns| ["-n", ns]));
+    args.extend(["-f", "-"]);
+    kubectl(&args, Some(manifests))
+}
+
 pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }

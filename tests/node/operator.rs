@@ -1,54 +1,8 @@
-//! The operator as users run it: the image built from the Dockerfile,
-//! installed by the chart on the local node, speaking HTTPS to upstash-sim
-//! over the pod network; application pods reading the Secret it writes and
-//! authenticating to the real redis-server behind the simulator.
-//! Needs `make cluster-up NODE=1` and `make image` (both done by `make test`).
+//! The operator's own pods: the image under the restricted Pod Security
+//! Standard, HTTPS with the chart's CA bundle, two replicas handing over
+//! and a rolling upgrade in the middle of rotations.
 
-use std::time::{Duration, Instant};
-
-use testkit as support;
-
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
-use kube::{
-    Api,
-    api::{DeleteParams, ListParams},
-};
-use support::{
-    WAIT, eventually,
-    node::{self, Release, exec, exec_ok, host_ip, wait_ready},
-    sim::{RedisServer, Sim, SimOptions},
-    tls::TestCa,
-    world::World,
-};
-use upstash_rotator::secret::{KEY_HOST, KEY_PASSWORD, KEY_PORT};
-
-/// One test's world where pods reach the simulator (over HTTPS, with a
-/// throw-away CA) and the real redis-server behind its database.
-struct NodeWorld {
-    world: World,
-    ca: TestCa,
-    _redis: Option<RedisServer>,
-}
-
-/// `with_redis`: the world's one database is backed by a real redis-server
-/// (the simulator then serves no other database).
-async fn node_world(prefix: &str, with_redis: bool) -> NodeWorld {
-    node::wait_operator_image().await;
-    let ip: std::net::IpAddr = host_ip().parse().expect("TESTENV_HOST_IP is an IP address");
-    let ca = TestCa::new(&[ip]);
-    let redis = if with_redis { Some(RedisServer::start_also_on(&[ip]).await) } else { None };
-    let listen = format!("{ip}:0");
-    let backend = redis.as_ref().map(|r| r.address_on(ip));
-    let args: Vec<&str> = backend.iter().flat_map(|b| ["--redis", b.as_str()]).collect();
-    let sim = Sim::start_with(SimOptions { listen: Some(&listen), tls: Some(&ca), args: &args }).await;
-    let world = World::prepare_with(prefix, sim).await;
-    NodeWorld { world, ca, _redis: redis }
-}
-
-/// `--set-file` for the chart's CA bundle value.
-fn ca_bundle(ca: &TestCa) -> String {
-    format!("upstash.caBundle={}", ca.ca_path().display())
-}
+use super::*;
 
 #[tokio::test]
 async fn the_image_runs_as_a_restricted_pod_and_rotates_over_https() {
@@ -184,12 +138,21 @@ async fn two_replicas_hand_over_and_a_rolling_upgrade_resets_once_per_step() {
             );
         })
     };
+    let new_template = |p: &Pod| p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("rolled"));
+    // The first step waits for the first pod of the new template: helm may
+    // take a moment to create it, and the steps must not all finish before.
+    eventually(WAIT, "the rolling update to start", || {
+        let (pods, selector) = (pods.clone(), release.selector());
+        async move {
+            let listed = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
+            listed.items.iter().any(new_template).then_some(())
+        }
+    })
+    .await;
     // Steps that begin while pods of both templates run at once.
     let mut during_rollout = 0;
     for step in 1..=STEPS {
         let listed = pods.list(&ListParams::default().labels(&release.selector())).await.expect("pods");
-        let new_template =
-            |p: &Pod| p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("rolled"));
         if listed.items.iter().any(new_template) && !listed.items.iter().all(new_template) {
             during_rollout += 1;
         }
@@ -206,132 +169,4 @@ async fn two_replicas_hand_over_and_a_rolling_upgrade_resets_once_per_step() {
     for id in &databases {
         assert_eq!(world.sim.resets(id).await, STEPS as u64, "resets of {id}");
     }
-}
-
-/// A consumer pod: sleeps, with the Secret both mounted and as environment.
-fn consumer_pod(name: &str, secret: &str) -> String {
-    let image = node::image("CONSUMER_IMAGE");
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: {image}
-    imagePullPolicy: Never
-    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-    envFrom: [{{secretRef: {{name: {secret}}}}}]
-    volumeMounts: [{{name: redis, mountPath: /etc/redis-credentials, readOnly: true}}]
-  volumes: [{{name: redis, secret: {{secretName: {secret}}}}}]
-"#
-    )
-}
-
-/// `redis-cli PING` from a pod with the password from the mounted file or
-/// from the environment; the reply (PONG, or the refusal). The password goes
-/// through REDISCLI_AUTH, never a command line that `ps` shows.
-fn ping_from_pod(ns: &str, pod: &str, password_from: &str) -> String {
-    let script = format!(
-        "REDISCLI_AUTH=\"{password_from}\" redis-cli -h \"${KEY_HOST}\" -p \"${KEY_PORT}\" ping 2>&1"
-    );
-    let out = exec(ns, pod, &["sh", "-c", &script]);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-#[tokio::test]
-async fn consumer_pods_see_the_new_password_through_the_volume_but_not_the_environment() {
-    let NodeWorld { world, ca, _redis } = node_world("consumer", true).await;
-    let bundle = ca_bundle(&ca);
-    let _release = Release::install(&world.ns.name, &world.sim.url, &[("--set-file", &bundle)]);
-    world.create("db", world.spec()).await;
-    world.wait_applied("db", 0).await;
-    node::wait_default_service_account(&world.client, &world.ns.name).await;
-    node::apply(&world.ns.name, &consumer_pod("app", "db"));
-    wait_ready(&world.client, &world.ns.name, "app").await;
-    let ns = world.ns.name.as_str();
-    let file = "$(cat /etc/redis-credentials/UPSTASH_REDIS_PASSWORD)";
-    let env = format!("${KEY_PASSWORD}");
-    assert_eq!(ping_from_pod(ns, "app", file), "PONG");
-    assert_eq!(ping_from_pod(ns, "app", &env), "PONG");
-    let old = world.secret_text("db", KEY_PASSWORD).await;
-
-    world.set_rotation("db", 1).await;
-    world.wait_applied("db", 1).await;
-    let written = Instant::now();
-    let new = world.secret_text("db", KEY_PASSWORD).await;
-    assert_ne!(old, new);
-    // The kubelet refreshes mounted Secrets every syncFrequency (10 s on this
-    // node, 1 min by default).
-    eventually(Duration::from_secs(90), "the mounted password to change", || {
-        // A failed exec is retried like a stale file.
-        let seen = exec(ns, "app", &["cat", "/etc/redis-credentials/UPSTASH_REDIS_PASSWORD"]);
-        let fresh = seen.status.success() && seen.stdout == new.as_bytes();
-        async move { fresh.then_some(()) }
-    })
-    .await;
-    println!("mounted Secret refreshed {:.1} s after the rotation", written.elapsed().as_secs_f64());
-    assert_eq!(ping_from_pod(ns, "app", file), "PONG", "the new password works");
-
-    // The environment keeps the old password, which Upstash revoked.
-    assert_eq!(exec_ok(ns, "app", &["sh", "-c", &format!("printf %s \"${KEY_PASSWORD}\"")]), old);
-    let refused = ping_from_pod(ns, "app", &env);
-    assert!(
-        refused.contains("WRONGPASS") || refused.contains("NOAUTH"),
-        "old password refused, got {refused:?}"
-    );
-}
-
-#[tokio::test]
-async fn upstash_redis_from_env_in_a_pod_gets_pong() {
-    let NodeWorld { world, ca, _redis } = node_world("sdk", true).await;
-    let bundle = ca_bundle(&ca);
-    let _release = Release::install(&world.ns.name, &world.sim.url, &[("--set-file", &bundle)]);
-    world.create("db", world.spec()).await;
-    world.wait_applied("db", 0).await;
-    node::wait_default_service_account(&world.client, &world.ns.name).await;
-    let ns = world.ns.name.as_str();
-    let pem = ca.ca_pem();
-    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
-    let image = node::image("NODE_CONSUMER_IMAGE");
-    // The Secret's REST URL and token, unmodified; only the test CA is added
-    // to Node's trust store.
-    node::apply(
-        ns,
-        &format!(
-            r#"apiVersion: v1
-kind: ConfigMap
-metadata: {{name: test-ca}}
-data:
-  ca.pem: |
-{indented}---
-apiVersion: v1
-kind: Pod
-metadata: {{name: sdk}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: app
-    image: {image}
-    imagePullPolicy: Never
-    envFrom: [{{secretRef: {{name: db}}}}]
-    env: [{{name: NODE_EXTRA_CA_CERTS, value: /etc/test-ca/ca.pem}}]
-    volumeMounts: [{{name: ca, mountPath: /etc/test-ca, readOnly: true}}]
-  volumes: [{{name: ca, configMap: {{name: test-ca}}}}]
-"#
-        ),
-    );
-    let pods: Api<Pod> = Api::namespaced(world.client.clone(), ns);
-    let phase = eventually(WAIT, "the SDK pod to finish", || {
-        let pods = pods.clone();
-        async move {
-            let phase = pods.get("sdk").await.ok()?.status?.phase?;
-            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
-        }
-    })
-    .await;
-    let logs = support::tools::text(&support::tools::kubectl(&["logs", "-n", ns, "sdk"], None));
-    assert_eq!(phase, "Succeeded", "{}", node::describe(ns, "sdk"));
-    assert!(logs.contains("PONG"), "{logs}");
 }
