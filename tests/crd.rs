@@ -135,6 +135,7 @@ async fn kubectl_explain_teaches_every_field() {
         ("rpr.spec.rolloutRestart", "kubectl rollout"),
         ("rpr.spec.rolloutRestart.kind", "StatefulSet"),
         ("rpr.status.consumersFingerprint", "restart is owed"),
+        ("rpr.spec.suspend", "no call to Upstash"),
     ] {
         let out = std::process::Command::new("kubectl")
             .args(["explain", field, "--cache-dir", cache])

@@ -9,6 +9,7 @@ use k8s_openapi::{
 pub const READY: &str = "Ready";
 pub const ROTATING: &str = "Rotating";
 pub const CONSUMERS_RESTARTED: &str = "ConsumersRestarted";
+pub const SUSPENDED: &str = "Suspended";
 
 /// Why a condition has its status. Users see these in `kubectl get rpr` and
 /// alert on them: a stable API, spelled by `as_str`.
@@ -51,10 +52,12 @@ pub enum Reason {
     ConsumerForbidden,
     /// The apiserver refused the restart of a workload (invalid, or a webhook).
     ConsumerRestartRefused,
+    /// `spec.suspend` is true: no calls to Upstash.
+    Suspended,
 }
 
 impl Reason {
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -80,6 +83,7 @@ impl Reason {
         Self::ConsumerNotFound,
         Self::ConsumerForbidden,
         Self::ConsumerRestartRefused,
+        Self::Suspended,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -109,6 +113,7 @@ impl Reason {
             Self::ConsumerNotFound => "ConsumerNotFound",
             Self::ConsumerForbidden => "ConsumerForbidden",
             Self::ConsumerRestartRefused => "ConsumerRestartRefused",
+            Self::Suspended => "Suspended",
         }
     }
 
@@ -156,6 +161,11 @@ pub fn set(
             last_transition_time: Time(now),
         }),
     }
+}
+
+/// Drops the condition of this type, if set.
+pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
 }
 
 /// The reason of the condition of this type, if set and one of ours.

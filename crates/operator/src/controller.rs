@@ -45,6 +45,9 @@ pub struct Settings {
     pub reporter: String,
     /// This process, recorded with each reset attempt it makes.
     pub identity: String,
+    /// Report what would be done, as events and log lines, without resetting
+    /// a password or writing a Secret or status.
+    pub dry_run: bool,
     /// After a shutdown request, how long reconciles in progress may take to
     /// finish (a rotation past its reset writes its Secret in that time).
     pub shutdown_timeout: Duration,
@@ -117,7 +120,8 @@ pub async fn run(
     let ctx = Arc::new(
         Context::new(Cluster::new(client, recorder), upstash, stores.clone(), runtime.metrics.clone())
             .with_request_timeout(settings.request_timeout)
-            .with_identity(settings.identity.clone(), runtime.fence.clone()),
+            .with_identity(settings.identity.clone(), runtime.fence.clone())
+            .with_dry_run(settings.dry_run),
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {

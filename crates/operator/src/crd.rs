@@ -110,6 +110,14 @@ pub struct RedisPasswordRotationSpec {
         "self.all(a, self.exists_one(b, a.kind == b.kind && a.name == b.name))"
     ).message("spec.rolloutRestart lists a workload twice"))]
     pub rollout_restart: Vec<WorkloadRef>,
+
+    /// While true the operator makes no call to Upstash for this resource: no
+    /// sync, no reset, no recovery (condition `Suspended`). A raised
+    /// `spec.rotation` waits until it is false again. A reset answer the
+    /// operator already holds is still written to the Secret, so suspending
+    /// never loses a password.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 }
 
 /// A workload whose pods read the Secret.
@@ -262,7 +270,8 @@ pub struct RedisPasswordRotationStatus {
     /// `Ready`: the Secret holds the database's current credentials.
     /// `Rotating`: a rotation is in flight.
     /// `ConsumersRestarted`: whether the last restart of `spec.rolloutRestart`
-    /// reached every workload.
+    /// reached every workload. `Suspended`: present while `spec.suspend` holds
+    /// back calls to Upstash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -310,6 +319,7 @@ impl RedisPasswordRotationSpec {
             secret_template: None,
             deletion_policy: DeletionPolicy::default(),
             rollout_restart: Vec::new(),
+            suspend: false,
         }
     }
 }

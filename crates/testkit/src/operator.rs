@@ -74,6 +74,7 @@ fn settings(
         reporter: "upstash-rotator-test".into(),
         identity: format!("{identity}-{namespace}"),
         shutdown_timeout: Duration::from_secs(20),
+        dry_run: false,
     }
 }
 

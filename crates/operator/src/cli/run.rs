@@ -62,6 +62,12 @@ pub struct RunArgs {
     /// below the pod's terminationGracePeriodSeconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=600))]
     shutdown_timeout: u64,
+    /// Reconcile and report what would be done, as events (reason DryRun)
+    /// and log lines, without resetting any password or writing any Secret
+    /// or status. Takes no part in leader election, so it can run beside the
+    /// real operator.
+    #[arg(long, env = "DRY_RUN")]
+    dry_run: bool,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
     log_format: telemetry::LogFormat,
@@ -112,6 +118,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         lease_duration,
         identity,
         shutdown_timeout,
+        dry_run,
         log_format,
     } = args;
     let upstash_api_url = match parse_base_url(&upstash_api_url, allow_insecure_upstash_url) {
@@ -157,6 +164,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         reporter: "upstash-rotator".into(),
         identity: identity.clone(),
         shutdown_timeout: Duration::from_secs(shutdown_timeout),
+        dry_run,
     };
     let runtime = Runtime::default();
 
@@ -190,7 +198,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         "starting upstash-rotator {}",
         env!("CARGO_PKG_VERSION")
     );
-    let code = if leader_elect {
+    if dry_run {
+        tracing::info!(
+            "dry run: reporting what would be done; no password is reset, no Secret or status written"
+        );
+    }
+    let code = if leader_elect && !dry_run {
         let election = Election {
             namespace: lease_namespace.unwrap_or_default(),
             lease_name,

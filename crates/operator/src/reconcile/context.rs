@@ -35,6 +35,8 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     pub identity: String,
     /// Closed once this process may have lost its lease.
     pub fence: Fence,
+    /// `run --dry-run`: plans are reported, never executed.
+    pub dry_run: bool,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
@@ -79,6 +81,7 @@ impl<K, U> Context<K, U> {
             reset_window: Duration::from_secs(35),
             identity: String::new(),
             fence: Fence::unfenced(),
+            dry_run: false,
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -94,6 +97,12 @@ impl<K, U> Context<K, U> {
     pub fn with_identity(mut self, identity: String, fence: Fence) -> Self {
         self.identity = identity;
         self.fence = fence;
+        self
+    }
+
+    /// Reports what reconciles would do instead of doing it.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
         self
     }
 

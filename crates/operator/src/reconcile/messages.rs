@@ -58,6 +58,11 @@ pub enum Message {
     ConsumersNotRestarted {
         failures: String,
     },
+    /// `spec.suspend` holds back every call to Upstash; `waiting` is the
+    /// rotation that waits for it.
+    Suspended {
+        waiting: Option<i64>,
+    },
 }
 
 impl fmt::Display for Message {
@@ -99,6 +104,14 @@ impl fmt::Display for Message {
             Self::ConsumersRestarted { workloads } => {
                 write!(f, "restarted {workloads} for the new credentials")
             }
+            Self::Suspended { waiting: None } => {
+                f.write_str("spec.suspend is true: the operator makes no call to Upstash for this resource")
+            }
+            Self::Suspended { waiting: Some(target) } => write!(
+                f,
+                "spec.suspend is true: the operator makes no call to Upstash for this resource; rotation {target} \
+                 waits until it is false"
+            ),
             Self::ConsumersNotRestarted { failures } => write!(
                 f,
                 "not restarted for the new credentials: {failures}; the Secret holds them, so these pods pick \
@@ -127,6 +140,8 @@ pub enum Notice {
     /// The workloads of `spec.rolloutRestart` were restarted (or some could
     /// not be: `complete` is false).
     Consumers { message: Message, complete: bool },
+    /// `run --dry-run`: what a reconcile would have done.
+    DryRun { what: String },
 }
 
 /// How a rotation's Secret came to hold the new credentials.
@@ -148,6 +163,7 @@ impl Notice {
             Self::Failed { reason, .. } => reason.as_str(),
             Self::Consumers { complete: true, .. } => "ConsumersRestarted",
             Self::Consumers { complete: false, .. } => "ConsumersNotRestarted",
+            Self::DryRun { .. } => "DryRun",
         }
     }
 
@@ -202,6 +218,7 @@ impl fmt::Display for Notice {
             ),
             Self::Failed { message, .. } => f.write_str(message),
             Self::Consumers { message, .. } => message.fmt(f),
+            Self::DryRun { what } => write!(f, "dry run: {what}"),
         }
     }
 }

@@ -10,6 +10,7 @@ mod checks;
 pub mod consumers;
 mod context;
 pub mod decide;
+mod dry_run;
 mod error;
 mod execute;
 pub mod messages;
@@ -23,6 +24,8 @@ mod writes;
 mod consumer_tests;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod suspend_tests;
 #[cfg(test)]
 mod tests;
 
@@ -84,6 +87,7 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     let result = decide_and_execute(&ctx, &mut run, obs).await;
     if let Err(e) = &result
         && e.is_reported()
+        && !ctx.dry_run
     {
         // Only the conditions: the error path never writes `rotation`,
         // `pendingRotation` or `reset`, and never over a newer version.
@@ -139,13 +143,28 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
         obs.find_conflict(ctx).await?;
     }
     let step = plan::step(&obs)?;
-    if step.reads_upstash()
-        && let Ok(auth) = obs.api_credentials()
-    {
-        obs.read_upstash(ctx, &auth).await;
-    }
-    let effects = plan::plan(step, &obs, ctx.reset_window)?;
+    let effects = if obs.resource.spec.suspend && step.calls_upstash() {
+        plan::suspended(step)
+    } else {
+        if !obs.resource.spec.suspend {
+            // Resumed (or never suspended): the next status write drops it.
+            crate::conditions::remove(&mut run.draft.status.conditions, crate::conditions::SUSPENDED);
+        }
+        if step.reads_upstash()
+            && let Ok(auth) = obs.api_credentials()
+        {
+            obs.read_upstash(ctx, &auth).await;
+        }
+        plan::plan(step, &obs, ctx.reset_window)?
+    };
     tracing::debug!(?step, ?effects, "plan");
+    if ctx.dry_run {
+        if let Some(what) = dry_run::describe(step, &effects, &obs.resource) {
+            tracing::info!("dry run: {what}");
+            run.publish(&Notice::DryRun { what }).await;
+        }
+        return Ok(());
+    }
     run.with_observation(obs);
     run.run(effects).await
 }

@@ -86,6 +86,10 @@ pub enum Record {
     Abandoned {
         target: i64,
     },
+    /// `spec.suspend` holds this step back.
+    Suspended {
+        waiting: Option<i64>,
+    },
 }
 
 impl Step {
@@ -93,6 +97,22 @@ impl Step {
     pub fn reads_upstash(self) -> bool {
         matches!(self, Step::Sync { .. } | Step::Recover { .. })
     }
+
+    /// Whether this step would call Upstash (what `spec.suspend` stops).
+    /// Writing a reset answer held in memory, or finishing a rotation the
+    /// Secret already holds, calls no one.
+    pub fn calls_upstash(self) -> bool {
+        matches!(self, Step::Sync { .. } | Step::Rotate { .. } | Step::Recover { .. })
+    }
+}
+
+/// The plan of a step `spec.suspend` holds back: say so, nothing else.
+pub fn suspended(step: Step) -> Vec<Effect> {
+    let waiting = match step {
+        Step::Rotate { target } | Step::Recover { target } => Some(target),
+        _ => None,
+    };
+    vec![Effect::Record(Record::Suspended { waiting }), Effect::WriteStatus]
 }
 
 /// Decide, first half: which step, or the check that stops everything. The

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{error::Error, messages::Message, plan::Record};
 use crate::{
-    conditions::{self, READY, ROTATING, Reason},
+    conditions::{self, READY, ROTATING, Reason, SUSPENDED},
     crd::{RedisPasswordRotation, RedisPasswordRotationStatus, ResetAttempt},
 };
 
@@ -69,6 +69,10 @@ impl Draft {
                     database: self.database_id.clone(),
                 };
                 self.set(READY, true, Reason::Rotated, &message);
+            }
+            Record::Suspended { waiting } => {
+                self.status.observed_generation = self.generation;
+                self.set(SUSPENDED, true, Reason::Suspended, &Message::Suspended { waiting: *waiting });
             }
             Record::Abandoned { target } => {
                 self.clear_intent();
