@@ -102,6 +102,7 @@ async fn invalid_ids_names_and_templates_are_rejected_at_admission() {
         spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
             labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             annotations: annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..Default::default()
         });
         let err = create(spec).await;
         assert!(err.contains("spec.secretTemplate"), "{labels:?} {annotations:?}: {err}");
@@ -116,6 +117,7 @@ async fn invalid_ids_names_and_templates_are_rejected_at_admission() {
         ]
         .into(),
         annotations: [("example.com/owner".to_owned(), "team payments, on call: #ops".to_owned())].into(),
+        ..Default::default()
     });
     world.create("good", spec).await;
 }
@@ -136,6 +138,8 @@ async fn kubectl_explain_teaches_every_field() {
         ("rpr.spec.rolloutRestart.kind", "StatefulSet"),
         ("rpr.status.consumersFingerprint", "restart is owed"),
         ("rpr.spec.suspend", "no call to Upstash"),
+        ("rpr.spec.secretTemplate.data", "InvalidTemplate"),
+        ("rpr.spec.secretTemplate.mergeDefaults", "default keys"),
     ] {
         let out = std::process::Command::new("kubectl")
             .args(["explain", field, "--cache-dir", cache])

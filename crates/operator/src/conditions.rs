@@ -54,10 +54,12 @@ pub enum Reason {
     ConsumerRestartRefused,
     /// `spec.suspend` is true: no calls to Upstash.
     Suspended,
+    /// `spec.secretTemplate.data` cannot be rendered; nothing was reset.
+    InvalidTemplate,
 }
 
 impl Reason {
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 27] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -84,6 +86,7 @@ impl Reason {
         Self::ConsumerForbidden,
         Self::ConsumerRestartRefused,
         Self::Suspended,
+        Self::InvalidTemplate,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -114,6 +117,7 @@ impl Reason {
             Self::ConsumerForbidden => "ConsumerForbidden",
             Self::ConsumerRestartRefused => "ConsumerRestartRefused",
             Self::Suspended => "Suspended",
+            Self::InvalidTemplate => "InvalidTemplate",
         }
     }
 

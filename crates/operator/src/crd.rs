@@ -180,10 +180,11 @@ fn default_api_key_key() -> String {
     "apiKey".into()
 }
 
-/// Extra metadata for the written Secret. Checked at admission, so a
-/// template the apiserver would refuse on the Secret never gets as far as a
-/// password reset.
+/// Extra metadata and keys for the written Secret. Labels and annotations
+/// are checked at admission, templates before any reset, so nothing the
+/// apiserver would refuse on the Secret gets as far as a password reset.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SecretTemplate {
     /// Labels added to the Secret (valid Kubernetes label keys and values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -200,6 +201,34 @@ pub struct SecretTemplate {
         r"self.all(k, k.size() <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))"
     ).message("secretTemplate.annotations: keys must be qualified names ([prefix/]name)"))]
     pub annotations: BTreeMap<String, String>,
+    /// Secret keys rendered from templates (MiniJinja, Jinja2 syntax) over
+    /// `password`, `endpoint`, `port`, `restUrl`, `restToken`,
+    /// `readOnlyRestToken`, `tls`, `databaseId` and `databaseName`, with the
+    /// filters `urlencode` (all but RFC 3986 unreserved characters) and
+    /// `tojson` among others. Example:
+    /// `DATABASE_URL: "rediss://default:{{ password | urlencode }}@{{ endpoint }}:{{ port }}"`.
+    /// They replace the default keys unless `mergeDefaults` is true. Checked
+    /// before any reset: an invalid template stops at `Ready=False`, reason
+    /// `InvalidTemplate`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "template_values")]
+    #[x_kube(validation = kube::core::Rule::new(
+        r"self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))"
+    ).message("secretTemplate.data: keys must be valid Secret keys (letters, digits, '-', '_', '.')"))]
+    pub data: BTreeMap<String, String>,
+    /// Write the default keys (`UPSTASH_REDIS_PASSWORD`, `REDIS_URL`, ...)
+    /// as well as `data`; a key in both takes its template.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merge_defaults: bool,
+}
+
+/// At most 32 templates of at most 8 KiB each.
+fn template_values(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {"type": "string", "maxLength": 8192}
+    })
 }
 
 /// At most 64 labels, each value at most 63 characters.

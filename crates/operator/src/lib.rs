@@ -24,6 +24,8 @@ pub mod reconcile;
 pub mod secret;
 /// SIGTERM / SIGINT handling.
 pub mod signal;
+/// `spec.secretTemplate.data`: Secret keys rendered from templates.
+pub mod template;
 /// rustls crypto provider set-up.
 pub mod tls;
 /// Extra CA certificates for the Upstash API (`--ca-file`).

@@ -7,7 +7,7 @@ use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Resource as _, api::ObjectMeta};
 use percent_encoding::utf8_percent_encode;
 
-use crate::crd::{DeletionPolicy, RedisPasswordRotation};
+use crate::crd::{DeletionPolicy, RedisPasswordRotation, SecretTemplate};
 use upstash_api::{DatabaseCredentials, RedisDatabase};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -19,6 +19,12 @@ pub const ROTATION_ANNOTATION: &str = "upstash-rotator.io/rotation";
 /// taken over by a re-created resource says nothing about the new one's counter.
 pub const RESOURCE_UID_ANNOTATION: &str = "upstash-rotator.io/resource-uid";
 pub const DATABASE_ANNOTATION: &str = "upstash-rotator.io/database-id";
+/// Fingerprint of the credentials written, for Secrets whose keys come from
+/// `secretTemplate.data` (the credentials cannot be read back from them).
+pub const CREDENTIALS_ANNOTATION: &str = "upstash-rotator.io/credentials-fingerprint";
+/// Digest of the data written with `CREDENTIALS_ANNOTATION`: an edit of the
+/// data makes the annotation void.
+pub const DATA_DIGEST_ANNOTATION: &str = "upstash-rotator.io/data-digest";
 /// Set to "true" by a user to let the operator take over an existing Secret.
 pub const ADOPT_ANNOTATION: &str = "upstash-rotator.io/adopt";
 
@@ -96,20 +102,67 @@ pub fn fingerprint(credentials: &DatabaseCredentials) -> String {
     fingerprint_of(credentials.password.as_bytes(), credentials.rest_token.as_bytes())
 }
 
-/// Fingerprint of the credentials a Secret holds, if it holds any.
+/// Fingerprint of the credentials a Secret holds, if it holds any: from the
+/// default keys, or, for templated keys, from the annotation written with
+/// them as long as the data is still what was written.
 pub fn secret_fingerprint(secret: &Secret) -> Option<String> {
-    stored_credentials(secret).map(|(password, token)| fingerprint_of(&password, &token))
+    if let Some((password, token)) = stored_credentials(secret) {
+        return Some(fingerprint_of(&password, &token));
+    }
+    let annotations = secret.metadata.annotations.as_ref()?;
+    let data = secret.data.as_ref()?;
+    (annotations.get(DATA_DIGEST_ANNOTATION)? == &data_digest(data))
+        .then(|| annotations.get(CREDENTIALS_ANNOTATION).cloned())
+        .flatten()
 }
 
 /// Whether the Secret already holds exactly these credentials.
 pub fn holds(secret: &Secret, credentials: &DatabaseCredentials) -> bool {
-    stored_credentials(secret).is_some_and(|(password, token)| {
-        password == credentials.password.as_bytes() && token == credentials.rest_token.as_bytes()
-    })
+    secret_fingerprint(secret) == Some(fingerprint(credentials))
 }
 
-/// The keys and values applications read.
-pub fn data(database: &RedisDatabase, credentials: &DatabaseCredentials) -> BTreeMap<String, ByteString> {
+/// A digest of every key and value, domain-separated like the fingerprints.
+fn data_digest(data: &BTreeMap<String, ByteString>) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"upstash-rotator/secret-data/v1\0");
+    for (key, value) in data {
+        context.update(&(key.len() as u64).to_be_bytes());
+        context.update(key.as_bytes());
+        context.update(&(value.0.len() as u64).to_be_bytes());
+        context.update(&value.0);
+    }
+    let hex: String = context.finish().as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The keys and values applications read: the default keys, the rendered
+/// `secretTemplate.data`, or both. A template that fails with the real
+/// values (it passed with placeholders before the reset) leaves the default
+/// keys in place of its own, so the credentials are never lost.
+pub fn data(
+    template: Option<&SecretTemplate>,
+    database: &RedisDatabase,
+    credentials: &DatabaseCredentials,
+) -> BTreeMap<String, ByteString> {
+    let Some(template) = template.filter(|t| !t.data.is_empty()) else {
+        return default_data(database, credentials);
+    };
+    match crate::template::render(&template.data, database, credentials) {
+        Ok(rendered) => {
+            let mut data =
+                if template.merge_defaults { default_data(database, credentials) } else { BTreeMap::new() };
+            data.extend(rendered.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))));
+            data
+        }
+        Err(e) => {
+            tracing::warn!("{e}; writing the default keys instead, so the credentials are kept");
+            default_data(database, credentials)
+        }
+    }
+}
+
+/// The default keys: what `@upstash/redis`, redis clients and the README name.
+fn default_data(database: &RedisDatabase, credentials: &DatabaseCredentials) -> BTreeMap<String, ByteString> {
     let scheme = if database.tls { "rediss" } else { "redis" };
     let password = utf8_percent_encode(&credentials.password, upstash_api::UNRESERVED);
     let entries = [
@@ -132,7 +185,14 @@ pub fn desired(
     credentials: &DatabaseCredentials,
     rotation: i64,
 ) -> Secret {
-    Secret { data: Some(data(database, credentials)), ..desired_without_data(resource, rotation) }
+    let data = data(resource.spec.secret_template.as_ref(), database, credentials);
+    let mut secret = desired_without_data(resource, rotation);
+    if !data.contains_key(KEY_PASSWORD) || !data.contains_key(KEY_REST_TOKEN) {
+        let annotations = secret.metadata.annotations.get_or_insert_default();
+        annotations.insert(CREDENTIALS_ANNOTATION.into(), fingerprint(credentials));
+        annotations.insert(DATA_DIGEST_ANNOTATION.into(), data_digest(&data));
+    }
+    Secret { data: Some(data), ..secret }
 }
 
 /// Everything of the desired Secret but its data.
@@ -191,6 +251,7 @@ mod tests {
             port: 6379,
             tls,
             rest_url: None,
+            name: Some("db-name".into()),
             credentials: Some(creds.clone()),
         };
         (db, creds)

@@ -32,6 +32,8 @@ pub struct RedisDatabase {
     /// Base URL of the REST data plane when the response names one: only
     /// upstash-sim does (`rest_url`); Upstash's is `https://{host}`.
     pub rest_url: Option<String>,
+    /// `database_name`, when the response has one.
+    pub name: Option<String>,
     /// `None` when the response hides them (`credentials=hide`, Credential
     /// Protection) or any of the three is missing or empty.
     pub credentials: Option<DatabaseCredentials>,
@@ -48,6 +50,8 @@ struct Raw {
     tls: Option<Value>,
     #[serde(default, deserialize_with = "non_empty")]
     rest_url: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    database_name: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     password: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
@@ -95,7 +99,7 @@ impl RedisDatabase {
             _ => None,
         };
         let rest_url = raw.rest_url.as_deref().and_then(rest_url_of);
-        Ok(Self { id: raw.database_id, host, port, tls, rest_url, credentials })
+        Ok(Self { id: raw.database_id, host, port, tls, rest_url, name: raw.database_name, credentials })
     }
 
     /// The URL applications send REST commands to.
@@ -152,6 +156,7 @@ mod tests {
         let db = RedisDatabase::parse(body).expect("parses");
         assert_eq!(db.host, "eu2-sought-mollusk-30143.upstash.io");
         assert_eq!((db.port, db.tls), (30143, true));
+        assert_eq!(db.name.as_deref(), Some("MyRedis"));
         assert_eq!(db.credentials.expect("credentials").password, "49665a1710f3434d8be008aab50f38d2");
     }
 

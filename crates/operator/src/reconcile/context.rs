@@ -227,6 +227,7 @@ mod tests {
             port: 6379,
             tls: true,
             rest_url: None,
+            name: Some("db-name".into()),
             credentials: None,
         };
         for uid in ["live", "gone"] {

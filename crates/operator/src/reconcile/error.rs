@@ -41,6 +41,9 @@ pub enum Error {
     /// Blind resets are capped: nothing more is done until a person acts.
     #[error("{0}")]
     NeedsAttention(String),
+    /// `spec.secretTemplate.data` cannot be rendered; found before any reset.
+    #[error("{0}")]
+    InvalidTemplate(#[from] crate::template::TemplateError),
 }
 
 /// How long a resource in `RotationNeedsAttention` waits before checking
@@ -59,6 +62,7 @@ impl Error {
             Self::SecretWriteFailed(_) => Reason::SecretWriteFailed,
             Self::Waiting { reason, .. } => *reason,
             Self::NeedsAttention(_) => Reason::RotationNeedsAttention,
+            Self::InvalidTemplate(_) => Reason::InvalidTemplate,
             Self::Upstash(e) => match e {
                 UpstashError::Unauthorized(_) | UpstashError::ReadOnlyKey(_) => Reason::InvalidCredentials,
                 UpstashError::DatabaseNotFound(_) => Reason::DatabaseNotFound,

@@ -95,6 +95,7 @@ impl World {
             port: 6379,
             tls: true,
             rest_url: None,
+            name: Some("db-name".into()),
             credentials: self.credentials.clone(),
         }
     }

@@ -27,6 +27,8 @@ mod fake;
 #[cfg(test)]
 mod suspend_tests;
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{sync::Arc, time::Duration};
@@ -139,6 +141,11 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
 ) -> Result<(), Error> {
     ctx.fence.check()?;
     checks::writable(obs.target.as_ref(), &obs.resource)?;
+    // Before anything is decided: a rotation must never start with keys
+    // that cannot be rendered.
+    if let Some(template) = &obs.resource.spec.secret_template {
+        crate::template::validate(&template.data)?;
+    }
     if obs.pending().is_none() {
         obs.find_conflict(ctx).await?;
     }

@@ -306,7 +306,8 @@ fn upstash_read(obs: &Observation) -> Result<Result<upstash_api::RedisDatabase, 
 /// The Secret data Upstash's read calls for.
 fn upstash_data(obs: &Observation) -> Option<std::collections::BTreeMap<String, k8s_openapi::ByteString>> {
     let database = obs.upstash.as_ref()?.as_ref().ok()?;
-    Some(secret::data(database, database.credentials.as_ref()?))
+    let template = obs.resource.spec.secret_template.as_ref();
+    Some(secret::data(template, database, database.credentials.as_ref()?))
 }
 
 fn has_finalizer(resource: &RedisPasswordRotation) -> bool {
