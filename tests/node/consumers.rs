@@ -6,6 +6,28 @@ use super::*;
 use support::workloads;
 use upstash_rotator::crd::{WorkloadKind, WorkloadRef};
 
+/// The operator pod installed by the chart (trusting the test CA), resource
+/// "db" synced into Secret "db" with `rollout_restart`, and the namespace
+/// ready for application pods.
+struct Synced {
+    world: World,
+    ca: TestCa,
+    _redis: Option<RedisServer>,
+    _release: Release,
+}
+
+async fn synced_db(prefix: &str, rollout_restart: Vec<WorkloadRef>) -> Synced {
+    let NodeWorld { world, ca, _redis } = node_world(prefix, true).await;
+    let bundle = ca_bundle(&ca);
+    let release = Release::install(&world.ns.name, &world.sim.url, &[("--set-file", &bundle)]);
+    let mut spec = world.spec();
+    spec.rollout_restart = rollout_restart;
+    world.create("db", spec).await;
+    world.wait_applied("db", 0).await;
+    node::wait_default_service_account(&world.client, &world.ns.name).await;
+    Synced { world, ca, _redis, _release: release }
+}
+
 /// A consumer pod: sleeps, with the Secret both mounted and as environment.
 fn consumer_pod(name: &str, secret: &str) -> String {
     let image = node::image("CONSUMER_IMAGE");
@@ -54,12 +76,7 @@ fn ping_from_pod(ns: &str, pod: &str, from: Source) -> String {
 
 #[tokio::test]
 async fn consumer_pods_see_the_new_password_through_the_volume_but_not_the_environment() {
-    let NodeWorld { world, ca, _redis } = node_world("consumer", true).await;
-    let bundle = ca_bundle(&ca);
-    let _release = Release::install(&world.ns.name, &world.sim.url, &[("--set-file", &bundle)]);
-    world.create("db", world.spec()).await;
-    world.wait_applied("db", 0).await;
-    node::wait_default_service_account(&world.client, &world.ns.name).await;
+    let Synced { world, ca: _ca, _redis, _release } = synced_db("consumer", Vec::new()).await;
     node::apply(&world.ns.name, &consumer_pod("app", "db"));
     wait_ready(&world.client, &world.ns.name, "app").await;
     let ns = world.ns.name.as_str();
@@ -95,12 +112,7 @@ async fn consumer_pods_see_the_new_password_through_the_volume_but_not_the_envir
 
 #[tokio::test]
 async fn upstash_redis_from_env_in_a_pod_gets_pong() {
-    let NodeWorld { world, ca, _redis } = node_world("sdk", true).await;
-    let bundle = ca_bundle(&ca);
-    let _release = Release::install(&world.ns.name, &world.sim.url, &[("--set-file", &bundle)]);
-    world.create("db", world.spec()).await;
-    world.wait_applied("db", 0).await;
-    node::wait_default_service_account(&world.client, &world.ns.name).await;
+    let Synced { world, ca, _redis, _release } = synced_db("sdk", Vec::new()).await;
     let ns = world.ns.name.as_str();
     let pem = ca.ca_pem();
     let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
@@ -200,14 +212,8 @@ async fn all_pong(world: &World, app: &str, replicas: usize, from: Source) -> bo
 
 #[tokio::test]
 async fn env_consumers_are_restarted_onto_the_new_password_and_volume_consumers_read_it() {
-    let NodeWorld { world, ca, _redis } = node_world("rollout", true).await;
-    let bundle = ca_bundle(&ca);
-    let _release = Release::install(&world.ns.name, &world.sim.url, &[("--set-file", &bundle)]);
-    let mut spec = world.spec();
-    spec.rollout_restart = vec![WorkloadRef { kind: WorkloadKind::Deployment, name: "env-app".into() }];
-    world.create("db", spec).await;
-    world.wait_applied("db", 0).await;
-    node::wait_default_service_account(&world.client, &world.ns.name).await;
+    let env_app = WorkloadRef { kind: WorkloadKind::Deployment, name: "env-app".into() };
+    let Synced { world, ca: _ca, _redis, _release } = synced_db("rollout", vec![env_app]).await;
     let ns = world.ns.name.as_str();
     node::apply(ns, &consumer_deployment("env-app", "db", 2, true));
     node::apply(ns, &consumer_deployment("vol-app", "db", 1, false));
