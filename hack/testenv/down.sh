@@ -10,15 +10,7 @@ state=$TESTENV_STATE
 [ -d "$state/pids" ] || exit 0
 # Reverse start order: the controller manager, then the apiserver, then etcd.
 for name in kube-controller-manager kube-apiserver etcd; do
-  f=$state/pids/$name
-  [ -f "$f" ] || continue
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
+  testenv_stop_recorded "$state/pids/$name" 5
 done
 if [ "${1:-}" = --keep-logs ]; then
   find "$state" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +

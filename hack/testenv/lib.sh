@@ -66,3 +66,22 @@ testenv_node_owner() { cat "$TESTENV_NODE_RUN/owner" 2>/dev/null || true; }
 
 # The sandbox image every pod starts with: built here (hack/image).
 TESTENV_PAUSE_IMAGE=localhost/pause:testenv
+
+# Sends SIGNAL to PID, gives it SECONDS to exit, then kills it and waits
+# (at most 5 s more) until it is gone.
+testenv_stop_pid() { # pid, signal, seconds
+  local pid=$1 signal=$2 tenths=$(($3 * 10))
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 "$tenths"); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+# Stops the process whose pid is recorded in FILE (TERM, then KILL after
+# SECONDS) and removes the record.
+testenv_stop_recorded() { # pid file, seconds
+  [ -f "$1" ] || return 0
+  testenv_stop_pid "$(cat "$1")" TERM "$2"
+  rm -f "$1"
+}

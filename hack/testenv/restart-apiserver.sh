@@ -24,14 +24,8 @@ if [ ! -f "$pidfile" ] || [ ! -f "$cmdfile" ]; then
   exit 1
 fi
 
-pid=$(cat "$pidfile")
-if kill -0 "$pid" 2>/dev/null; then
-  kill "-$signal" "$pid" 2>/dev/null || true
-  # It stops listening at once on TERM but may linger draining; 10 s is enough.
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-fi
+# It stops listening at once on TERM but may linger draining; 10 s is enough.
+testenv_stop_pid "$(cat "$pidfile")" "$signal" 10
 sleep "$down"
 
 eval "set -- $(cat "$cmdfile")"

@@ -20,15 +20,7 @@ fi
 [ -d "$node" ] || [ -e "$run" ] || ip link show "$TESTENV_BRIDGE" >/dev/null 2>&1 || exit 0
 
 stop() { # name: TERM, then KILL after 10 s
-  local f=$state/pids/$1 pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
+  testenv_stop_recorded "$state/pids/$1" 10
 }
 
 # 1. Pods first, while the kubelet runs, so it tears down their networks
