@@ -5,8 +5,6 @@
 
 use testkit as support;
 
-use std::time::Duration;
-
 use support::{WAIT, eventually, workloads, world::World};
 use upstash_rotator::{
     conditions::{self, CONSUMERS_RESTARTED, Reason},
@@ -78,8 +76,11 @@ async fn listed_workloads_restart_once_per_rotation_and_never_otherwise() {
         .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A graceful stop finishes the reconcile that restored the Secret, so
+    // whatever it would restart has been patched by now.
+    world.stop_operator().await;
     assert_eq!(states(&world).await, untouched, "no restart without new credentials");
+    world.start_operator().await;
 
     world.set_rotation("cache", 1).await;
     world.wait_applied("cache", 1).await;
@@ -99,9 +100,10 @@ async fn listed_workloads_restart_once_per_rotation_and_never_otherwise() {
     assert!(world.event_reasons().await.iter().any(|r| r == "ConsumersRestarted"));
 
     // A restarted operator owes nothing for rotation 1.
+    // No fixed wait: rotation 2 below must add exactly one generation to
+    // each, which fails if this restart (or a late one) restarted anything.
     world.stop_operator().await;
     world.start_operator().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(states(&world).await, after_first, "an operator restart restarts nothing");
 
     world.set_rotation("cache", 2).await;

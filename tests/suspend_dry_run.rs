@@ -44,13 +44,20 @@ async fn a_suspended_resource_makes_no_upstash_call_and_rotates_once_when_resume
     let calls = upstash_calls(&world).await;
     // A deleted Secret is not restored either: that needs Upstash.
     world.secrets().delete("cache", &Default::default()).await.expect("delete the Secret");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A later counter step shows in the condition only once a reconcile ran
+    // after the deletion: the barrier before counting calls.
+    world.set_rotation("cache", 2).await;
+    eventually(WAIT, "the Suspended condition naming rotation 2", || async {
+        let r = world.resources().get("cache").await.ok()?;
+        conditions::get(&r.status?.conditions, SUSPENDED)?.message.contains("rotation 2 waits").then_some(())
+    })
+    .await;
     assert_eq!(upstash_calls(&world).await, calls, "no Upstash call while suspended");
     assert_eq!(world.resets().await, 0);
 
     set_suspend(&world, false).await;
-    let resumed = world.wait_applied("cache", 1).await;
-    assert_eq!(world.resets().await, 1, "one reset for the waiting rotation");
+    let resumed = world.wait_applied("cache", 2).await;
+    assert_eq!(world.resets().await, 1, "one reset for the waiting rotations (a jump is one rotation)");
     assert!(conditions::get(&resumed.status.unwrap_or_default().conditions, SUSPENDED).is_none());
     assert!(world.secrets().get_opt("cache").await.expect("read").is_some(), "the Secret is back");
 }
