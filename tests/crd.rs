@@ -6,6 +6,7 @@ use testkit as support;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::{operator::committed_crd, world::World};
+use upstash_rotator::crd::{MaintenanceWindow, RedisPasswordRotation, RotationSchedule};
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
@@ -122,6 +123,43 @@ async fn invalid_ids_names_and_templates_are_rejected_at_admission() {
     world.create("good", spec).await;
 }
 
+/// A schedule that could never rotate is refused at admission, unlike
+/// cert-manager#9146: a window on a day no listed month has, a duration that
+/// is no duration. Windows that do open, leap days included, pass.
+#[tokio::test]
+async fn schedules_that_could_never_rotate_are_rejected_at_admission() {
+    let world = World::prepare("schedule-admission").await;
+    let with = |every: &str, start: &str, duration: &str| {
+        let mut spec = world.spec();
+        spec.schedule = Some(RotationSchedule {
+            every: every.into(),
+            windows: vec![MaintenanceWindow { start: start.into(), duration: duration.into() }],
+            time_zone: Some("Europe/Berlin".into()),
+        });
+        spec
+    };
+    let never = "never matches a date";
+    for (every, start, duration, expected) in [
+        ("720h", "0 2 30 2 *", "4h", never),
+        ("720h", "0 2 31 4,6,9,11 *", "4h", never),
+        ("720h", "0 2 30-31 feb *", "4h", never),
+        ("720h", "0 2 * *", "4h", "five fields"),
+        ("720h", "0  2 * * 6", "4h", "five fields"),
+        ("30s", "0 2 * * 6", "4h", "spec.schedule.every"),
+        ("30d", "0 2 * * 6", "4h", "spec.schedule.every"),
+        ("720h", "0 2 * * 6", "0m", "windows[].duration"),
+    ] {
+        let resource = RedisPasswordRotation::new("bad", with(every, start, duration));
+        let err = world.resources().create(&Default::default(), &resource).await.expect_err("rejected");
+        assert!(err.to_string().contains(expected), "{every} {start:?} {duration}: {err}");
+    }
+    for (i, start) in
+        ["0 2 * * 6", "0 2 29 2 *", "0 2 31 2 mon", "*/15 1-4 * * sat,sun"].into_iter().enumerate()
+    {
+        world.create(&format!("good-{i}"), with("1h30m", start, "4h")).await;
+    }
+}
+
 #[tokio::test]
 async fn kubectl_explain_teaches_every_field() {
     let client = support::admin_client().await;
@@ -140,6 +178,18 @@ async fn kubectl_explain_teaches_every_field() {
         ("rpr.spec.suspend", "no call to Upstash"),
         ("rpr.spec.secretTemplate.data", "InvalidTemplate"),
         ("rpr.spec.secretTemplate.mergeDefaults", "default keys"),
+        ("rpr.spec.schedule", "GitOps"),
+        ("rpr.spec.schedule.every", "720h"),
+        ("rpr.spec.schedule.windows", "Maintenance windows"),
+        ("rpr.spec.schedule.windows.start", "every Saturday at 02:00"),
+        ("rpr.spec.schedule.windows.duration", "not cut off"),
+        ("rpr.spec.schedule.timeZone", "daylight saving"),
+        ("rpr.status.nextRotationTime", "next maintenance window"),
+        ("rpr.status.scheduledRotations", "scheduled-rotation"),
+        ("rpr.status.history", "newest first"),
+        ("rpr.status.history.trigger", "changed"),
+        ("rpr.status.history.recovered", "without a second reset"),
+        ("rpr.status.history.fingerprint", "not"),
     ] {
         let out = std::process::Command::new("kubectl")
             .args(["explain", field, "--cache-dir", cache])

@@ -56,10 +56,13 @@ pub enum Reason {
     Suspended,
     /// `spec.secretTemplate.data` cannot be rendered; nothing was reset.
     InvalidTemplate,
+    /// `spec.schedule` cannot be used (a time zone or cron expression the
+    /// operator does not know, a window that never opens); nothing was reset.
+    InvalidSchedule,
 }
 
 impl Reason {
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -87,6 +90,7 @@ impl Reason {
         Self::ConsumerRestartRefused,
         Self::Suspended,
         Self::InvalidTemplate,
+        Self::InvalidSchedule,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -118,6 +122,7 @@ impl Reason {
             Self::ConsumerRestartRefused => "ConsumerRestartRefused",
             Self::Suspended => "Suspended",
             Self::InvalidTemplate => "InvalidTemplate",
+            Self::InvalidSchedule => "InvalidSchedule",
         }
     }
 

@@ -118,6 +118,71 @@ pub struct RedisPasswordRotationSpec {
     /// never loses a password.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+
+    /// Rotate on a schedule as well: once `every` has passed since the last
+    /// rotation (or since the resource was created), starting only inside a
+    /// maintenance window when windows are given. `spec.rotation` is left
+    /// alone (GitOps tools own the spec): scheduled rotations are counted in
+    /// `status.scheduledRotations` and listed in `status.history`. Raising
+    /// `spec.rotation` still rotates at once, whatever the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<RotationSchedule>,
+}
+
+/// When scheduled rotations happen.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSchedule {
+    /// How long after the last rotation the next one is due, as a duration
+    /// of hours, minutes and seconds: "720h" (30 days), "1h30m". At least 1m.
+    #[schemars(length(min = 2, max = 32))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') && duration(self) >= duration('1m')"
+    ).message("spec.schedule.every must be a duration like 720h or 1h30m, of at least 1m"))]
+    pub every: String,
+    /// Maintenance windows: a due rotation waits for the next one to open.
+    /// None means any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub windows: Vec<MaintenanceWindow>,
+    /// IANA time zone the windows' cron expressions are read in (for example
+    /// "Europe/Berlin"), daylight saving time included. Defaults to UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z][A-Za-z0-9_+/-]*$"))]
+    pub time_zone: Option<String>,
+}
+
+/// A window in which scheduled rotations may start.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+// Standard five-field cron ("minute hour day-of-month month day-of-week", with
+// numbers, names, `*`, lists, ranges and steps). A day of the month no listed
+// month has (31 in April, 30 in February) never opens, unless the day of the
+// week is restricted too (either one matching opens the window).
+#[x_kube(validation = kube::core::Rule::new(
+    concat!(
+        "!self.start.matches('^[0-9A-Za-z*,/-]+( [0-9A-Za-z*,/-]+){4}$') || !(self.start.split(' ')[4] == '*' && ",
+        "self.start.split(' ')[2].split(',').all(d, d.matches('^[0-9]+(-[0-9]+)?(/[0-9]+)?$') && ",
+        "int(d.split('/')[0].split('-')[0]) > (self.start.split(' ')[3].split(',').all(m, m.lowerAscii() in ",
+        "['2', '02', 'feb']) ? 29 : (self.start.split(' ')[3].split(',').all(m, m.lowerAscii() in ['2', '02', ",
+        "'feb', '4', '04', 'apr', '6', '06', 'jun', '9', '09', 'sep', '11', 'nov']) ? 30 : 31))))"
+    )
+).message("spec.schedule.windows[].start never matches a date (no listed month has that day), so the window would never open"))]
+pub struct MaintenanceWindow {
+    /// When the window opens: a cron expression of five fields, "minute hour
+    /// day-of-month month day-of-week", read in `timeZone`. "0 2 * * 6" is
+    /// every Saturday at 02:00.
+    #[schemars(length(min = 9, max = 128))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.matches('^[0-9A-Za-z*,/-]+( [0-9A-Za-z*,/-]+){4}$')"
+    ).message("spec.schedule.windows[].start must be a cron expression of five fields separated by single spaces"))]
+    pub start: String,
+    /// How long the window stays open, as a duration like "4h" or "30m" (at
+    /// least 1m). A rotation starts inside it; it is not cut off at its end.
+    #[schemars(length(min = 2, max = 32))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') && duration(self) >= duration('1m')"
+    ).message("spec.schedule.windows[].duration must be a duration like 4h or 30m, of at least 1m"))]
+    pub duration: String,
 }
 
 /// A workload whose pods read the Secret.
@@ -296,6 +361,19 @@ pub struct RedisPasswordRotationStatus {
     /// listed). A differing `credentialsFingerprint` means a restart is owed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers_fingerprint: Option<String>,
+    /// When the next scheduled rotation may start (`spec.schedule` only): due
+    /// `every` after the last rotation, moved to the next maintenance window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<Time>,
+    /// Scheduled rotations applied so far. They leave `spec.rotation` and
+    /// `rotation` alone; the Secret's `upstash-rotator.io/scheduled-rotation`
+    /// annotation carries this number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_rotations: Option<i64>,
+    /// The last 10 times the Secret got new credentials, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<HistoryEntry>,
     /// `Ready`: the Secret holds the database's current credentials.
     /// `Rotating`: a rotation is in flight.
     /// `ConsumersRestarted`: whether the last restart of `spec.rolloutRestart`
@@ -304,6 +382,50 @@ pub struct RedisPasswordRotationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One change of the credentials in the Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// `spec.rotation` in force (the counter value a `counter` rotation applied).
+    pub rotation: i64,
+    /// The number of a `schedule` rotation (`status.scheduledRotations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_rotation: Option<i64>,
+    /// When the Secret got the new credentials.
+    pub time: Time,
+    /// What caused it: `counter` (spec.rotation went up), `schedule`
+    /// (spec.schedule came due) or `recovery` (the password was changed
+    /// outside the operator, and a sync stored the new one).
+    pub trigger: RotationTrigger,
+    /// The reset's answer was lost (a crash, a timeout) and the new
+    /// credentials were read back from Upstash, without a second reset.
+    #[serde(default)]
+    pub recovered: bool,
+    /// Fingerprint of the new credentials (a truncated SHA-256, not
+    /// reversible), the same as `credentialsFingerprint`: tells versions apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// What caused a change of credentials.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RotationTrigger {
+    Counter,
+    Schedule,
+    Recovery,
+}
+
+impl RotationTrigger {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Schedule => "schedule",
+            Self::Recovery => "recovery",
+        }
+    }
 }
 
 /// One recorded reset attempt. A process sends a reset only after recording
@@ -330,6 +452,11 @@ pub struct ResetAttempt {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub blind_resets: i64,
+
+    /// The number of the scheduled rotation this intent is for; absent for
+    /// a `spec.rotation` counter rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<i64>,
 }
 
 impl RedisPasswordRotationSpec {
@@ -349,6 +476,7 @@ impl RedisPasswordRotationSpec {
             deletion_policy: DeletionPolicy::default(),
             rollout_restart: Vec::new(),
             suspend: false,
+            schedule: None,
         }
     }
 }

@@ -20,6 +20,8 @@ pub mod leader;
 pub mod metrics;
 /// The reconciler and its pure decision logic.
 pub mod reconcile;
+/// `spec.schedule`: when a scheduled rotation may start.
+pub mod schedule;
 /// The Secret the operator writes.
 pub mod secret;
 /// SIGTERM / SIGINT handling.

@@ -15,6 +15,10 @@ pub const MANAGED_BY: &str = "upstash-rotator";
 /// Name of the resource that writes the Secret.
 pub const RESOURCE_ANNOTATION: &str = "upstash-rotator.io/resource";
 pub const ROTATION_ANNOTATION: &str = "upstash-rotator.io/rotation";
+/// The number of the scheduled rotation whose credentials the Secret holds
+/// (absent before the first one): with the counter, tells a scheduled
+/// rotation's write from the one before it.
+pub const SCHEDULED_ANNOTATION: &str = "upstash-rotator.io/scheduled-rotation";
 /// UID of the resource that wrote the rotation annotation: a retained Secret
 /// taken over by a re-created resource says nothing about the new one's counter.
 pub const RESOURCE_UID_ANNOTATION: &str = "upstash-rotator.io/resource-uid";
@@ -67,13 +71,26 @@ pub fn ownership(secret: Option<&Secret>, resource_name: &str) -> Ownership {
     }
 }
 
-/// The rotation counter a Secret was written for by the resource with `uid`.
-pub fn written_rotation(secret: &Secret, uid: &str) -> Option<i64> {
+/// Which rotation's credentials a Secret holds: the counter, then the
+/// number of scheduled rotations so far. Ordered: a write never goes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Written {
+    pub rotation: i64,
+    pub scheduled: i64,
+}
+
+/// The rotation a Secret was written for by the resource with `uid`.
+pub fn written(secret: &Secret, uid: &str) -> Option<Written> {
     let annotations = secret.metadata.annotations.as_ref()?;
     if annotations.get(RESOURCE_UID_ANNOTATION).map(String::as_str) != Some(uid) {
         return None;
     }
-    annotations.get(ROTATION_ANNOTATION)?.parse().ok()
+    let rotation = annotations.get(ROTATION_ANNOTATION)?.parse().ok()?;
+    let scheduled = match annotations.get(SCHEDULED_ANNOTATION) {
+        Some(n) => n.parse().ok()?,
+        None => 0,
+    };
+    Some(Written { rotation, scheduled })
 }
 
 /// The password and standard token a Secret holds, for comparison with what
@@ -178,15 +195,15 @@ fn default_data(database: &RedisDatabase, credentials: &DatabaseCredentials) -> 
 }
 
 /// The Secret to server-side apply for `resource`, holding `credentials`
-/// written for rotation counter `rotation`.
+/// written for rotation `written`.
 pub fn desired(
     resource: &RedisPasswordRotation,
     database: &RedisDatabase,
     credentials: &DatabaseCredentials,
-    rotation: i64,
+    written: Written,
 ) -> Secret {
     let data = data(resource.spec.secret_template.as_ref(), database, credentials);
-    let mut secret = desired_without_data(resource, rotation);
+    let mut secret = desired_without_data(resource, written);
     if !data.contains_key(KEY_PASSWORD) || !data.contains_key(KEY_REST_TOKEN) {
         let annotations = secret.metadata.annotations.get_or_insert_default();
         annotations.insert(CREDENTIALS_ANNOTATION.into(), fingerprint(credentials));
@@ -196,13 +213,16 @@ pub fn desired(
 }
 
 /// Everything of the desired Secret but its data.
-pub fn desired_without_data(resource: &RedisPasswordRotation, rotation: i64) -> Secret {
+pub fn desired_without_data(resource: &RedisPasswordRotation, written: Written) -> Secret {
     let template = resource.spec.secret_template.clone().unwrap_or_default();
     let mut labels = template.labels;
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let mut annotations = template.annotations;
     annotations.insert(RESOURCE_ANNOTATION.into(), resource.metadata.name.clone().unwrap_or_default());
-    annotations.insert(ROTATION_ANNOTATION.into(), rotation.to_string());
+    annotations.insert(ROTATION_ANNOTATION.into(), written.rotation.to_string());
+    if written.scheduled > 0 {
+        annotations.insert(SCHEDULED_ANNOTATION.into(), written.scheduled.to_string());
+    }
     annotations.insert(RESOURCE_UID_ANNOTATION.into(), resource.metadata.uid.clone().unwrap_or_default());
     annotations.insert(DATABASE_ANNOTATION.into(), resource.spec.database_id.clone());
     let owner_references = match resource.spec.deletion_policy {
@@ -264,7 +284,7 @@ mod tests {
     #[test]
     fn writes_every_key_with_an_encoded_url() {
         let (db, creds) = database(true);
-        let secret = desired(&resource(DeletionPolicy::Delete), &db, &creds, 3);
+        let secret = desired(&resource(DeletionPolicy::Delete), &db, &creds, counter(3));
         assert_eq!(
             text(&secret, KEY_REDIS_URL),
             "rediss://default:p%40ss%2Fword%3A1@calm-otter-1.upstash.io:6379"
@@ -273,15 +293,34 @@ mod tests {
         assert_eq!(text(&secret, KEY_PORT), "6379");
         // upstash-sim reports where its data plane listens.
         let sim = RedisDatabase { rest_url: Some("https://127.0.0.1:8443".into()), ..db.clone() };
-        let secret = desired(&resource(DeletionPolicy::Delete), &sim, &creds, 3);
+        let secret = desired(&resource(DeletionPolicy::Delete), &sim, &creds, counter(3));
         assert_eq!(text(&secret, KEY_REST_URL), "https://127.0.0.1:8443");
         assert_eq!(text(&secret, KEY_HOST), "calm-otter-1.upstash.io");
         assert_eq!(secret.data.as_ref().map(BTreeMap::len), Some(7));
-        assert_eq!(written_rotation(&secret, "uid-1"), Some(3));
-        assert_eq!(written_rotation(&secret, "another-incarnation"), None);
+        assert_eq!(written(&secret, "uid-1"), Some(counter(3)));
+        assert_eq!(written(&secret, "another-incarnation"), None);
         assert_eq!(secret.metadata.owner_references.as_ref().map(Vec::len), Some(1));
         assert!(holds(&secret, &creds));
         assert_eq!(secret_fingerprint(&secret), Some(fingerprint(&creds)));
+    }
+
+    fn counter(rotation: i64) -> Written {
+        Written { rotation, scheduled: 0 }
+    }
+
+    #[test]
+    fn a_scheduled_rotation_is_told_from_the_write_before_it() {
+        let (db, creds) = database(true);
+        let first = desired(&resource(DeletionPolicy::Delete), &db, &creds, counter(3));
+        let annotations = first.metadata.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key(SCHEDULED_ANNOTATION), "no annotation before any");
+        let scheduled = Written { rotation: 3, scheduled: 2 };
+        let secret = desired(&resource(DeletionPolicy::Delete), &db, &creds, scheduled);
+        assert_eq!(written(&secret, "uid-1"), Some(scheduled));
+        assert!(
+            counter(3) < scheduled && scheduled < counter(4),
+            "a counter step is newer than any schedule"
+        );
     }
 
     #[test]
@@ -299,7 +338,7 @@ mod tests {
     #[test]
     fn plain_redis_scheme_without_tls_and_no_owner_when_retained() {
         let (db, creds) = database(false);
-        let secret = desired(&resource(DeletionPolicy::Retain), &db, &creds, 0);
+        let secret = desired(&resource(DeletionPolicy::Retain), &db, &creds, counter(0));
         assert!(text(&secret, KEY_REDIS_URL).starts_with("redis://"));
         assert!(secret.metadata.owner_references.is_none());
     }
@@ -307,7 +346,7 @@ mod tests {
     #[test]
     fn ownership_is_decided_by_label_annotation_or_adoption() {
         let (db, creds) = database(true);
-        let ours = desired(&resource(DeletionPolicy::Delete), &db, &creds, 0);
+        let ours = desired(&resource(DeletionPolicy::Delete), &db, &creds, counter(0));
         assert_eq!(ownership(Some(&ours), "cache"), Ownership::Ours);
         assert_eq!(ownership(Some(&ours), "other"), Ownership::OtherResource("cache".into()));
         assert_eq!(ownership(None, "cache"), Ownership::Absent);

@@ -13,8 +13,10 @@ pub enum Step {
     /// credentials (read with GET, never reset), then record `rotation` as
     /// applied. Covers a new resource and drift.
     Sync { rotation: i64 },
-    /// The counter went up: record the intent, reset once, write the Secret.
-    Rotate { target: i64 },
+    /// The counter went up, or `spec.schedule` came due (`scheduled`, with
+    /// `target` the counter already applied): record the intent, reset
+    /// once, write the Secret.
+    Rotate { target: i64, scheduled: bool },
     /// A reset for `target` succeeded in this process but its Secret write
     /// did not: write the credentials kept in memory.
     WriteRemembered { target: i64 },
@@ -44,6 +46,8 @@ pub struct Facts {
     /// The pending intent used up its blind resets.
     pub blind_resets_exhausted: bool,
     pub deleting: bool,
+    /// `spec.schedule` asks for a rotation now (inside a window, if any).
+    pub schedule_due: bool,
 }
 
 pub fn next_step(f: Facts) -> Step {
@@ -54,7 +58,7 @@ pub fn next_step(f: Facts) -> Step {
             Step::FinishRecorded { target }
         } else if f.blind_resets_exhausted && f.spec_rotation > target && !f.deleting {
             // The user raised the counter after being told: a new intent.
-            Step::Rotate { target: f.spec_rotation }
+            Step::Rotate { target: f.spec_rotation, scheduled: false }
         } else {
             Step::Recover { target }
         };
@@ -65,8 +69,12 @@ pub fn next_step(f: Facts) -> Step {
     match f.applied_rotation {
         // A new resource: its counter is the baseline, nothing is reset.
         None => Step::Sync { rotation: f.spec_rotation },
-        // Several steps at once ask for one rotation.
-        Some(applied) if f.spec_rotation > applied => Step::Rotate { target: f.spec_rotation },
+        // Several steps at once ask for one rotation; the counter goes first,
+        // whatever the schedule's windows.
+        Some(applied) if f.spec_rotation > applied => {
+            Step::Rotate { target: f.spec_rotation, scheduled: false }
+        }
+        Some(applied) if f.schedule_due => Step::Rotate { target: applied, scheduled: true },
         Some(applied) => Step::Sync { rotation: applied },
     }
 }
@@ -140,9 +148,24 @@ mod tests {
     #[test]
     fn a_raised_counter_rotates_once_to_its_latest_value() {
         let f = Facts { spec_rotation: 5, applied_rotation: Some(1), ..facts() };
-        assert_eq!(next_step(f), Step::Rotate { target: 5 });
+        assert_eq!(next_step(f), Step::Rotate { target: 5, scheduled: false });
         let steady = Facts { spec_rotation: 5, applied_rotation: Some(5), ..facts() };
         assert_eq!(next_step(steady), Step::Sync { rotation: 5 });
+    }
+
+    #[test]
+    fn a_due_schedule_rotates_the_applied_counter_and_yields_to_a_raised_one() {
+        let due = Facts { spec_rotation: 4, applied_rotation: Some(4), schedule_due: true, ..facts() };
+        assert_eq!(next_step(due), Step::Rotate { target: 4, scheduled: true });
+        assert_eq!(
+            next_step(Facts { spec_rotation: 5, ..due }),
+            Step::Rotate { target: 5, scheduled: false }
+        );
+        // Never on a first sync, while deleting, or over an intent in flight.
+        assert_eq!(next_step(Facts { applied_rotation: None, ..due }), Step::Sync { rotation: 4 });
+        assert_eq!(next_step(Facts { deleting: true, ..due }), Step::Release);
+        let pending = Facts { pending_rotation: Some(4), ..due };
+        assert_eq!(next_step(pending), Step::Recover { target: 4 });
     }
 
     #[test]
@@ -191,7 +214,10 @@ mod tests {
             Step::Recover { target: 2 },
             "only a GET: it may show credentials again"
         );
-        assert_eq!(next_step(Facts { spec_rotation: 3, ..stuck }), Step::Rotate { target: 3 });
+        assert_eq!(
+            next_step(Facts { spec_rotation: 3, ..stuck }),
+            Step::Rotate { target: 3, scheduled: false }
+        );
         assert_eq!(
             next_step(Facts { spec_rotation: 3, deleting: true, ..stuck }),
             Step::Recover { target: 2 }

@@ -18,9 +18,13 @@ pub fn describe(step: Step, effects: &[Effect], resource: &RedisPasswordRotation
         return waiting.map(|target| format!("rotation {target} waits: spec.suspend is true"));
     }
     match step {
-        Step::Rotate { target } => Some(format!(
+        Step::Rotate { target, scheduled: false } => Some(format!(
             "would reset the password of database {database} for rotation {target} and write the new credentials \
              to Secret {secret}"
+        )),
+        Step::Rotate { target, scheduled: true } => Some(format!(
+            "would reset the password of database {database} for a scheduled rotation (spec.schedule is due; \
+             rotation {target} stays) and write the new credentials to Secret {secret}"
         )),
         Step::Recover { target } if has(|e| matches!(e, Effect::Reset { .. })) => Some(format!(
             "would reset the password of database {database} again for rotation {target}: the recorded reset did \
@@ -54,7 +58,8 @@ mod tests {
     #[test]
     fn a_rotation_and_a_first_sync_are_described_and_a_steady_sync_is_not() {
         let mut resource = RedisPasswordRotation::new("cache", RedisPasswordRotationSpec::new("db-1", "api"));
-        let rotate = describe(Step::Rotate { target: 2 }, &[], &resource).unwrap_or_default();
+        let rotate =
+            describe(Step::Rotate { target: 2, scheduled: false }, &[], &resource).unwrap_or_default();
         assert!(rotate.contains("reset the password of database db-1 for rotation 2"), "{rotate}");
         let first = describe(Step::Sync { rotation: 0 }, &[], &resource).unwrap_or_default();
         assert!(first.contains("first sync, no reset"), "{first}");
@@ -62,7 +67,8 @@ mod tests {
             Some(crate::crd::RedisPasswordRotationStatus { rotation: Some(0), ..Default::default() });
         assert_eq!(describe(Step::Sync { rotation: 0 }, &[Effect::WriteStatus], &resource), None);
         let suspended = [Effect::Record(Record::Suspended { waiting: Some(3) }), Effect::WriteStatus];
-        let waits = describe(Step::Rotate { target: 3 }, &suspended, &resource).unwrap_or_default();
+        let waits =
+            describe(Step::Rotate { target: 3, scheduled: false }, &suspended, &resource).unwrap_or_default();
         assert!(waits.contains("rotation 3 waits"), "{waits}");
     }
 }

@@ -44,6 +44,9 @@ pub enum Error {
     /// `spec.secretTemplate.data` cannot be rendered; found before any reset.
     #[error("{0}")]
     InvalidTemplate(#[from] crate::template::TemplateError),
+    /// `spec.schedule` cannot be used; found before any reset.
+    #[error("{0}")]
+    InvalidSchedule(#[from] crate::schedule::ScheduleError),
 }
 
 /// How long a resource in `RotationNeedsAttention` waits before checking
@@ -63,6 +66,7 @@ impl Error {
             Self::Waiting { reason, .. } => *reason,
             Self::NeedsAttention(_) => Reason::RotationNeedsAttention,
             Self::InvalidTemplate(_) => Reason::InvalidTemplate,
+            Self::InvalidSchedule(_) => Reason::InvalidSchedule,
             Self::Upstash(e) => match e {
                 UpstashError::Unauthorized(_) | UpstashError::ReadOnlyKey(_) => Reason::InvalidCredentials,
                 UpstashError::DatabaseNotFound(_) => Reason::DatabaseNotFound,

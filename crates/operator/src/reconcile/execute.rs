@@ -94,7 +94,9 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         match effect {
             Effect::ProveSecretWritable { target } => self.prove_secret_writable(target).await?,
             Effect::AddFinalizer => self.add_finalizer().await?,
-            Effect::RecordIntent { target, blind } => self.record_intent(target, blind).await?,
+            Effect::RecordIntent { target, blind, scheduled } => {
+                self.record_intent(target, blind, scheduled).await?
+            }
             Effect::Reset { target } => self.reset(target).await?,
             Effect::StoreAnswer { target } => return self.store_answer(target).await,
             Effect::StoreCurrent { rotation, guard } => self.store_current(rotation, guard).await?,
@@ -117,8 +119,8 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
     /// process that finds its own attempt there, and still holds its lease,
     /// sends the reset: a process that was paused finds another holder, a
     /// higher attempt or an expired lease, and stops.
-    async fn record_intent(&mut self, target: i64, blind: bool) -> Result<()> {
-        let attempt = self.draft.next_attempt(target, &self.ctx.identity, blind);
+    async fn record_intent(&mut self, target: i64, blind: bool, scheduled: Option<i64>) -> Result<()> {
+        let attempt = self.draft.next_attempt(target, &self.ctx.identity, blind, scheduled);
         let stored = self.draft.status.clone();
         self.draft.record_intent(target, attempt.clone());
         // The intent must be stored before the reset: a restart then knows to
@@ -192,10 +194,11 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         let Some(answer) = self.ctx.remembered(&self.uid).filter(|r| r.target == target) else {
             return Ok(Flow::Stop);
         };
-        let desired = secret::desired(&self.resource, &answer.database, &answer.credentials, target);
+        let written = self.draft.written(target);
+        let desired = secret::desired(&self.resource, &answer.database, &answer.credentials, written);
         let mut delay = Duration::from_millis(250);
         for attempt in 1..=SECRET_WRITE_ATTEMPTS {
-            match self.write_secret(&desired, Guard::Rotation, target).await {
+            match self.write_secret(&desired, Guard::Rotation, written).await {
                 Ok(()) => break,
                 Err(Error::Kube(e)) if namespace_terminating(&e) => {
                     self.ctx.forget(&self.uid);
@@ -229,8 +232,9 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         let Some(current) = database.credentials.clone() else {
             return Err(Error::Stale("Upstash's read carries no credentials; deciding again".into()));
         };
-        let desired = secret::desired(&self.resource, &database, &current, rotation);
-        self.write_secret(&desired, guard, rotation).await.map_err(|e| match (guard, e) {
+        let written = self.draft.written(rotation);
+        let desired = secret::desired(&self.resource, &database, &current, written);
+        self.write_secret(&desired, guard, written).await.map_err(|e| match (guard, e) {
             (Guard::Sync, Error::Kube(k)) => Error::SecretNotWritable(format!(
                 "Secret {} cannot be written: {}",
                 self.resource.secret_name(),

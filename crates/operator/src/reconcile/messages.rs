@@ -3,7 +3,34 @@
 
 use std::fmt;
 
-use crate::{conditions::Reason, reconcile::decide::BLIND_RESET_LIMIT};
+use crate::{conditions::Reason, crd::RotationTrigger, reconcile::decide::BLIND_RESET_LIMIT};
+
+/// How users read which rotation a message is about: "rotation 4" for the
+/// counter, "scheduled rotation 2 (at rotation 4)" for `spec.schedule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub counter: i64,
+    pub scheduled: Option<i64>,
+}
+
+impl Rotation {
+    pub const fn counter(counter: i64) -> Self {
+        Self { counter, scheduled: None }
+    }
+
+    pub const fn trigger(self) -> RotationTrigger {
+        if self.scheduled.is_some() { RotationTrigger::Schedule } else { RotationTrigger::Counter }
+    }
+}
+
+impl fmt::Display for Rotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scheduled {
+            None => write!(f, "rotation {}", self.counter),
+            Some(n) => write!(f, "scheduled rotation {n} (at rotation {})", self.counter),
+        }
+    }
+}
 
 /// The message of a `Ready` or `Rotating` condition set by a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,14 +50,14 @@ pub enum Message {
     },
     NoRotation,
     RotationInProgress {
-        target: i64,
+        target: Rotation,
     },
     Resetting {
-        target: i64,
+        target: Rotation,
         attempt: i64,
     },
     Rotated {
-        target: i64,
+        target: Rotation,
         secret: String,
         database: String,
     },
@@ -82,13 +109,13 @@ impl fmt::Display for Message {
                  spec.rotation to reset the password and store the new credentials in Secret {secret}"
             ),
             Self::NoRotation => f.write_str("no rotation in progress"),
-            Self::RotationInProgress { target } => write!(f, "rotation {target} in progress"),
+            Self::RotationInProgress { target } => write!(f, "{target} in progress"),
             Self::Resetting { target, attempt } => {
-                write!(f, "resetting the password for rotation {target} (attempt {attempt})")
+                write!(f, "resetting the password for {target} (attempt {attempt})")
             }
             Self::Rotated { target, secret, database } => write!(
                 f,
-                "rotation {target} applied: Secret {secret} holds the new credentials of database {database}"
+                "{target} applied: Secret {secret} holds the new credentials of database {database}"
             ),
             Self::AnswerWithoutCredentials { target } => write!(
                 f,
@@ -125,12 +152,15 @@ impl fmt::Display for Message {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// A rotation finished; `how` says what this reconcile did for it.
-    Rotated { target: i64, secret: String, how: RotatedHow },
+    Rotated { target: Rotation, secret: String, how: RotatedHow },
     /// A lost reset answer turned out to have been applied; `verified` is
     /// false when there was nothing to compare with.
-    Recovered { target: i64, verified: bool },
+    Recovered { target: Rotation, verified: bool },
     /// The Secret was edited or deleted and got the current credentials back.
     DriftCorrected { secret: String, deleted: bool },
+    /// Upstash reports other credentials than the operator last wrote: the
+    /// password was reset elsewhere, and the Secret now holds the new one.
+    ChangedOutside { secret: String },
     /// Credential Protection forces another reset; `blind` counts them.
     ResetRepeated { target: i64, blind: i64 },
     /// The resource is deleted with an intent that cannot be checked.
@@ -158,6 +188,7 @@ impl Notice {
             Self::Rotated { .. } => "Rotated",
             Self::Recovered { .. } => "RotationRecovered",
             Self::DriftCorrected { .. } => "DriftCorrected",
+            Self::ChangedOutside { .. } => "CredentialsChangedOutside",
             Self::ResetRepeated { .. } => "ResetRepeated",
             Self::Abandoned { .. } => "RotationAbandoned",
             Self::Failed { reason, .. } => reason.as_str(),
@@ -172,6 +203,7 @@ impl Notice {
         matches!(
             self,
             Self::Recovered { verified: false, .. }
+                | Self::ChangedOutside { .. }
                 | Self::ResetRepeated { .. }
                 | Self::Abandoned { .. }
                 | Self::Failed { .. }
@@ -184,21 +216,27 @@ impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Rotated { target, secret, how: RotatedHow::SecretWritten } => {
-                write!(f, "rotation {target}: Secret {secret} updated")
+                write!(f, "{target}: Secret {secret} updated (trigger: {})", target.trigger().as_str())
             }
             Self::Rotated { target, how: RotatedHow::SecretAlreadyHeldThem, .. } => {
-                write!(f, "rotation {target}: Secret already held them")
+                write!(f, "{target}: Secret already held them (trigger: {})", target.trigger().as_str())
             }
             Self::Recovered { target, verified: true } => write!(
                 f,
-                "rotation {target}: the reset had happened although its answer was lost; stored the credentials \
-                 Upstash reports, without a second reset"
+                "{target}: the reset had happened although its answer was lost; stored the credentials \
+                 Upstash reports, without a second reset (trigger: {})",
+                target.trigger().as_str()
             ),
             Self::Recovered { target, verified: false } => write!(
                 f,
-                "rotation {target}: whether the reset happened could not be checked (no record of the \
+                "{target}: whether the reset happened could not be checked (no record of the \
                  credentials before it, and no Secret); stored the credentials Upstash reports, without a second \
                  reset (raise spec.rotation to force one)"
+            ),
+            Self::ChangedOutside { secret } => write!(
+                f,
+                "the database's password was changed outside the operator; Secret {secret} now holds the new \
+                 credentials (trigger: recovery)"
             ),
             Self::DriftCorrected { secret, deleted } => write!(
                 f,

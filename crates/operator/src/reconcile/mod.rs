@@ -25,6 +25,8 @@ mod consumer_tests;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod schedule_tests;
+#[cfg(test)]
 mod suspend_tests;
 #[cfg(test)]
 mod template_tests;
@@ -33,6 +35,7 @@ mod tests;
 
 use std::{sync::Arc, time::Duration};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt as _, runtime::controller::Action};
 
 pub use context::{Context, Fingerprint, Remembered, store_ready};
@@ -106,7 +109,7 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
         Ok(()) => {
             measure.ok();
             ctx.succeeded(&uid);
-            Ok(Action::await_change())
+            Ok(next_scheduled(&mut run))
         }
         // Not failures: no backoff, no warning event.
         Err(Error::Waiting { retry, .. }) => {
@@ -140,9 +143,11 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
     mut obs: Observation,
 ) -> Result<(), Error> {
     ctx.fence.check()?;
+    // Before anything is decided: a rotation must never start from a
+    // schedule the operator cannot read, or with keys that cannot be
+    // rendered.
+    run.draft.set_schedule(obs.read_schedule()?);
     checks::writable(obs.target.as_ref(), &obs.resource)?;
-    // Before anything is decided: a rotation must never start with keys
-    // that cannot be rendered.
     if let Some(template) = &obs.resource.spec.secret_template {
         crate::template::validate(&template.data)?;
     }
@@ -175,6 +180,34 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
     run.with_observation(obs);
     run.run(effects).await
 }
+
+/// Wakes up exactly when the next scheduled rotation may start, and not
+/// before; nothing else needs a timer.
+fn next_scheduled<K, U>(run: &mut Run<'_, K, U>) -> Action {
+    run.draft.refresh_next_rotation();
+    let next = run.draft.status.next_rotation_time.as_ref().map(|t| t.0);
+    match schedule_wait(next, Timestamp::now()) {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
+    }
+}
+
+/// How long until `next`: rounded up, so the wake-up is never early, and
+/// capped below kube-runtime's timer limit (the reconcile then waits
+/// again). A due rotation that did not start (`spec.suspend`, a dry run)
+/// waits for a change instead of spinning.
+fn schedule_wait(next: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    let wait = now.duration_until(next?);
+    if !wait.is_positive() {
+        return None;
+    }
+    let wait = Duration::try_from(wait).unwrap_or(MAX_WAIT) + Duration::from_millis(1);
+    Some(wait.min(MAX_WAIT))
+}
+
+/// Longest single wait for a schedule (kube-runtime's timer wheel holds
+/// about two years).
+const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Counts a failure and chooses, once, when to retry.
 fn failed<K, U>(ctx: &Context<K, U>, uid: &str, fingerprint: Option<Fingerprint>, error: Error) -> Failure {

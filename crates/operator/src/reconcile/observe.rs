@@ -13,7 +13,7 @@ use super::{
     error::{Error, Result},
     ops::{KubeOps, UpstashOps},
 };
-use crate::{conditions::Reason, crd::RedisPasswordRotation};
+use crate::{conditions::Reason, crd::RedisPasswordRotation, schedule::Schedule};
 
 /// What one reconcile knows before it decides.
 pub struct Observation {
@@ -30,6 +30,8 @@ pub struct Observation {
     pub conflict: Option<Conflict>,
     /// The database as Upstash reports it, read only when the step needs it.
     pub upstash: Option<Result<RedisDatabase, UpstashError>>,
+    /// `spec.schedule`, once `read_schedule` checked it.
+    pub schedule: Option<Schedule>,
     pub now: Timestamp,
 }
 
@@ -62,6 +64,7 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
         remembered,
         conflict: None,
         upstash: None,
+        schedule: None,
         now: Timestamp::now(),
         resource,
     }))
@@ -81,6 +84,28 @@ impl Observation {
 
     pub fn pending(&self) -> Option<i64> {
         self.resource.status.as_ref().and_then(|s| s.pending_rotation)
+    }
+
+    /// Parses `spec.schedule`: one the operator cannot use stops the
+    /// reconcile before any step, like an invalid template.
+    pub fn read_schedule(&mut self) -> Result<Option<Schedule>> {
+        let spec = self.resource.spec.schedule.as_ref();
+        self.schedule = spec.map(|s| Schedule::parse(s, self.now)).transpose()?;
+        Ok(self.schedule.clone())
+    }
+
+    /// Whether `spec.schedule` asks for a rotation now: `every` has passed
+    /// since the last rotation (or the creation) and a window, if any, is
+    /// open.
+    pub fn schedule_due(&self) -> bool {
+        let Some(schedule) = &self.schedule else { return false };
+        let status = self.resource.status.as_ref();
+        let last = status.and_then(|s| s.last_rotation_time.as_ref()).or(self
+            .resource
+            .metadata
+            .creation_timestamp
+            .as_ref());
+        last.is_some_and(|last| schedule.next_start(last.0, self.now).is_ok_and(|next| next <= self.now))
     }
 
     /// Looks for an older resource that has synced the same database. Only

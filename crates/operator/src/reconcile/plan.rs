@@ -11,7 +11,7 @@ use super::{
     checks::{database_conflict, no_reset_in_flight},
     decide::{BLIND_RESET_LIMIT, Facts, Step, Verdict, next_step, recovery_verdict},
     error::{Error, Result},
-    messages::{Message, Notice, RotatedHow},
+    messages::{Message, Notice, RotatedHow, Rotation},
     observe::Observation,
 };
 use crate::{
@@ -29,7 +29,8 @@ pub enum Effect {
     /// Guards the intent against deletion while it is in flight.
     AddFinalizer,
     /// Stores the reset attempt in status, reads it back, checks the lease.
-    RecordIntent { target: i64, blind: bool },
+    /// `scheduled`: the number of the scheduled rotation a new intent is for.
+    RecordIntent { target: i64, blind: bool, scheduled: Option<i64> },
     /// The one non-idempotent call; its answer is kept in memory at once.
     Reset { target: i64 },
     /// Writes the kept reset answer into the Secret (retrying the write,
@@ -78,9 +79,16 @@ pub enum Record {
     /// What the Secret holds, when no write of this plan recorded it
     /// (`None`: nothing recognisable).
     Fingerprint(Option<String>),
-    /// Rotation `target` is done.
+    /// Rotation `target` is done; `recovered`: its answer was read back
+    /// from Upstash.
     Finished {
         target: i64,
+        recovered: bool,
+    },
+    /// A sync found credentials the operator did not write: the password
+    /// was changed outside it (history trigger `recovery`).
+    ChangedOutside {
+        rotation: i64,
     },
     /// The intent is dropped: the resource is being deleted.
     Abandoned {
@@ -109,7 +117,7 @@ impl Step {
 /// The plan of a step `spec.suspend` holds back: say so, nothing else.
 pub fn suspended(step: Step) -> Vec<Effect> {
     let waiting = match step {
-        Step::Rotate { target } | Step::Recover { target } => Some(target),
+        Step::Rotate { target, .. } | Step::Recover { target } => Some(target),
         _ => None,
     };
     vec![Effect::Record(Record::Suspended { waiting }), Effect::WriteStatus]
@@ -129,15 +137,20 @@ pub fn step(obs: &Observation) -> Result<Step> {
     let reset = status.reset.as_ref().filter(|_| pending.is_some());
     let before_intent = reset.and_then(|r| r.previous_credentials.clone());
     let secret_print = obs.target.as_ref().and_then(secret::secret_fingerprint);
+    // The pending intent's own write: its counter, and for a scheduled one
+    // its number (the counter alone is the same as the write before it).
+    let intent_scheduled = reset.and_then(|r| r.scheduled).unwrap_or(status.scheduled_rotations.unwrap_or(0));
+    let written = obs.target.as_ref().and_then(|s| secret::written(s, &obs.uid));
     Ok(next_step(Facts {
         spec_rotation: obs.resource.spec.rotation,
         applied_rotation: status.rotation,
         pending_rotation: pending,
-        secret_rotation: obs.target.as_ref().and_then(|s| secret::written_rotation(s, &obs.uid)),
+        secret_rotation: written.filter(|w| w.scheduled == intent_scheduled).map(|w| w.rotation),
         secret_changed_since_intent: before_intent.is_none() || secret_print != before_intent,
         remembered: obs.remembered.is_some(),
         blind_resets_exhausted: reset.is_some_and(|r| r.blind_resets >= BLIND_RESET_LIMIT),
         deleting: obs.resource.metadata.deletion_timestamp.is_some(),
+        schedule_due: obs.schedule_due(),
     }))
 }
 
@@ -150,11 +163,13 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
     let secret_print = obs.target.as_ref().and_then(secret::secret_fingerprint);
     match step {
         Step::Release => Ok(vec![Effect::WriteStatus, Effect::ReleaseFinalizer]),
-        Step::WriteRemembered { target } => Ok(store_answer_and_finish(resource, target)),
+        Step::WriteRemembered { target } => Ok(store_answer_and_finish(resource, pending(obs, target))),
         Step::FinishRecorded { target } => {
             let how = RotatedHow::SecretAlreadyHeldThem;
+            let notice =
+                Notice::Rotated { target: pending(obs, target), secret: resource.secret_name(), how };
             let mut effects = vec![Effect::Record(Record::Fingerprint(secret_print))];
-            effects.extend(finish(target, Notice::Rotated { target, secret: resource.secret_name(), how }));
+            effects.extend(finish(target, false, notice));
             Ok(effects)
         }
         Step::Sync { rotation } => {
@@ -162,14 +177,19 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
             let database = upstash_read(obs)?.map_err(Error::from)?;
             Ok(sync(obs, rotation, database.credentials.is_some()))
         }
-        Step::Rotate { target } => {
+        Step::Rotate { target, scheduled } => {
             obs.api_credentials()?;
+            let number = scheduled.then(|| status.scheduled_rotations.unwrap_or(0).saturating_add(1));
             let mut effects = vec![Effect::ProveSecretWritable { target }];
             if !has_finalizer(resource) {
                 effects.push(Effect::AddFinalizer);
             }
-            effects.extend([Effect::RecordIntent { target, blind: false }, Effect::Reset { target }]);
-            effects.extend(store_answer_and_finish(resource, target));
+            effects.extend([
+                Effect::RecordIntent { target, blind: false, scheduled: number },
+                Effect::Reset { target },
+            ]);
+            let rotation = Rotation { counter: target, scheduled: number };
+            effects.extend(store_answer_and_finish(resource, rotation));
             Ok(effects)
         }
         Step::Recover { target } => {
@@ -191,14 +211,20 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
                 verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
                     let mut effects = vec![Effect::StoreCurrent { rotation: target, guard: Guard::Rotation }];
                     let verified = verdict == Verdict::Adopt;
-                    effects.extend(finish(target, Notice::Recovered { target, verified }));
+                    effects.extend(finish(
+                        target,
+                        true,
+                        Notice::Recovered { target: pending(obs, target), verified },
+                    ));
                     Ok(effects)
                 }
                 Verdict::Reset => {
                     no_reset_in_flight(obs, target, reset_window)?;
-                    let mut effects =
-                        vec![Effect::RecordIntent { target, blind: false }, Effect::Reset { target }];
-                    effects.extend(store_answer_and_finish(resource, target));
+                    let mut effects = vec![
+                        Effect::RecordIntent { target, blind: false, scheduled: None },
+                        Effect::Reset { target },
+                    ];
+                    effects.extend(store_answer_and_finish(resource, pending(obs, target)));
                     Ok(effects)
                 }
                 Verdict::ResetBlind => {
@@ -215,11 +241,11 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
                     }
                     no_reset_in_flight(obs, target, reset_window)?;
                     let mut effects = vec![
-                        Effect::RecordIntent { target, blind: true },
+                        Effect::RecordIntent { target, blind: true, scheduled: None },
                         Effect::Publish(Notice::ResetRepeated { target, blind: blind + 1 }),
                         Effect::Reset { target },
                     ];
-                    effects.extend(store_answer_and_finish(resource, target));
+                    effects.extend(store_answer_and_finish(resource, pending(obs, target)));
                     Ok(effects)
                 }
                 Verdict::Abandon => Ok(abandon(target, "no reset is known to have happened".into())),
@@ -260,10 +286,20 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
             (Some(s), Some(desired)) => s.data.as_ref() != Some(&desired),
             _ => true,
         };
+        // Upstash reports other credentials than the operator last stored.
+        let recorded = resource.status.as_ref().and_then(|s| s.credentials_fingerprint.as_deref());
+        let changed_outside =
+            !first_sync && recorded.is_some() && recorded != upstash_fingerprint(obs).as_deref();
         effects.extend([
             Effect::StoreCurrent { rotation, guard: Guard::Sync },
             Effect::Record(Record::Synced { rotation }),
         ]);
+        if changed_outside {
+            effects.extend([
+                Effect::Record(Record::ChangedOutside { rotation }),
+                Effect::Publish(Notice::ChangedOutside { secret: secret.clone() }),
+            ]);
+        }
         // A steady state right after a rotation keeps saying so.
         let conditions = resource.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
         let just_rotated = conditions.iter().any(|c| c.type_ == READY && c.status == "True")
@@ -272,7 +308,7 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
             let message = Message::Synced { secret: secret.clone(), database };
             effects.push(Effect::Record(Record::Ready { ready: true, reason: Reason::Synced, message }));
         }
-        if drifted && !first_sync {
+        if drifted && !first_sync && !changed_outside {
             effects.push(Effect::Publish(Notice::DriftCorrected { secret, deleted: existing.is_none() }));
         }
     }
@@ -280,16 +316,27 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
     effects
 }
 
-fn store_answer_and_finish(resource: &RedisPasswordRotation, target: i64) -> Vec<Effect> {
-    let notice = Notice::Rotated { target, secret: resource.secret_name(), how: RotatedHow::SecretWritten };
+fn store_answer_and_finish(resource: &RedisPasswordRotation, rotation: Rotation) -> Vec<Effect> {
+    let how = RotatedHow::SecretWritten;
+    let notice = Notice::Rotated { target: rotation, secret: resource.secret_name(), how };
+    let target = rotation.counter;
     let mut effects = vec![Effect::StoreAnswer { target }];
-    effects.extend(finish(target, notice));
+    effects.extend(finish(target, false, notice));
     effects
 }
 
-fn finish(target: i64, notice: Notice) -> Vec<Effect> {
+/// The pending intent for `target`, as users read it.
+fn pending(obs: &Observation, target: i64) -> Rotation {
+    let status = obs.resource.status.as_ref();
+    let reset = status
+        .and_then(|s| s.reset.as_ref())
+        .filter(|_| status.and_then(|s| s.pending_rotation) == Some(target));
+    Rotation { counter: target, scheduled: reset.and_then(|r| r.scheduled) }
+}
+
+fn finish(target: i64, recovered: bool, notice: Notice) -> Vec<Effect> {
     vec![
-        Effect::Record(Record::Finished { target }),
+        Effect::Record(Record::Finished { target, recovered }),
         Effect::Publish(notice),
         Effect::RestartConsumers,
         Effect::WriteStatus,
@@ -301,6 +348,12 @@ fn upstash_read(obs: &Observation) -> Result<Result<upstash_api::RedisDatabase, 
     // `reconcile` reads Upstash for every step that needs it; without a read
     // there is nothing safe to decide, so decide again.
     obs.upstash.clone().ok_or_else(|| Error::Stale("Upstash was not read; deciding again".into()))
+}
+
+/// Fingerprint of the credentials in Upstash's read.
+fn upstash_fingerprint(obs: &Observation) -> Option<String> {
+    let database = obs.upstash.as_ref()?.as_ref().ok()?;
+    database.credentials.as_ref().map(secret::fingerprint)
 }
 
 /// The Secret data Upstash's read calls for.

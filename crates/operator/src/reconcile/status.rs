@@ -7,11 +7,20 @@ use k8s_openapi::{
 use kube::ResourceExt as _;
 use serde_json::{Value, json};
 
-use super::{error::Error, messages::Message, plan::Record};
+use super::{
+    error::Error,
+    messages::{Message, Rotation},
+    plan::Record,
+};
 use crate::{
     conditions::{self, READY, ROTATING, Reason, SUSPENDED},
-    crd::{RedisPasswordRotation, RedisPasswordRotationStatus, ResetAttempt},
+    crd::{HistoryEntry, RedisPasswordRotation, RedisPasswordRotationStatus, ResetAttempt, RotationTrigger},
+    schedule::Schedule,
+    secret::Written,
 };
+
+/// Entries `status.history` keeps.
+pub const HISTORY_LENGTH: usize = 10;
 
 /// The status being built, with what its messages need.
 pub struct Draft {
@@ -20,6 +29,8 @@ pub struct Draft {
     now: Timestamp,
     secret_name: String,
     database_id: String,
+    created: Option<Timestamp>,
+    schedule: Option<Schedule>,
 }
 
 impl Draft {
@@ -30,7 +41,53 @@ impl Draft {
             now,
             secret_name: resource.secret_name(),
             database_id: resource.spec.database_id.clone(),
+            created: resource.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            schedule: None,
         }
+    }
+
+    /// The parsed `spec.schedule`, once checked.
+    pub fn set_schedule(&mut self, schedule: Option<Schedule>) {
+        self.schedule = schedule;
+    }
+
+    /// `nextRotationTime` from the schedule and the last rotation (or the
+    /// creation): deterministic, so an unchanged answer writes nothing.
+    pub fn refresh_next_rotation(&mut self) {
+        let last = self.status.last_rotation_time.as_ref().map(|t| t.0).or(self.created);
+        self.status.next_rotation_time = match (&self.schedule, last) {
+            (Some(schedule), Some(last)) => schedule.next_start(last, self.now).ok().map(Time),
+            _ => None,
+        };
+    }
+
+    /// Which rotation a Secret written now for counter `rotation` holds: the
+    /// pending intent's scheduled number, else the count so far.
+    pub fn written(&self, rotation: i64) -> Written {
+        let so_far = self.status.scheduled_rotations.unwrap_or(0);
+        let scheduled = self.pending_scheduled(rotation).unwrap_or(so_far);
+        Written { rotation, scheduled }
+    }
+
+    /// The scheduled number of the intent pending for `rotation`, if it is a
+    /// scheduled one.
+    fn pending_scheduled(&self, rotation: i64) -> Option<i64> {
+        let reset = self.status.reset.as_ref().filter(|_| self.status.pending_rotation == Some(rotation));
+        reset.and_then(|r| r.scheduled)
+    }
+
+    /// Adds the newest entry to `status.history`, keeping the last ten.
+    fn remember(&mut self, rotation: Rotation, trigger: RotationTrigger, recovered: bool) {
+        let entry = HistoryEntry {
+            rotation: rotation.counter,
+            scheduled_rotation: rotation.scheduled,
+            time: Time(self.now),
+            trigger,
+            recovered,
+            fingerprint: self.status.credentials_fingerprint.clone(),
+        };
+        self.status.history.insert(0, entry);
+        self.status.history.truncate(HISTORY_LENGTH);
     }
 
     pub fn set(&mut self, type_: &str, status: bool, reason: Reason, message: &Message) {
@@ -56,7 +113,12 @@ impl Draft {
             }
             Record::Ready { ready, reason, message } => self.set(READY, *ready, *reason, message),
             Record::Fingerprint(fingerprint) => self.status.credentials_fingerprint = fingerprint.clone(),
-            Record::Finished { target } => {
+            Record::Finished { target, recovered } => {
+                let rotation = Rotation { counter: *target, scheduled: self.pending_scheduled(*target) };
+                if let Some(n) = rotation.scheduled {
+                    self.status.scheduled_rotations = Some(n);
+                }
+                self.remember(rotation, rotation.trigger(), *recovered);
                 self.status.rotation = Some(*target);
                 self.clear_intent();
                 self.status.secret_name = Some(self.secret_name.clone());
@@ -64,11 +126,14 @@ impl Draft {
                 self.status.observed_generation = self.generation;
                 self.set(ROTATING, false, Reason::Idle, &Message::NoRotation);
                 let message = Message::Rotated {
-                    target: *target,
+                    target: rotation,
                     secret: self.secret_name.clone(),
                     database: self.database_id.clone(),
                 };
                 self.set(READY, true, Reason::Rotated, &message);
+            }
+            Record::ChangedOutside { rotation } => {
+                self.remember(Rotation::counter(*rotation), RotationTrigger::Recovery, false);
             }
             Record::Suspended { waiting } => {
                 self.status.observed_generation = self.generation;
@@ -83,11 +148,12 @@ impl Draft {
 
     /// The intent of a reset attempt, recorded before the reset is sent.
     pub fn record_intent(&mut self, target: i64, attempt: ResetAttempt) {
-        let resetting = Message::Resetting { target, attempt: attempt.attempt };
+        let rotation = Rotation { counter: target, scheduled: attempt.scheduled };
+        let resetting = Message::Resetting { target: rotation, attempt: attempt.attempt };
         self.status.pending_rotation = Some(target);
         self.status.reset = Some(attempt);
         self.set(ROTATING, true, Reason::ResetRequested, &resetting);
-        self.set(READY, false, Reason::Rotating, &Message::RotationInProgress { target });
+        self.set(READY, false, Reason::Rotating, &Message::RotationInProgress { target: rotation });
     }
 
     pub fn clear_intent(&mut self) {
@@ -111,8 +177,16 @@ impl Draft {
         self.status.observed_generation = self.generation;
     }
 
-    /// The next reset attempt of `holder` for `target`.
-    pub fn next_attempt(&self, target: i64, holder: &str, blind: bool) -> ResetAttempt {
+    /// The next reset attempt of `holder` for `target`. A new intent is for
+    /// the scheduled rotation `scheduled`, if any; a further attempt keeps
+    /// what its intent was for.
+    pub fn next_attempt(
+        &self,
+        target: i64,
+        holder: &str,
+        blind: bool,
+        scheduled: Option<i64>,
+    ) -> ResetAttempt {
         let earlier = self.status.reset.as_ref().filter(|_| self.status.pending_rotation == Some(target));
         let previous_credentials = match (earlier, self.status.pending_rotation) {
             (Some(r), _) => r.previous_credentials.clone(),
@@ -126,6 +200,7 @@ impl Draft {
             requested_at: MicroTime(now_in_microseconds()),
             previous_credentials,
             blind_resets: earlier.map_or(0, |r| r.blind_resets) + i64::from(blind),
+            scheduled: earlier.map_or(scheduled, |r| r.scheduled),
         }
     }
 }
@@ -145,18 +220,26 @@ pub fn status_patch(status: &RedisPasswordRotationStatus, resource: &RedisPasswo
             "secretName": s.secret_name,
             "credentialsFingerprint": s.credentials_fingerprint,
             "consumersFingerprint": s.consumers_fingerprint,
+            "nextRotationTime": s.next_rotation_time,
+            "scheduledRotations": s.scheduled_rotations,
+            "history": s.history,
             "reset": s.reset.as_ref().map(reset_patch),
             "conditions": s.conditions,
         }),
     )
 }
 
-/// Only the conditions (the error path): never `rotation`,
-/// `pendingRotation` or `reset`.
+/// Only the conditions (the error path), and the next scheduled rotation
+/// that follows from the stored status: never `rotation`, `pendingRotation`
+/// or `reset`.
 pub fn conditions_patch(status: &RedisPasswordRotationStatus, resource: &RedisPasswordRotation) -> Value {
     with_version(
         resource,
-        json!({"observedGeneration": status.observed_generation, "conditions": status.conditions}),
+        json!({
+            "observedGeneration": status.observed_generation,
+            "nextRotationTime": status.next_rotation_time,
+            "conditions": status.conditions,
+        }),
     )
 }
 
@@ -172,6 +255,7 @@ fn reset_patch(reset: &ResetAttempt) -> Value {
         "requestedAt": reset.requested_at,
         "previousCredentials": reset.previous_credentials,
         "blindResets": reset.blind_resets,
+        "scheduled": reset.scheduled,
     })
 }
 

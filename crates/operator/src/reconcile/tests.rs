@@ -22,7 +22,7 @@ use crate::{
     secret,
 };
 
-const UID: &str = "uid-1";
+pub(super) const UID: &str = "uid-1";
 pub(super) const SECRET: &str = "cache";
 const API_KEY: &str = "upstash-api";
 
@@ -43,7 +43,7 @@ pub(super) fn world() -> Fake {
     fake
 }
 
-fn credentials(n: u32) -> upstash_api::DatabaseCredentials {
+pub(super) fn credentials(n: u32) -> upstash_api::DatabaseCredentials {
     upstash_api::DatabaseCredentials {
         password: format!("password-{n}"),
         rest_token: format!("token-{n}"),
@@ -141,7 +141,7 @@ async fn a_first_sync_reads_upstash_once_then_writes_the_secret_before_the_statu
 }
 
 /// The calls of one uneventful rotation, in order.
-fn rotation_calls() -> Vec<Call> {
+pub(super) fn rotation_calls() -> Vec<Call> {
     vec![
         Call::GetResource,
         Call::GetSecret(SECRET.into()),
@@ -258,6 +258,7 @@ fn interrupted(previous_credentials: Option<String>, deleting: bool) -> Fake {
             requested_at: MicroTime(Timestamp::UNIX_EPOCH),
             previous_credentials,
             blind_resets: 0,
+            scheduled: None,
         }),
         ..Default::default()
     });
@@ -395,6 +396,7 @@ async fn hidden_credentials_reset_blind_with_a_warning_and_at_most_three_times()
         requested_at: MicroTime(Timestamp::UNIX_EPOCH),
         previous_credentials: None,
         blind_resets: 3,
+        scheduled: None,
     });
     r.spec.rotation = 2;
     fake.put_resource(r);

@@ -15,7 +15,7 @@ use super::{
     plan::Guard,
     status::{conditions_patch, status_patch},
 };
-use crate::secret;
+use crate::secret::{self, Written};
 
 impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// Applies the Secret after checking, right before, that it is still
@@ -23,7 +23,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// read then is the write's precondition; force is used only on a Secret
     /// that is already ours, and a new one is created without it, so a
     /// concurrent creator's fields conflict instead of being overwritten.
-    pub(super) async fn write_secret(&self, desired: &Secret, guard: Guard, rotation: i64) -> Result<()> {
+    pub(super) async fn write_secret(&self, desired: &Secret, guard: Guard, rotation: Written) -> Result<()> {
         self.ctx.fence.check()?;
         let name = desired.metadata.name.clone().unwrap_or_default();
         let current = self.ctx.kube.get_secret(&self.namespace, &name).await?;
@@ -40,10 +40,11 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
                 }
             }
             Guard::Rotation => {
-                let written = current.as_ref().and_then(|s| secret::written_rotation(s, &self.uid));
+                let written = current.as_ref().and_then(|s| secret::written(s, &self.uid));
                 if written.is_some_and(|w| w > rotation) {
                     return Err(Error::Stale(format!(
-                        "Secret {name} already holds a rotation newer than {rotation}"
+                        "Secret {name} already holds a rotation newer than {}",
+                        rotation.rotation
                     )));
                 }
             }
@@ -81,7 +82,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
         }
         // The data that is there now (or the keys without values): the dry
         // run must not carry credentials it does not need.
-        let mut probe = secret::desired_without_data(&self.resource, target);
+        let mut probe = secret::desired_without_data(&self.resource, self.draft.written(target));
         probe.data =
             Some(existing.and_then(|s| s.data.clone()).unwrap_or_else(|| {
                 secret::KEYS.iter().map(|k| ((*k).to_owned(), Default::default())).collect()
@@ -100,6 +101,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// reconcile read: another writer in between makes it fail with `Stale`
     /// instead of being overwritten with an older view.
     pub async fn write_status(&mut self) -> Result<()> {
+        self.draft.refresh_next_rotation();
         if self.resource.status.as_ref() == Some(&self.draft.status) {
             return Ok(());
         }
@@ -108,6 +110,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
 
     /// The error path: only the conditions, on the same precondition.
     pub async fn write_conditions(&mut self) -> Result<()> {
+        self.draft.refresh_next_rotation();
         let stored = self.resource.status.as_ref();
         let draft = &self.draft.status;
         if stored.map(|s| (&s.conditions, s.observed_generation))

@@ -1,0 +1,211 @@
+//! `spec.schedule` and `status.history` against the recording fake: a due
+//! schedule rotates once through the same crash-safe calls as the counter,
+//! survives a failure at every call, waits for its window, yields to a
+//! raised counter, and every change of credentials lands in the history.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::runtime::controller::Action;
+
+use super::{
+    fake::{Call, Fake, Fault},
+    schedule_wait,
+    tests::{
+        SECRET, UID, credentials, done, process, raise_counter, reconcile_now, rotation_calls, status,
+        take_calls, world,
+    },
+};
+use crate::{
+    conditions::{READY, get},
+    crd::{MaintenanceWindow, RotationSchedule, RotationTrigger},
+    secret,
+};
+
+fn schedule(fake: &Fake, every: &str, windows: Vec<MaintenanceWindow>) {
+    let mut r = fake.world().resource.clone().expect("exists");
+    r.spec.schedule = Some(RotationSchedule { every: every.into(), windows, time_zone: None });
+    fake.put_resource(r);
+}
+
+/// A window of one minute that opens twelve hours from now: closed now.
+fn closed_window() -> MaintenanceWindow {
+    let hour = Timestamp::now().to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).hour();
+    MaintenanceWindow { start: format!("0 {} * * *", (hour + 12) % 24), duration: "1m".into() }
+}
+
+/// Synced, with a schedule that came due long ago (the resource was
+/// created in 1970); the call log empty.
+async fn due() -> (Fake, std::sync::Arc<super::Context<Fake, Fake>>) {
+    let fake = world();
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    schedule(&fake, "1h", Vec::new());
+    take_calls(&fake);
+    (fake, ctx)
+}
+
+/// The scheduled rotation is done: one reset, the counter left alone,
+/// numbered 1, and recorded once in the history.
+fn scheduled_done(fake: &Fake) -> Result<(), String> {
+    done(fake, 0)?;
+    let status = status(fake);
+    let history: Vec<_> = status.history.iter().map(|h| (h.trigger, h.scheduled_rotation)).collect();
+    let written = fake.world().secrets.get(SECRET).and_then(|s| secret::written(s, UID));
+    match () {
+        () if status.scheduled_rotations != Some(1) => {
+            Err(format!("scheduled {:?}", status.scheduled_rotations))
+        }
+        () if history != [(RotationTrigger::Schedule, Some(1))] => Err(format!("history {history:?}")),
+        () if written != Some(secret::Written { rotation: 0, scheduled: 1 }) => {
+            Err(format!("Secret {written:?}"))
+        }
+        () => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn a_due_schedule_rotates_once_like_the_counter_and_leaves_the_counter_alone() {
+    let (fake, ctx) = due().await;
+    let action = reconcile_now(&fake, &ctx).await.expect("scheduled rotation");
+    assert_eq!(take_calls(&fake), rotation_calls(), "the counter's crash-safe order");
+    assert_eq!((scheduled_done(&fake), fake.world().resets), (Ok(()), 1));
+    let status = status(&fake);
+    assert_eq!(status.history[0].fingerprint, status.credentials_fingerprint);
+    assert!(!status.history[0].recovered);
+    let last = status.last_rotation_time.clone().expect("rotated").0;
+    let next = status.next_rotation_time.clone().expect("next").0;
+    assert_eq!(last.duration_until(next), SignedDuration::from_hours(1));
+    assert_ne!(action, Action::await_change(), "woken up at the next rotation");
+    let message = get(&status.conditions, READY).map(|c| c.message.clone()).unwrap_or_default();
+    assert!(message.starts_with("scheduled rotation 1 (at rotation 0) applied"), "{message}");
+
+    // Not due again for an hour: no call to reset, and no status write.
+    reconcile_now(&fake, &ctx).await.expect("steady");
+    let calls = take_calls(&fake);
+    assert!(!calls.iter().any(|c| matches!(c, Call::Reset | Call::PatchStatus)), "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_any_call_of_a_scheduled_rotation_never_loses_the_password_or_resets_twice() {
+    let mut broken = Vec::new();
+    for index in 0..rotation_calls().len() {
+        for fault in [Fault::Before, Fault::After, Fault::Conflict] {
+            for restart in [false, true] {
+                let (fake, mut ctx) = due().await;
+                fake.world().faults.insert(index, fault);
+                let _ = reconcile_now(&fake, &ctx).await;
+                if restart {
+                    ctx = process(&fake);
+                }
+                for _ in 0..6 {
+                    if scheduled_done(&fake).is_ok() {
+                        break;
+                    }
+                    let _ = reconcile_now(&fake, &ctx).await;
+                }
+                let outcome = (scheduled_done(&fake), fake.world().resets, ctx.remembered(UID).is_some());
+                if outcome != (Ok(()), 1, false) {
+                    broken.push(format!("{fault:?} at call {index} (restart: {restart}): {outcome:?}"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
+#[tokio::test]
+async fn a_closed_window_holds_the_schedule_but_not_a_raised_counter() {
+    let fake = world();
+    let ctx = process(&fake);
+    schedule(&fake, "1m", vec![closed_window()]);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    let action = reconcile_now(&fake, &ctx).await.expect("waits for the window");
+    assert_eq!(fake.world().resets, 0);
+    let next = status(&fake).next_rotation_time.expect("set").0;
+    let wait = Timestamp::now().duration_until(next);
+    assert!(wait > SignedDuration::from_hours(11) && wait <= SignedDuration::from_hours(12), "{wait:?}");
+    assert_ne!(action, Action::await_change());
+
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("the counter rotates at once");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+    let history = status(&fake).history;
+    assert_eq!(
+        history.iter().map(|h| (h.rotation, h.trigger)).collect::<Vec<_>>(),
+        [(1, RotationTrigger::Counter)]
+    );
+}
+
+#[tokio::test]
+async fn a_schedule_the_operator_cannot_read_stops_before_any_call_to_upstash() {
+    let fake = world();
+    let ctx = process(&fake);
+    let mut r = fake.world().resource.clone().expect("exists");
+    let spec =
+        RotationSchedule { every: "1h".into(), windows: Vec::new(), time_zone: Some("Mars/Olympus".into()) };
+    r.spec.schedule = Some(spec);
+    fake.put_resource(r);
+    let failure = reconcile_now(&fake, &ctx).await.expect_err("invalid");
+    assert_eq!(failure.error.reason().as_str(), "InvalidSchedule");
+    let calls = take_calls(&fake);
+    assert!(!calls.iter().any(|c| matches!(c, Call::GetDatabase | Call::Reset)), "{calls:?}");
+    let ready = get(&status(&fake).conditions, READY).cloned().expect("Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSchedule"));
+    assert!(ready.message.contains("Mars/Olympus"), "{}", ready.message);
+}
+
+#[tokio::test]
+async fn a_password_changed_outside_the_operator_is_stored_and_recorded_as_recovery() {
+    let fake = world();
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    assert!(status(&fake).history.is_empty(), "a first sync changes no credentials");
+    fake.world().credentials = Some(credentials(9));
+    take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("synced");
+    assert_eq!((done(&fake, 0), fake.world().resets), (Ok(()), 0));
+    let calls = take_calls(&fake);
+    assert!(calls.contains(&Call::Publish("CredentialsChangedOutside")), "{calls:?}");
+    assert!(!calls.contains(&Call::Publish("DriftCorrected")), "{calls:?}");
+    let status = status(&fake);
+    let entry = status.history.first().cloned().expect("an entry");
+    assert_eq!((entry.rotation, entry.trigger, entry.recovered), (0, RotationTrigger::Recovery, false));
+    assert_eq!(entry.fingerprint, Some(secret::fingerprint(&credentials(9))));
+}
+
+#[tokio::test]
+async fn the_history_keeps_the_last_ten_newest_first_and_marks_recovered_answers() {
+    let fake = world();
+    let ctx = process(&fake);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    for n in 1..=11 {
+        raise_counter(&fake, n);
+        reconcile_now(&fake, &ctx).await.expect("rotated");
+    }
+    // Rotation 12's answer is lost: recovered from Upstash by a new process.
+    raise_counter(&fake, 12);
+    // Call 7 of a rotation is the reset (`tests::rotation_calls`).
+    let reset = fake.world().calls.len() + 7;
+    fake.world().faults.insert(reset, Fault::After);
+    let _ = reconcile_now(&fake, &ctx).await;
+    reconcile_now(&fake, &process(&fake)).await.expect("recovered");
+    assert_eq!((done(&fake, 12), fake.world().resets), (Ok(()), 12));
+    let history = status(&fake).history;
+    let rotations: Vec<_> = history.iter().map(|h| h.rotation).collect();
+    assert_eq!(rotations, (3..=12).rev().collect::<Vec<_>>());
+    assert!(history[0].recovered && !history[1].recovered);
+    let prints: std::collections::BTreeSet<_> = history.iter().map(|h| h.fingerprint.clone()).collect();
+    assert_eq!(prints.len(), 10, "every version tells apart");
+}
+
+#[test]
+fn the_wake_up_is_never_early_and_never_spins() {
+    let now = Timestamp::UNIX_EPOCH;
+    let in_a_minute = now.checked_add(SignedDuration::from_secs(60)).expect("in range");
+    assert_eq!(schedule_wait(Some(in_a_minute), now), Some(Duration::from_millis(60_001)));
+    assert_eq!(schedule_wait(Some(now), now), None, "due but not started: wait for a change");
+    assert_eq!(schedule_wait(None, now), None);
+    let far = now.checked_add(SignedDuration::from_hours(24 * 400)).expect("in range");
+    assert_eq!(schedule_wait(Some(far), now), Some(Duration::from_secs(30 * 24 * 3600)));
+}
