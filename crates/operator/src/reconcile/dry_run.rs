@@ -15,7 +15,7 @@ pub fn describe(step: Step, effects: &[Effect], resource: &RedisPasswordRotation
     let (secret, database) = (resource.secret_name(), &resource.spec.database_id);
     let has = |wanted: fn(&Effect) -> bool| effects.iter().any(wanted);
     if let Some(Effect::Record(Record::Suspended { waiting })) = effects.first() {
-        return waiting.map(|target| format!("rotation {target} waits: spec.suspend is true"));
+        return waiting.map(|target| format!("{target} waits: spec.suspend is true"));
     }
     match step {
         Step::Rotate { target, scheduled: false } => Some(format!(
@@ -66,7 +66,12 @@ mod tests {
         resource.status =
             Some(crate::crd::RedisPasswordRotationStatus { rotation: Some(0), ..Default::default() });
         assert_eq!(describe(Step::Sync { rotation: 0 }, &[Effect::WriteStatus], &resource), None);
-        let suspended = [Effect::Record(Record::Suspended { waiting: Some(3) }), Effect::WriteStatus];
+        let suspended = [
+            Effect::Record(Record::Suspended {
+                waiting: Some(crate::reconcile::messages::Rotation::counter(3)),
+            }),
+            Effect::WriteStatus,
+        ];
         let waits =
             describe(Step::Rotate { target: 3, scheduled: false }, &suspended, &resource).unwrap_or_default();
         assert!(waits.contains("rotation 3 waits"), "{waits}");

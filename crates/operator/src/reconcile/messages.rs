@@ -88,7 +88,7 @@ pub enum Message {
     /// `spec.suspend` holds back every call to Upstash; `waiting` is the
     /// rotation that waits for it.
     Suspended {
-        waiting: Option<i64>,
+        waiting: Option<Rotation>,
     },
 }
 
@@ -136,8 +136,8 @@ impl fmt::Display for Message {
             }
             Self::Suspended { waiting: Some(target) } => write!(
                 f,
-                "spec.suspend is true: the operator makes no call to Upstash for this resource; rotation {target} \
-                 waits until it is false"
+                "spec.suspend is true: the operator makes no call to Upstash for this resource; {target} waits \
+                 until it is false"
             ),
             Self::ConsumersNotRestarted { failures } => write!(
                 f,

@@ -156,7 +156,7 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
     }
     let step = plan::step(&obs)?;
     let effects = if obs.resource.spec.suspend && step.calls_upstash() {
-        plan::suspended(step)
+        plan::suspended(step, &obs)
     } else {
         if !obs.resource.spec.suspend {
             // Resumed (or never suspended): the next status write drops it.

@@ -96,7 +96,7 @@ pub enum Record {
     },
     /// `spec.suspend` holds this step back.
     Suspended {
-        waiting: Option<i64>,
+        waiting: Option<Rotation>,
     },
 }
 
@@ -115,9 +115,12 @@ impl Step {
 }
 
 /// The plan of a step `spec.suspend` holds back: say so, nothing else.
-pub fn suspended(step: Step) -> Vec<Effect> {
+pub fn suspended(step: Step, obs: &Observation) -> Vec<Effect> {
     let waiting = match step {
-        Step::Rotate { target, .. } | Step::Recover { target } => Some(target),
+        Step::Rotate { target, scheduled } => {
+            Some(Rotation { counter: target, scheduled: next_scheduled(obs, scheduled) })
+        }
+        Step::Recover { target } => Some(pending(obs, target)),
         _ => None,
     };
     vec![Effect::Record(Record::Suspended { waiting }), Effect::WriteStatus]
@@ -179,7 +182,7 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
         }
         Step::Rotate { target, scheduled } => {
             obs.api_credentials()?;
-            let number = scheduled.then(|| status.scheduled_rotations.unwrap_or(0).saturating_add(1));
+            let number = next_scheduled(obs, scheduled);
             let mut effects = vec![Effect::ProveSecretWritable { target }];
             if !has_finalizer(resource) {
                 effects.push(Effect::AddFinalizer);
@@ -323,6 +326,12 @@ fn store_answer_and_finish(resource: &RedisPasswordRotation, rotation: Rotation)
     let mut effects = vec![Effect::StoreAnswer { target }];
     effects.extend(finish(target, false, notice));
     effects
+}
+
+/// The number a new scheduled rotation gets (`None` for a counter one).
+fn next_scheduled(obs: &Observation, scheduled: bool) -> Option<i64> {
+    let so_far = obs.resource.status.as_ref().and_then(|s| s.scheduled_rotations).unwrap_or(0);
+    scheduled.then(|| so_far.saturating_add(1))
 }
 
 /// The pending intent for `target`, as users read it.

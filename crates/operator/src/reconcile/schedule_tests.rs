@@ -115,6 +115,27 @@ async fn a_failure_at_any_call_of_a_scheduled_rotation_never_loses_the_password_
 }
 
 #[tokio::test]
+async fn a_due_schedule_waits_while_suspended_without_spinning() {
+    let (fake, ctx) = due().await;
+    let mut r = fake.world().resource.clone().expect("exists");
+    r.spec.suspend = true;
+    fake.put_resource(r);
+    let action = reconcile_now(&fake, &ctx).await.expect("suspended");
+    assert_eq!(action, Action::await_change(), "due now: no timer that fires at once, again and again");
+    assert_eq!(fake.world().resets, 0);
+    let suspended = get(&status(&fake).conditions, crate::conditions::SUSPENDED).cloned().expect("Suspended");
+    assert!(
+        suspended.message.contains("scheduled rotation 1 (at rotation 0) waits"),
+        "{}",
+        suspended.message
+    );
+    // The stored status is stable: a second reconcile writes nothing.
+    take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("still suspended");
+    assert!(!take_calls(&fake).contains(&Call::PatchStatus));
+}
+
+#[tokio::test]
 async fn a_closed_window_holds_the_schedule_but_not_a_raised_counter() {
     let fake = world();
     let ctx = process(&fake);
