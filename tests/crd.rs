@@ -190,6 +190,7 @@ async fn kubectl_explain_teaches_every_field() {
         ("rpr.status.history.trigger", "changed"),
         ("rpr.status.history.recovered", "without a second reset"),
         ("rpr.status.history.fingerprint", "not"),
+        ("rpr.spec.verify", "PING"),
     ] {
         let out = std::process::Command::new("kubectl")
             .args(["explain", field, "--cache-dir", cache])

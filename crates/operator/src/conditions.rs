@@ -10,6 +10,7 @@ pub const READY: &str = "Ready";
 pub const ROTATING: &str = "Rotating";
 pub const CONSUMERS_RESTARTED: &str = "ConsumersRestarted";
 pub const SUSPENDED: &str = "Suspended";
+pub const VERIFIED: &str = "Verified";
 
 /// Why a condition has its status. Users see these in `kubectl get rpr` and
 /// alert on them: a stable API, spelled by `as_str`.
@@ -59,10 +60,21 @@ pub enum Reason {
     /// `spec.schedule` cannot be used (a time zone or cron expression the
     /// operator does not know, a window that never opens); nothing was reset.
     InvalidSchedule,
+    /// After a rotation the new credentials answer PING on the data plane
+    /// and the old ones are refused.
+    Verified,
+    /// After a rotation the new credentials were refused, or the old ones
+    /// still accepted, once propagation had time.
+    VerificationFailed,
+    /// The data plane could not be asked (unreachable, 5xx).
+    VerificationUnavailable,
+    /// The rotation was finished without the credentials at hand (by a
+    /// restarted operator, from the Secret): nothing was checked.
+    NotVerified,
 }
 
 impl Reason {
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 32] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -91,6 +103,10 @@ impl Reason {
         Self::Suspended,
         Self::InvalidTemplate,
         Self::InvalidSchedule,
+        Self::Verified,
+        Self::VerificationFailed,
+        Self::VerificationUnavailable,
+        Self::NotVerified,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -123,6 +139,10 @@ impl Reason {
             Self::Suspended => "Suspended",
             Self::InvalidTemplate => "InvalidTemplate",
             Self::InvalidSchedule => "InvalidSchedule",
+            Self::Verified => "Verified",
+            Self::VerificationFailed => "VerificationFailed",
+            Self::VerificationUnavailable => "VerificationUnavailable",
+            Self::NotVerified => "NotVerified",
         }
     }
 

@@ -127,6 +127,21 @@ pub struct RedisPasswordRotationSpec {
     /// `spec.rotation` still rotates at once, whatever the windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<RotationSchedule>,
+
+    /// After each rotation, check on the REST data plane that the new
+    /// credentials answer PING and the old ones are refused, retrying
+    /// briefly while the reset propagates (condition `Verified`). A failed
+    /// check is reported, never answered with another reset. Defaults to true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub verify: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// When scheduled rotations happen.
@@ -378,7 +393,8 @@ pub struct RedisPasswordRotationStatus {
     /// `Rotating`: a rotation is in flight.
     /// `ConsumersRestarted`: whether the last restart of `spec.rolloutRestart`
     /// reached every workload. `Suspended`: present while `spec.suspend` holds
-    /// back calls to Upstash.
+    /// back calls to Upstash. `Verified`: what the check after the last
+    /// rotation found (absent with `spec.verify: false`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -477,6 +493,7 @@ impl RedisPasswordRotationSpec {
             rollout_restart: Vec::new(),
             suspend: false,
             schedule: None,
+            verify: true,
         }
     }
 }

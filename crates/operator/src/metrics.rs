@@ -51,6 +51,7 @@ pub struct Metrics {
     pub upstash_requests: Family<RequestLabels, Counter>,
     pub last_rotation: Family<ResourceLabels, Gauge>,
     pub consumer_restarts: Family<KindLabel, Counter>,
+    pub verifications: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +97,12 @@ impl Default for Metrics {
             "Workloads of spec.rolloutRestart restarted for new credentials, by kind",
             consumer_restarts.clone(),
         );
+        let verifications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "verifications",
+            "Checks of the credentials after a rotation, by result (verified, failed, unavailable)",
+            verifications.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -106,6 +113,7 @@ impl Default for Metrics {
             upstash_requests,
             last_rotation,
             consumer_restarts,
+            verifications,
         }
     }
 }

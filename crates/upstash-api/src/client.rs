@@ -79,6 +79,34 @@ impl UpstashClient {
         self.call("reset-password", reqwest::Method::POST, &path, auth).await
     }
 
+    /// `POST {rest_url}` with the command `["PING"]` and `token` as the
+    /// bearer: whether the REST data plane answers PONG to this token, as an
+    /// application's client would see it. Never logged with the token.
+    pub async fn ping(&self, rest_url: &str, token: &str) -> Result<Ping, UpstashError> {
+        let response = self
+            .http
+            .post(rest_url.trim_end_matches('/'))
+            .bearer_auth(token)
+            .header(ACCEPT, "application/json")
+            .json(&["PING"])
+            .send()
+            .await
+            .map_err(|e| self.observed("ping", None, transport(e)))?;
+        let status = response.status();
+        if let Some(observe) = &self.observer {
+            observe("ping", Some(status.as_u16()));
+        }
+        let body = response.bytes().await.map_err(transport)?;
+        match status.as_u16() {
+            401 | 403 => Ok(Ping::Refused),
+            200 if serde_json::from_slice::<PingAnswer>(&body).is_ok_and(|a| a.result == "PONG") => {
+                Ok(Ping::Pong)
+            }
+            200 => Err(UpstashError::InvalidResponse("the data plane did not answer PONG".into())),
+            _ => Err(UpstashError::from_response(status, None, &body)),
+        }
+    }
+
     async fn call(
         &self,
         route: &'static str,
@@ -121,6 +149,20 @@ impl UpstashClient {
         }
         error
     }
+}
+
+/// How the REST data plane treated a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ping {
+    /// It answered PONG: the token works.
+    Pong,
+    /// 401 or 403: the token is refused.
+    Refused,
+}
+
+#[derive(serde::Deserialize)]
+struct PingAnswer {
+    result: String,
 }
 
 /// Whether two URLs share scheme, host and port (default ports included).

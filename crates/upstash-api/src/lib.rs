@@ -6,7 +6,7 @@ mod database;
 mod error;
 mod tls;
 
-pub use client::{ApiCredentials, Observer, UpstashClient};
+pub use client::{ApiCredentials, Observer, Ping, UpstashClient};
 pub use database::{DatabaseCredentials, RedisDatabase};
 pub use error::UpstashError;
 

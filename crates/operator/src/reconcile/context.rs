@@ -37,6 +37,8 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     pub fence: Fence,
     /// `run --dry-run`: plans are reported, never executed.
     pub dry_run: bool,
+    /// How long the check after a rotation waits for the reset to propagate.
+    pub verify_within: Duration,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
@@ -79,6 +81,7 @@ impl<K, U> Context<K, U> {
             upstash,
             stores,
             reset_window: Duration::from_secs(35),
+            verify_within: Duration::from_secs(10),
             identity: String::new(),
             fence: Fence::unfenced(),
             dry_run: false,

@@ -7,7 +7,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Resource as _, ResourceExt as _};
-use upstash_api::{ApiCredentials, RedisDatabase, UpstashError};
+use upstash_api::{ApiCredentials, DatabaseCredentials, RedisDatabase, UpstashError};
 
 use super::{
     context::{Context, Remembered},
@@ -17,6 +17,7 @@ use super::{
     ops::{KubeOps, UpstashOps},
     plan::{self, Effect, Guard},
     status::Draft,
+    verify::Check,
 };
 use crate::{
     conditions::{ROTATING, Reason},
@@ -51,6 +52,8 @@ pub struct Run<'a, K, U> {
     upstash: Option<RedisDatabase>,
     auth: Option<ApiCredentials>,
     rotation_started: Option<std::time::Instant>,
+    /// What `Effect::Verify` checks: set when a rotation's Secret is written.
+    pub(super) check: Option<Check>,
 }
 
 impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
@@ -65,6 +68,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             upstash: None,
             auth: None,
             rotation_started: None,
+            check: None,
         }
     }
 
@@ -105,6 +109,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             Effect::Publish(notice) => self.publish(&notice).await,
             Effect::ReleaseFinalizer => self.release_finalizer().await?,
             Effect::RestartConsumers => self.restart_consumers().await?,
+            Effect::Verify { target } => self.verify(target).await,
         }
         Ok(Flow::Continue)
     }
@@ -222,6 +227,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         }
         self.ctx.forget(&self.uid);
         self.draft.status.credentials_fingerprint = Some(secret::fingerprint(&answer.credentials));
+        self.check = Some(self.check_of(target, &answer.database, &answer.credentials));
         Ok(Flow::Continue)
     }
 
@@ -243,7 +249,22 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             (_, other) => other,
         })?;
         self.draft.status.credentials_fingerprint = Some(secret::fingerprint(&current));
+        if guard == Guard::Rotation {
+            self.check = Some(self.check_of(rotation, &database, &current));
+        }
         Ok(())
+    }
+
+    /// What verifying rotation `target` needs: the new token, and the one
+    /// the Secret held when this reconcile began.
+    fn check_of(&self, target: i64, database: &RedisDatabase, credentials: &DatabaseCredentials) -> Check {
+        let old_token = self.existing.as_ref().and_then(secret::stored_credentials).map(|(_, token)| token);
+        Check {
+            rotation: self.draft.rotation(target),
+            rest_url: database.rest_url(),
+            new_token: credentials.rest_token.clone(),
+            old_token: old_token.and_then(|t| String::from_utf8(t).ok()),
+        }
     }
 
     pub async fn publish(&self, notice: &Notice) {

@@ -13,7 +13,7 @@ use k8s_openapi::{
 use kube::core::Status;
 use parking_lot::Mutex;
 use serde_json::Value;
-use upstash_api::{ApiCredentials, DatabaseCredentials, RedisDatabase, UpstashError};
+use upstash_api::{ApiCredentials, DatabaseCredentials, Ping, RedisDatabase, UpstashError};
 
 use super::{
     messages::Notice,
@@ -35,6 +35,8 @@ pub enum Call {
     Reset,
     /// `kind/name` and the annotation's value.
     RestartWorkload(String, String),
+    /// A data-plane PING with the current (`true`) or another token.
+    Ping(bool),
 }
 
 /// How a chosen call fails.
@@ -64,6 +66,10 @@ pub struct World {
     pub workloads: BTreeMap<String, Option<String>>,
     /// Restarts that fail with a 500 before the next one succeeds.
     pub failing_restarts: u32,
+    /// PINGs still answered as before the last reset (propagation lag).
+    pub lagging_pings: u32,
+    /// The data plane does not answer.
+    pub data_plane_down: bool,
     version: u64,
 }
 
@@ -269,6 +275,24 @@ impl UpstashOps for Fake {
             return Err(UpstashError::Transport("connection lost".into()));
         }
         Ok(world.database())
+    }
+
+    async fn ping(&self, _: &str, token: &str) -> Result<Ping, UpstashError> {
+        self.answer_ping(token)
+    }
+}
+
+impl Fake {
+    fn answer_ping(&self, token: &str) -> Result<Ping, UpstashError> {
+        let mut world = self.0.lock();
+        let current = world.credentials.as_ref().is_some_and(|c| c.rest_token == token);
+        let fault = world.enter(Call::Ping(current));
+        if fault.is_some() || world.data_plane_down {
+            return Err(UpstashError::Transport("cannot connect: injected".into()));
+        }
+        let lagging = world.lagging_pings > 0;
+        world.lagging_pings = world.lagging_pings.saturating_sub(1);
+        Ok(if current != lagging { Ping::Pong } else { Ping::Refused })
     }
 }
 

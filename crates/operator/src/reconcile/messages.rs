@@ -85,6 +85,30 @@ pub enum Message {
     ConsumersNotRestarted {
         failures: String,
     },
+    /// The check after a rotation passed; `old_checked` is false when the
+    /// Secret held no REST token before to try.
+    Verified {
+        target: Rotation,
+        old_checked: bool,
+        checks: u32,
+        took_ms: u128,
+    },
+    /// The new credentials were still refused, or the old ones still
+    /// accepted, when the time for propagation was up.
+    VerificationFailed {
+        target: Rotation,
+        new_refused: bool,
+        within_s: u64,
+    },
+    /// The data plane could not be asked.
+    VerificationUnavailable {
+        target: Rotation,
+        why: String,
+    },
+    /// Finished without the credentials at hand: nothing was checked.
+    NotVerified {
+        target: Rotation,
+    },
     /// `spec.suspend` holds back every call to Upstash; `waiting` is the
     /// rotation that waits for it.
     Suspended {
@@ -139,6 +163,33 @@ impl fmt::Display for Message {
                 "spec.suspend is true: the operator makes no call to Upstash for this resource; {target} waits \
                  until it is false"
             ),
+            Self::Verified { target, old_checked, checks, took_ms } => write!(
+                f,
+                "{target}: the new credentials answer PING on the REST data plane{} ({checks} checks in {took_ms} ms)",
+                if *old_checked {
+                    " and the old ones are refused"
+                } else {
+                    "; the old ones were not checked (the Secret held no REST token before)"
+                }
+            ),
+            Self::VerificationFailed { target, new_refused: true, within_s } => write!(
+                f,
+                "{target}: the REST data plane still refuses the new credentials after {within_s} s; the Secret \
+                 holds what Upstash answered to the reset (no other reset is made)"
+            ),
+            Self::VerificationFailed { target, new_refused: false, within_s } => write!(
+                f,
+                "{target}: the REST data plane still accepts the old credentials after {within_s} s, although \
+                 Upstash answered the reset; the new ones work"
+            ),
+            Self::VerificationUnavailable { target, why } => {
+                write!(f, "{target}: the REST data plane could not be asked ({why}); nothing was checked")
+            }
+            Self::NotVerified { target } => write!(
+                f,
+                "{target} was finished from the Secret by a restarted operator, without the credentials at hand: \
+                 nothing was checked"
+            ),
             Self::ConsumersNotRestarted { failures } => write!(
                 f,
                 "not restarted for the new credentials: {failures}; the Secret holds them, so these pods pick \
@@ -172,6 +223,9 @@ pub enum Notice {
     Consumers { message: Message, complete: bool },
     /// `run --dry-run`: what a reconcile would have done.
     DryRun { what: String },
+    /// The check after a rotation did not pass (`reason`: the `Verified`
+    /// condition's).
+    NotVerified { reason: Reason, message: Message },
 }
 
 /// How a rotation's Secret came to hold the new credentials.
@@ -195,6 +249,7 @@ impl Notice {
             Self::Consumers { complete: true, .. } => "ConsumersRestarted",
             Self::Consumers { complete: false, .. } => "ConsumersNotRestarted",
             Self::DryRun { .. } => "DryRun",
+            Self::NotVerified { reason, .. } => reason.as_str(),
         }
     }
 
@@ -208,6 +263,7 @@ impl Notice {
                 | Self::Abandoned { .. }
                 | Self::Failed { .. }
                 | Self::Consumers { complete: false, .. }
+                | Self::NotVerified { .. }
         )
     }
 }
@@ -257,6 +313,7 @@ impl fmt::Display for Notice {
             Self::Failed { message, .. } => f.write_str(message),
             Self::Consumers { message, .. } => message.fmt(f),
             Self::DryRun { what } => write!(f, "dry run: {what}"),
+            Self::NotVerified { message, .. } => message.fmt(f),
         }
     }
 }

@@ -18,6 +18,7 @@ mod observe;
 pub mod ops;
 pub mod plan;
 mod status;
+mod verify;
 mod writes;
 
 #[cfg(test)]
@@ -32,6 +33,8 @@ mod suspend_tests;
 mod template_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
 
 use std::{sync::Arc, time::Duration};
 
@@ -155,6 +158,9 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
         obs.find_conflict(ctx).await?;
     }
     let step = plan::step(&obs)?;
+    if !obs.resource.spec.verify {
+        crate::conditions::remove(&mut run.draft.status.conditions, crate::conditions::VERIFIED);
+    }
     let effects = if obs.resource.spec.suspend && step.calls_upstash() {
         plan::suspended(step, &obs)
     } else {
@@ -167,7 +173,12 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
         {
             obs.read_upstash(ctx, &auth).await;
         }
-        plan::plan(step, &obs, ctx.reset_window)?
+        let mut effects = plan::plan(step, &obs, ctx.reset_window)?;
+        if obs.resource.spec.suspend {
+            // Finishing from memory calls no one; the check would.
+            effects.retain(|e| !matches!(e, plan::Effect::Verify { .. }));
+        }
+        effects
     };
     tracing::debug!(?step, ?effects, "plan");
     if ctx.dry_run {

@@ -15,7 +15,7 @@ use kube::{
     runtime::events::{Event, EventType, Recorder},
 };
 use serde_json::{Value, json};
-use upstash_api::{ApiCredentials, RedisDatabase, UpstashClient, UpstashError};
+use upstash_api::{ApiCredentials, Ping, RedisDatabase, UpstashClient, UpstashError};
 
 use super::{consumers::RESTARTED_AT_ANNOTATION, messages::Notice};
 use crate::crd::{RedisPasswordRotation, WorkloadKind, WorkloadRef};
@@ -96,6 +96,9 @@ pub trait UpstashOps: Send + Sync + 'static {
         auth: &ApiCredentials,
         id: &str,
     ) -> impl Future<Output = Result<RedisDatabase, UpstashError>> + Send;
+
+    /// `PING` on the REST data plane with `token`: whether it works.
+    fn ping(&self, rest_url: &str, token: &str) -> impl Future<Output = Result<Ping, UpstashError>> + Send;
 }
 
 /// The real apiserver.
@@ -197,5 +200,9 @@ impl UpstashOps for UpstashClient {
 
     async fn reset_password(&self, auth: &ApiCredentials, id: &str) -> Result<RedisDatabase, UpstashError> {
         UpstashClient::reset_password(self, auth, id).await
+    }
+
+    async fn ping(&self, rest_url: &str, token: &str) -> Result<Ping, UpstashError> {
+        UpstashClient::ping(self, rest_url, token).await
     }
 }

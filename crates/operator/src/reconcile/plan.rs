@@ -48,6 +48,10 @@ pub enum Effect {
     Publish(Notice),
     /// Drops the finalizer once nothing is in flight.
     ReleaseFinalizer,
+    /// Checks the new credentials of `target` on the data plane (and that
+    /// the old ones are refused) before the consumers restart and the
+    /// status is written; reports, never fails.
+    Verify { target: i64 },
     /// Restarts the workloads of `spec.rolloutRestart` if the credentials
     /// changed since they were last restarted; before the status write that
     /// records it, so a crash in between repeats it (idempotently).
@@ -172,7 +176,7 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
             let notice =
                 Notice::Rotated { target: pending(obs, target), secret: resource.secret_name(), how };
             let mut effects = vec![Effect::Record(Record::Fingerprint(secret_print))];
-            effects.extend(finish(target, false, notice));
+            effects.extend(finish(resource, target, false, notice));
             Ok(effects)
         }
         Step::Sync { rotation } => {
@@ -214,11 +218,8 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
                 verdict @ (Verdict::Adopt | Verdict::AdoptUnverified) => {
                     let mut effects = vec![Effect::StoreCurrent { rotation: target, guard: Guard::Rotation }];
                     let verified = verdict == Verdict::Adopt;
-                    effects.extend(finish(
-                        target,
-                        true,
-                        Notice::Recovered { target: pending(obs, target), verified },
-                    ));
+                    let notice = Notice::Recovered { target: pending(obs, target), verified };
+                    effects.extend(finish(resource, target, true, notice));
                     Ok(effects)
                 }
                 Verdict::Reset => {
@@ -324,7 +325,7 @@ fn store_answer_and_finish(resource: &RedisPasswordRotation, rotation: Rotation)
     let notice = Notice::Rotated { target: rotation, secret: resource.secret_name(), how };
     let target = rotation.counter;
     let mut effects = vec![Effect::StoreAnswer { target }];
-    effects.extend(finish(target, false, notice));
+    effects.extend(finish(resource, target, false, notice));
     effects
 }
 
@@ -343,14 +344,13 @@ fn pending(obs: &Observation, target: i64) -> Rotation {
     Rotation { counter: target, scheduled: reset.and_then(|r| r.scheduled) }
 }
 
-fn finish(target: i64, recovered: bool, notice: Notice) -> Vec<Effect> {
-    vec![
-        Effect::Record(Record::Finished { target, recovered }),
-        Effect::Publish(notice),
-        Effect::RestartConsumers,
-        Effect::WriteStatus,
-        Effect::ReleaseFinalizer,
-    ]
+fn finish(resource: &RedisPasswordRotation, target: i64, recovered: bool, notice: Notice) -> Vec<Effect> {
+    let mut effects = vec![Effect::Record(Record::Finished { target, recovered }), Effect::Publish(notice)];
+    if resource.spec.verify {
+        effects.push(Effect::Verify { target });
+    }
+    effects.extend([Effect::RestartConsumers, Effect::WriteStatus, Effect::ReleaseFinalizer]);
+    effects
 }
 
 fn upstash_read(obs: &Observation) -> Result<Result<upstash_api::RedisDatabase, UpstashError>> {

@@ -69,6 +69,11 @@ impl Draft {
         Written { rotation, scheduled }
     }
 
+    /// Rotation `target` as users read it: the pending intent's, if any.
+    pub fn rotation(&self, target: i64) -> Rotation {
+        Rotation { counter: target, scheduled: self.pending_scheduled(target) }
+    }
+
     /// The scheduled number of the intent pending for `rotation`, if it is a
     /// scheduled one.
     fn pending_scheduled(&self, rotation: i64) -> Option<i64> {
@@ -114,7 +119,7 @@ impl Draft {
             Record::Ready { ready, reason, message } => self.set(READY, *ready, *reason, message),
             Record::Fingerprint(fingerprint) => self.status.credentials_fingerprint = fingerprint.clone(),
             Record::Finished { target, recovered } => {
-                let rotation = Rotation { counter: *target, scheduled: self.pending_scheduled(*target) };
+                let rotation = self.rotation(*target);
                 if let Some(n) = rotation.scheduled {
                     self.status.scheduled_rotations = Some(n);
                 }

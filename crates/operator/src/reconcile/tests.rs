@@ -154,6 +154,8 @@ pub(super) fn rotation_calls() -> Vec<Call> {
         Call::GetSecret(SECRET.into()),
         Call::ApplySecret, // Secret before status
         Call::Publish("Rotated"),
+        Call::Ping(true),  // the new credentials work
+        Call::Ping(false), // the old ones are refused
         Call::PatchStatus, // rotation applied
         Call::PatchObject, // finalizer released
     ]
@@ -332,6 +334,8 @@ async fn an_answer_in_memory_is_written_without_asking_upstash() {
             Call::GetSecret(SECRET.into()),
             Call::ApplySecret,
             Call::Publish("Rotated"),
+            Call::Ping(true),
+            Call::Ping(false),
             Call::PatchStatus,
             Call::PatchObject
         ]
@@ -341,14 +345,16 @@ async fn an_answer_in_memory_is_written_without_asking_upstash() {
 #[tokio::test]
 async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
     let (fake, ctx) = ready_to_rotate().await;
-    fake.world().faults.insert(11, Fault::Before); // the final status write
+    fake.world().faults.insert(13, Fault::Before); // the final status write
     reconcile_now(&fake, &ctx).await.expect_err("status write refused");
     let restarted = process(&fake);
     take_calls(&fake);
     reconcile_now(&fake, &restarted).await.expect("finished");
     assert_eq!(
         after_reads(take_calls(&fake)),
-        [Call::Publish("Rotated"), Call::PatchStatus, Call::PatchObject]
+        // Without the credentials at hand there is nothing to check, and
+        // the Verified condition says so.
+        [Call::Publish("Rotated"), Call::Publish("NotVerified"), Call::PatchStatus, Call::PatchObject]
     );
     assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
 }
@@ -368,6 +374,7 @@ async fn a_reset_that_never_happened_is_recorded_again_then_sent() {
             Call::GetSecret(SECRET.into()),
             Call::ApplySecret,
             Call::Publish("Rotated"),
+            Call::Ping(true), // no Secret before: no old token to try
             Call::PatchStatus,
             Call::PatchObject,
         ]
