@@ -12,8 +12,8 @@ use super::{
     fake::{Call, Fake, Fault},
     schedule_wait,
     tests::{
-        SECRET, UID, credentials, done, process, raise_counter, reconcile_now, rotation_calls, status,
-        take_calls, world,
+        SECRET, UID, credentials, done, process, raise_counter, reconcile_now, rotation_calls,
+        runs_broken_by_a_fault, status, take_calls, world,
     },
 };
 use crate::{
@@ -88,29 +88,7 @@ async fn a_due_schedule_rotates_once_like_the_counter_and_leaves_the_counter_alo
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_at_any_call_of_a_scheduled_rotation_never_loses_the_password_or_resets_twice() {
-    let mut broken = Vec::new();
-    for index in 0..rotation_calls().len() {
-        for fault in [Fault::Before, Fault::After, Fault::Conflict] {
-            for restart in [false, true] {
-                let (fake, mut ctx) = due().await;
-                fake.world().faults.insert(index, fault);
-                let _ = reconcile_now(&fake, &ctx).await;
-                if restart {
-                    ctx = process(&fake);
-                }
-                for _ in 0..6 {
-                    if scheduled_done(&fake).is_ok() {
-                        break;
-                    }
-                    let _ = reconcile_now(&fake, &ctx).await;
-                }
-                let outcome = (scheduled_done(&fake), fake.world().resets, ctx.remembered(UID).is_some());
-                if outcome != (Ok(()), 1, false) {
-                    broken.push(format!("{fault:?} at call {index} (restart: {restart}): {outcome:?}"));
-                }
-            }
-        }
-    }
+    let broken = runs_broken_by_a_fault(due, scheduled_done).await;
     assert!(broken.is_empty(), "{broken:#?}");
 }
 
