@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use upstash_rotator::cli::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     upstash_rotator::tls::install_crypto_provider();
-    Cli::parse().execute().await
+    Cli::from_env().execute().await
 }

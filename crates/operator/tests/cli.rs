@@ -9,7 +9,7 @@ use support::{
     sim::{API_KEY, EMAIL},
     world::World,
 };
-use upstash_rotator::conditions::Reason;
+use upstash_rotator::{conditions::Reason, crd::RotationSchedule};
 
 async fn rotator(args: &[&str], kubeconfig: Option<&str>) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstash-rotator"));
@@ -48,6 +48,55 @@ async fn rotate_wait_reports_success_and_failure() {
     let missing = rotator(&["rotate", "nope", "-n", &world.ns.name], None).await;
     assert_eq!(missing.status.code(), Some(4));
     assert!(text(&missing.stderr).contains("not found"), "{}", text(&missing.stderr));
+}
+
+/// `status` lists resources in words, and the same binary installed as
+/// `kubectl-upstash` is a kubectl plugin: `kubectl upstash rotate --wait`.
+#[tokio::test]
+async fn status_lists_resources_and_kubectl_runs_the_binary_as_its_upstash_plugin() {
+    let world = World::new("cli-status").await;
+    let mut spec = world.spec();
+    spec.schedule = Some(RotationSchedule { every: "720h".into(), windows: Vec::new(), time_zone: None });
+    world.create("cache", spec).await;
+    world.wait_applied("cache", 0).await;
+
+    let listed = rotator(&["status", "-n", &world.ns.name], None).await;
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let table = text(&listed.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("NEXT ROTATION"), "{table}");
+    let row: Vec<&str> = lines[1].split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(row[..4], ["cache", "Synced", "0/0", "-"], "{table}");
+    assert_eq!(row[4], "in 29d", "due 30 days after the creation: {table}");
+
+    // kubectl looks for plugins on PATH by file name.
+    let plugins = tempfile::tempdir().expect("temp dir");
+    let plugin = plugins.path().join(upstash_rotator::cli::PLUGIN);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_upstash-rotator"), &plugin).expect("symlink");
+    let path = format!("{}:{}", plugins.path().display(), std::env::var("PATH").unwrap_or_default());
+    let kubectl = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new("kubectl");
+        cmd.args(args).env("PATH", &path);
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+                .await
+                .expect("finishes")
+                .expect("kubectl on PATH")
+        }
+    };
+    let found = kubectl(&["plugin", "list"]).await;
+    assert!(text(&found.stdout).contains(upstash_rotator::cli::PLUGIN), "{}", text(&found.stderr));
+    let help = kubectl(&["upstash", "--help"]).await;
+    assert!(text(&help.stdout).contains("Usage: kubectl upstash"), "{}", text(&help.stdout));
+    let rotated =
+        kubectl(&["upstash", "rotate", "cache", "-n", &world.ns.name, "--wait", "--timeout", "60"]).await;
+    assert!(rotated.status.success(), "{}{}", text(&rotated.stdout), text(&rotated.stderr));
+    assert!(text(&rotated.stdout).contains("rotation 1 applied"), "{}", text(&rotated.stdout));
+    let all = kubectl(&["upstash", "status", "-A"]).await;
+    let table = text(&all.stdout);
+    assert!(table.starts_with("NAMESPACE"), "{table}");
+    let line = table.lines().find(|l| l.starts_with(&world.ns.name)).unwrap_or_default();
+    assert!(line.contains("cache") && line.contains("1/1") && line.contains("Verified"), "{table}");
 }
 
 #[tokio::test]

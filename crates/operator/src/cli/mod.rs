@@ -1,7 +1,10 @@
-//! The `upstash-rotator` command line: `run`, `crd` and `rotate`.
+//! The `upstash-rotator` command line: `run`, `crd`, `rotate` and `status`.
+//! Installed as `kubectl-upstash`, the same binary is a kubectl plugin:
+//! `kubectl upstash rotate cache --wait`.
 
 mod rotate;
 mod run;
+mod status;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -39,6 +42,8 @@ enum Command {
     Crd,
     /// Raise a resource's rotation counter by one, optionally waiting for the result.
     Rotate(rotate::RotateArgs),
+    /// List resources: health, last and next rotation, the check after it, consumers.
+    Status(status::StatusArgs),
 }
 
 impl Cli {
@@ -56,9 +61,26 @@ impl Cli {
                 }
             },
             Command::Rotate(args) => rotate::rotate(args).await,
+            Command::Status(args) => status::status(args).await,
         }
     }
+
+    /// Parses the process's arguments. Run as `kubectl-upstash` (a kubectl
+    /// plugin), help and usage say `kubectl upstash`.
+    pub fn from_env() -> Self {
+        let invoked_as = std::env::args_os().next().map(std::path::PathBuf::from);
+        let plugin = invoked_as.as_ref().and_then(|p| p.file_stem()).is_some_and(|s| s == PLUGIN);
+        let mut command = <Self as clap::CommandFactory>::command();
+        if plugin {
+            command = command.bin_name("kubectl upstash").display_name("kubectl upstash");
+        }
+        let matches = command.get_matches();
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
+
+/// File name under which kubectl finds the binary as its `upstash` plugin.
+pub const PLUGIN: &str = "kubectl-upstash";
 
 /// The CRD as committed in `crds/`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {

@@ -38,6 +38,8 @@ const NEEDS_ACTION: &[Reason] = &[
     Reason::CredentialsSecretMissing,
     Reason::SecretConflict,
     Reason::DatabaseConflict,
+    Reason::InvalidTemplate,
+    Reason::InvalidSchedule,
 ];
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
