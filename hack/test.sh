@@ -15,6 +15,10 @@ clients=crates/upstash-sim/tests/clients
 if ! cmp -s $clients/package-lock.json $clients/node_modules/.package-lock.json 2>/dev/null; then
   (cd $clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
+phase "promtool"
+# The chart's alert rules are checked with it (tests/monitoring.rs).
+PATH="$(hack/testenv/promtool.sh):$PATH"
+export PATH
 phase "control plane and node"
 footprint=target/testenv-footprint
 mkdir -p "$footprint"

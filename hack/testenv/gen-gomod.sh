@@ -45,6 +45,13 @@ gen_tool() {
 gen_etcd() { gen_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
 gen_helm() { gen_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
 
+# promtool checks the chart's alert rules. Its version is kept here, not in
+# versions.env, so a change rebuilds only promtool (hack/testenv/promtool.sh).
+PROMETHEUS_VERSION=v0.316.0
+gen_promtool() {
+  gen_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool
+}
+
 # containerd, its ctr client and the runc shim: three tools of one module.
 gen_containerd() {
   gen_tool containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
@@ -54,6 +61,6 @@ gen_containerd() {
   go mod tidy
 }
 
-for part in "${@:-k8s etcd helm containerd}"; do
+for part in "${@:-k8s etcd helm containerd promtool}"; do
   for p in $part; do "gen_$p"; done
 done

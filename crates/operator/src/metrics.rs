@@ -52,6 +52,7 @@ pub struct Metrics {
     pub last_rotation: Family<ResourceLabels, Gauge>,
     pub consumer_restarts: Family<KindLabel, Counter>,
     pub verifications: Family<ResultLabel, Counter>,
+    pub next_rotation: Family<ResourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,12 @@ impl Default for Metrics {
             "Checks of the credentials after a rotation, by result (verified, failed, unavailable)",
             verifications.clone(),
         );
+        let next_rotation = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "next_rotation_timestamp_seconds",
+            "Unix time the next scheduled rotation may start (spec.schedule), per resource",
+            next_rotation.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -114,6 +121,7 @@ impl Default for Metrics {
             last_rotation,
             consumer_restarts,
             verifications,
+            next_rotation,
         }
     }
 }
@@ -147,9 +155,25 @@ impl Metrics {
         ReconcileMeasure { metrics: self.clone(), started: Instant::now(), result: "error" }
     }
 
+    /// When the next scheduled rotation of a resource may start (`None`:
+    /// it has no schedule).
+    pub fn scheduled(&self, namespace: &str, name: &str, next_unix: Option<i64>) {
+        let labels = ResourceLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        match next_unix {
+            Some(at) => {
+                self.next_rotation.get_or_create(&labels).set(at);
+            }
+            None => {
+                self.next_rotation.remove(&labels);
+            }
+        }
+    }
+
     /// Drops the per-resource series of a resource that is gone.
     pub fn forget(&self, namespace: &str, name: &str) {
-        self.last_rotation.remove(&ResourceLabels { namespace: namespace.to_owned(), name: name.to_owned() });
+        let labels = ResourceLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        self.last_rotation.remove(&labels);
+        self.next_rotation.remove(&labels);
     }
 
     /// The Prometheus text format.

@@ -267,6 +267,12 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         }
     }
 
+    /// The next scheduled rotation, for the overdue alert.
+    pub fn report_schedule(&self, next: Option<Timestamp>) {
+        let name = self.resource.name_any();
+        self.ctx.metrics.scheduled(&self.namespace, &name, next.map(|t| t.as_second()));
+    }
+
     pub async fn publish(&self, notice: &Notice) {
         self.ctx.kube.publish(&self.resource.object_ref(&()), notice).await;
         let result = match notice {

@@ -194,9 +194,10 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
 
 /// Wakes up exactly when the next scheduled rotation may start, and not
 /// before; nothing else needs a timer.
-fn next_scheduled<K, U>(run: &mut Run<'_, K, U>) -> Action {
+fn next_scheduled<K: KubeOps, U: UpstashOps>(run: &mut Run<'_, K, U>) -> Action {
     run.draft.refresh_next_rotation();
     let next = run.draft.status.next_rotation_time.as_ref().map(|t| t.0);
+    run.report_schedule(next);
     match schedule_wait(next, Timestamp::now()) {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
