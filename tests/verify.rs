@@ -6,7 +6,11 @@
 use testkit as support;
 
 use serde_json::json;
-use support::{WAIT, eventually, world::World};
+use support::{
+    WAIT, eventually,
+    sim::{RedisServer, Sim},
+    world::World,
+};
 use upstash_rotator::conditions::{self, VERIFIED};
 
 async fn propagation_lag(world: &World, ms: u64) {
@@ -47,7 +51,7 @@ async fn a_rotation_is_checked_on_the_data_plane_through_propagation_lag() {
     world.wait_applied("cache", 2).await;
     let (state, reason, message) = verified_condition(&world).await;
     assert_eq!((state.as_str(), reason.as_str()), ("False", "VerificationFailed"), "{message}");
-    assert!(message.contains("still refuses the new credentials"), "{message}");
+    assert!(message.contains("new credentials are still refused on the REST data plane"), "{message}");
     eventually(WAIT, "a VerificationFailed warning", || async {
         let events = world.events().await;
         events
@@ -62,4 +66,24 @@ async fn a_rotation_is_checked_on_the_data_plane_through_propagation_lag() {
     let current = world.current().await;
     let password = world.secret_text("cache", upstash_rotator::secret::KEY_PASSWORD).await;
     assert_eq!(password, current["password"].as_str().unwrap_or_default(), "the Secret holds the answer");
+}
+
+/// Where the REST data plane cannot be reached, the check logs in over RESP
+/// instead (the simulator's database is a real redis-server).
+#[tokio::test]
+async fn without_the_rest_data_plane_the_check_uses_auth_and_ping_over_resp() {
+    let redis = RedisServer::start().await;
+    let sim = Sim::start(&["--redis", &redis.address()]).await;
+    let mut world = World::prepare_with("verify-resp", sim).await;
+    world.start_operator().await;
+    world.create("cache", world.spec()).await;
+    world.wait_applied("cache", 0).await;
+    // Every REST data-plane request is dropped without an answer.
+    let drop_all = json!({"route": "data-plane", "times": 1000, "action": {"kind": "drop"}});
+    world.sim.fault(drop_all).await;
+    world.set_rotation("cache", 1).await;
+    world.wait_applied("cache", 1).await;
+    let (state, reason, message) = verified_condition(&world).await;
+    assert_eq!((state.as_str(), reason.as_str()), ("True", "Verified"), "{message}");
+    assert!(message.contains("over RESP") && message.contains("the old ones are refused"), "{message}");
 }

@@ -23,7 +23,10 @@ use support::{
     tls::TestCa,
     world::World,
 };
-use upstash_rotator::secret::{KEY_HOST, KEY_PASSWORD, KEY_PORT};
+use upstash_rotator::{
+    conditions,
+    secret::{KEY_HOST, KEY_PASSWORD, KEY_PORT},
+};
 
 /// One test's world where pods reach the simulator (over HTTPS, with a
 /// throw-away CA) and the real redis-server behind its database.

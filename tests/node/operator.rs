@@ -24,12 +24,15 @@ async fn the_image_runs_as_a_restricted_pod_and_rotates_over_https() {
     release.upgrade(&world.sim.url, &[("--set-file", &ca_bundle(&ca))]);
     world.wait_applied("db", 0).await;
     world.set_rotation("db", 1).await;
-    world.wait_applied("db", 1).await;
+    let rotated = world.wait_applied("db", 1).await;
     assert_eq!(world.resets().await, 1);
     assert_eq!(
         world.secret_text("db", KEY_PASSWORD).await,
         world.current().await["password"].as_str().unwrap()
     );
+    // The pod checked the new credentials on the data plane over HTTPS too.
+    let verified = rotated.status.as_ref().and_then(|s| conditions::get(&s.conditions, conditions::VERIFIED));
+    assert_eq!(verified.map(|c| c.reason.as_str()), Some("Verified"), "{verified:?}");
 
     // An image whose own store holds the CA (as a company bakes its CA into
     // images) needs no bundle: the image's store is what the operator uses.

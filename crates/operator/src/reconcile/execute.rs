@@ -14,10 +14,10 @@ use super::{
     error::{Error, Result, kube_message, namespace_terminating},
     messages::{Message, Notice},
     observe::Observation,
-    ops::{KubeOps, UpstashOps},
+    ops::{KubeOps, RespEndpoint, UpstashOps},
     plan::{self, Effect, Guard},
     status::Draft,
-    verify::Check,
+    verify::{Check, Credentials},
 };
 use crate::{
     conditions::{ROTATING, Reason},
@@ -258,12 +258,22 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
     /// What verifying rotation `target` needs: the new token, and the one
     /// the Secret held when this reconcile began.
     fn check_of(&self, target: i64, database: &RedisDatabase, credentials: &DatabaseCredentials) -> Check {
-        let old_token = self.existing.as_ref().and_then(secret::stored_credentials).map(|(_, token)| token);
+        let old =
+            self.existing.as_ref().and_then(secret::stored_credentials).and_then(|(password, token)| {
+                Some(Credentials {
+                    token: String::from_utf8(token).ok()?,
+                    password: String::from_utf8(password).ok()?,
+                })
+            });
         Check {
             rotation: self.draft.rotation(target),
             rest_url: database.rest_url(),
-            new_token: credentials.rest_token.clone(),
-            old_token: old_token.and_then(|t| String::from_utf8(t).ok()),
+            resp: RespEndpoint { host: database.host.clone(), port: database.port, tls: database.tls },
+            new: Credentials {
+                token: credentials.rest_token.clone(),
+                password: credentials.password.clone(),
+            },
+            old,
         }
     }
 

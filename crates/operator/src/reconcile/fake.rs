@@ -37,6 +37,8 @@ pub enum Call {
     RestartWorkload(String, String),
     /// A data-plane PING with the current (`true`) or another token.
     Ping(bool),
+    /// AUTH + PING over RESP with the current (`true`) or another password.
+    RespPing(bool),
 }
 
 /// How a chosen call fails.
@@ -68,8 +70,10 @@ pub struct World {
     pub failing_restarts: u32,
     /// PINGs still answered as before the last reset (propagation lag).
     pub lagging_pings: u32,
-    /// The data plane does not answer.
+    /// The REST data plane does not answer.
     pub data_plane_down: bool,
+    /// Nor does RESP.
+    pub resp_down: bool,
     version: u64,
 }
 
@@ -279,6 +283,16 @@ impl UpstashOps for Fake {
 
     async fn ping(&self, _: &str, token: &str) -> Result<Ping, UpstashError> {
         self.answer_ping(token)
+    }
+
+    async fn resp_ping(&self, _: &super::ops::RespEndpoint, password: &str) -> Result<Ping, UpstashError> {
+        let mut world = self.0.lock();
+        let current = world.credentials.as_ref().is_some_and(|c| c.password == password);
+        world.enter(Call::RespPing(current));
+        if world.resp_down {
+            return Err(UpstashError::Transport("cannot connect: injected".into()));
+        }
+        Ok(if current { Ping::Pong } else { Ping::Refused })
     }
 }
 

@@ -92,6 +92,8 @@ pub enum Message {
         old_checked: bool,
         checks: u32,
         took_ms: u128,
+        /// Where: on the REST data plane, or over RESP.
+        over: &'static str,
     },
     /// The new credentials were still refused, or the old ones still
     /// accepted, when the time for propagation was up.
@@ -99,6 +101,7 @@ pub enum Message {
         target: Rotation,
         new_refused: bool,
         within_s: u64,
+        over: &'static str,
     },
     /// The data plane could not be asked.
     VerificationUnavailable {
@@ -163,24 +166,24 @@ impl fmt::Display for Message {
                 "spec.suspend is true: the operator makes no call to Upstash for this resource; {target} waits \
                  until it is false"
             ),
-            Self::Verified { target, old_checked, checks, took_ms } => write!(
+            Self::Verified { target, old_checked, checks, took_ms, over } => write!(
                 f,
-                "{target}: the new credentials answer PING on the REST data plane{} ({checks} checks in {took_ms} ms)",
+                "{target}: the new credentials answer PING {over}{} ({checks} checks in {took_ms} ms)",
                 if *old_checked {
                     " and the old ones are refused"
                 } else {
-                    "; the old ones were not checked (the Secret held no REST token before)"
+                    "; the old ones were not checked (the Secret held no default keys before)"
                 }
             ),
-            Self::VerificationFailed { target, new_refused: true, within_s } => write!(
+            Self::VerificationFailed { target, new_refused: true, within_s, over } => write!(
                 f,
-                "{target}: the REST data plane still refuses the new credentials after {within_s} s; the Secret \
-                 holds what Upstash answered to the reset (no other reset is made)"
+                "{target}: the new credentials are still refused {over} after {within_s} s; the Secret holds what \
+                 Upstash answered to the reset (no other reset is made)"
             ),
-            Self::VerificationFailed { target, new_refused: false, within_s } => write!(
+            Self::VerificationFailed { target, new_refused: false, within_s, over } => write!(
                 f,
-                "{target}: the REST data plane still accepts the old credentials after {within_s} s, although \
-                 Upstash answered the reset; the new ones work"
+                "{target}: the old credentials are still accepted {over} after {within_s} s, although Upstash \
+                 answered the reset; the new ones work"
             ),
             Self::VerificationUnavailable { target, why } => {
                 write!(f, "{target}: the REST data plane could not be asked ({why}); nothing was checked")

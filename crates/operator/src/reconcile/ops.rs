@@ -99,6 +99,21 @@ pub trait UpstashOps: Send + Sync + 'static {
 
     /// `PING` on the REST data plane with `token`: whether it works.
     fn ping(&self, rest_url: &str, token: &str) -> impl Future<Output = Result<Ping, UpstashError>> + Send;
+
+    /// `AUTH` + `PING` over RESP with `password`: whether it opens the database.
+    fn resp_ping(
+        &self,
+        endpoint: &RespEndpoint,
+        password: &str,
+    ) -> impl Future<Output = Result<Ping, UpstashError>> + Send;
+}
+
+/// Where a database answers RESP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RespEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
 }
 
 /// The real apiserver.
@@ -205,4 +220,12 @@ impl UpstashOps for UpstashClient {
     async fn ping(&self, rest_url: &str, token: &str) -> Result<Ping, UpstashError> {
         UpstashClient::ping(self, rest_url, token).await
     }
+
+    async fn resp_ping(&self, endpoint: &RespEndpoint, password: &str) -> Result<Ping, UpstashError> {
+        let RespEndpoint { host, port, tls } = endpoint;
+        upstash_api::resp_ping(host, *port, *tls, password, RESP_TIMEOUT).await
+    }
 }
+
+/// Bound of one RESP check (connect, AUTH, PING).
+const RESP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -13,7 +13,7 @@ use upstash_api::{Ping, UpstashError};
 use super::{
     execute::Run,
     messages::{Message, Notice, Rotation},
-    ops::{KubeOps, UpstashOps},
+    ops::{KubeOps, RespEndpoint, UpstashOps},
 };
 use crate::{
     conditions::{Reason, VERIFIED},
@@ -24,9 +24,25 @@ use crate::{
 pub struct Check {
     pub rotation: Rotation,
     pub rest_url: String,
-    pub new_token: String,
-    /// The REST token the Secret held before, if it held one.
-    pub old_token: Option<String>,
+    pub resp: RespEndpoint,
+    pub new: Credentials,
+    /// What the Secret held before, if it held the default keys.
+    pub old: Option<Credentials>,
+}
+
+/// The two secrets a client may present: the REST token and the password.
+#[derive(PartialEq, Eq)]
+pub struct Credentials {
+    pub token: String,
+    pub password: String,
+}
+
+/// How the data plane is asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plane {
+    Rest,
+    /// `AUTH` + `PING`, when the REST data plane cannot be reached.
+    Resp,
 }
 
 /// The first wait between two checks; doubled up to `MAX_DELAY`.
@@ -43,67 +59,97 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
         };
         let started = Instant::now();
         let deadline = started + self.ctx.verify_within;
-        let mut checks = 0;
         let within_s = self.ctx.verify_within.as_secs();
         let target = check.rotation;
-        let new = self.until(&check.rest_url, &check.new_token, Ping::Pong, deadline, &mut checks).await;
-        let old = match (&new, check.old_token.as_deref().filter(|old| *old != check.new_token)) {
+        let mut checks = 1;
+        // The plane: REST, unless it cannot be reached and RESP can.
+        let mut plane = Plane::Rest;
+        let mut first = self.probe(&check, Plane::Rest, &check.new).await;
+        if first.is_err() {
+            let resp = self.probe(&check, Plane::Resp, &check.new).await;
+            checks += 1;
+            if resp.is_ok() {
+                (plane, first) = (Plane::Resp, resp);
+            }
+        }
+        let new = match first {
+            Ok(Ping::Pong) => Ok(true),
+            _ => self.until(&check, plane, &check.new, Ping::Pong, deadline, &mut checks).await,
+        };
+        let old = match (&new, check.old.as_ref().filter(|old| **old != check.new)) {
             (Ok(true), Some(old)) => {
-                Some(self.until(&check.rest_url, old, Ping::Refused, deadline, &mut checks).await)
+                Some(self.until(&check, plane, old, Ping::Refused, deadline, &mut checks).await)
             }
             _ => None,
         };
+        let over = match plane {
+            Plane::Rest => "on the REST data plane",
+            Plane::Resp => "over RESP (AUTH + PING; the REST data plane could not be reached)",
+        };
         let (reason, message, result) = match (new, old) {
-            (Err(e), _) | (_, Some(Err(e))) => (
-                Reason::VerificationUnavailable,
-                Message::VerificationUnavailable { target, why: e.to_string() },
-                "unavailable",
-            ),
-            (Ok(false), _) => (
-                Reason::VerificationFailed,
-                Message::VerificationFailed { target, new_refused: true, within_s },
-                "failed",
-            ),
-            (Ok(true), Some(Ok(false))) => (
-                Reason::VerificationFailed,
-                Message::VerificationFailed { target, new_refused: false, within_s },
-                "failed",
-            ),
+            (Err(e), _) | (_, Some(Err(e))) => {
+                let why = e.to_string();
+                (
+                    Reason::VerificationUnavailable,
+                    Message::VerificationUnavailable { target, why },
+                    "unavailable",
+                )
+            }
+            (Ok(false), _) => {
+                let message = Message::VerificationFailed { target, new_refused: true, within_s, over };
+                (Reason::VerificationFailed, message, "failed")
+            }
+            (Ok(true), Some(Ok(false))) => {
+                let message = Message::VerificationFailed { target, new_refused: false, within_s, over };
+                (Reason::VerificationFailed, message, "failed")
+            }
             (Ok(true), old) => {
                 let took_ms = started.elapsed().as_millis();
-                (
-                    Reason::Verified,
-                    Message::Verified { target, old_checked: old.is_some(), checks, took_ms },
-                    "verified",
-                )
+                let message = Message::Verified { target, old_checked: old.is_some(), checks, took_ms, over };
+                (Reason::Verified, message, "verified")
             }
         };
         self.report(reason, message, result).await;
     }
 
-    /// Pings with `token` until the data plane answers `wanted` or the
-    /// deadline passes: `Ok(false)` when it never did, the last error when
-    /// the data plane could not be asked at the end.
+    /// One check of `credentials` on `plane`.
+    async fn probe(
+        &self,
+        check: &Check,
+        plane: Plane,
+        credentials: &Credentials,
+    ) -> Result<Ping, UpstashError> {
+        match plane {
+            Plane::Rest => self.ctx.upstash.ping(&check.rest_url, &credentials.token).await,
+            Plane::Resp => self.ctx.upstash.resp_ping(&check.resp, &credentials.password).await,
+        }
+    }
+
+    /// Checks until the data plane answers `wanted` or the deadline passes:
+    /// `Ok(false)` when it never did, the last error when the data plane
+    /// could not be asked at the end.
     async fn until(
         &self,
-        rest_url: &str,
-        token: &str,
+        check: &Check,
+        plane: Plane,
+        credentials: &Credentials,
         wanted: Ping,
         deadline: Instant,
         checks: &mut u32,
     ) -> Result<bool, UpstashError> {
         let mut delay = FIRST_DELAY;
         loop {
-            *checks += 1;
-            let answer = self.ctx.upstash.ping(rest_url, token).await;
-            if answer.as_ref().is_ok_and(|a| *a == wanted) {
-                return Ok(true);
-            }
             if Instant::now() + delay > deadline {
-                return answer.map(|_| false);
+                *checks += 1;
+                return self.probe(check, plane, credentials).await.map(|a| a == wanted);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_DELAY);
+            *checks += 1;
+            let answer = self.probe(check, plane, credentials).await;
+            if answer.as_ref().is_ok_and(|a| *a == wanted) {
+                return Ok(true);
+            }
         }
     }
 

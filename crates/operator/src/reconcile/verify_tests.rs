@@ -53,7 +53,7 @@ async fn a_failed_check_is_reported_and_never_answered_with_a_reset() {
         {
             let mut w = fake.world();
             w.lagging_pings = lag;
-            w.data_plane_down = down;
+            (w.data_plane_down, w.resp_down) = (down, down);
         }
         reconcile_now(&fake, &ctx).await.expect("rotated anyway");
         let calls = take_calls(&fake);
@@ -70,6 +70,21 @@ async fn a_failed_check_is_reported_and_never_answered_with_a_reset() {
         let calls = take_calls(&fake);
         assert!(!calls.iter().any(|c| matches!(c, Call::Ping(_) | Call::Reset)), "{calls:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_rest_data_plane_the_check_uses_auth_and_ping_over_resp() {
+    let fake = world();
+    let ctx = rotate_with(&fake).await;
+    fake.world().data_plane_down = true;
+    reconcile_now(&fake, &ctx).await.expect("rotated");
+    let calls = take_calls(&fake);
+    let resp: Vec<bool> =
+        calls.iter().filter_map(|c| if let Call::RespPing(n) = c { Some(*n) } else { None }).collect();
+    assert_eq!((pings(&calls), resp), (vec![true], vec![true, false]), "one REST try, then RESP: {calls:?}");
+    let (state, reason, message) = verified(&fake);
+    assert_eq!((state.as_str(), reason.as_str()), ("True", "Verified"), "{message}");
+    assert!(message.contains("over RESP") && message.contains("the old ones are refused"), "{message}");
 }
 
 #[tokio::test]
