@@ -39,6 +39,7 @@ async fn a_rotation_is_checked_on_the_data_plane_through_propagation_lag() {
     world.wait_applied("cache", 1).await;
     let (state, reason, message) = verified_condition(&world).await;
     assert_eq!((state.as_str(), reason.as_str()), ("True", "Verified"), "{message}");
+    eprintln!("Verified after a 1.5 s propagation lag: {message}");
     assert!(message.starts_with("rotation 1: the new credentials answer PING"), "{message}");
     assert!(message.contains("the old ones are refused"), "{message}");
     // What the check saw is what applications see.
