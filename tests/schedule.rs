@@ -27,8 +27,9 @@ fn minute_ahead(lead: SignedDuration) -> (Timestamp, String) {
 #[tokio::test]
 async fn a_scheduled_rotation_waits_for_its_window_and_a_counter_bump_does_not() {
     let mut world = World::new("schedule").await;
-    // Due one minute after creation, but the window opens later.
-    let (open, start) = minute_ahead(SignedDuration::from_secs(75));
+    // Due one minute after the counter bump (about 2 s in): a window opening
+    // 65 s or more from now opens after that.
+    let (open, start) = minute_ahead(SignedDuration::from_secs(65));
     let mut spec = world.spec();
     spec.schedule = Some(RotationSchedule {
         every: "1m".into(),
