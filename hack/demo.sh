@@ -34,7 +34,10 @@ cleanup() {
 trap cleanup EXIT
 
 say "Starting a local Kubernetes cluster: control plane and one node (containerd, kubelet, kube-proxy)"
-eval "$(NODE=1 hack/testenv/up.sh)"
+# Assigned first: a failed start (another checkout's node, say) stops here
+# with its own message instead of running on without a cluster.
+exports=$(NODE=1 hack/testenv/up.sh)
+eval "$exports"
 host=$TESTENV_HOST_IP
 
 say "Building the operator image from the Dockerfile (the first build takes a few minutes)"
