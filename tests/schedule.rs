@@ -1,7 +1,8 @@
 //! `spec.schedule` on the real apiserver with the real operator binary and
 //! `upstash-sim`: a due rotation waits for its maintenance window, starts
 //! once it opens (found by a process started after the schedule was set), a
-//! counter bump does not wait, and `status.history` tells them apart.
+//! counter bump does not wait, and `status.history` tells them apart, a
+//! password reset outside the operator included.
 
 use testkit as support;
 
@@ -89,4 +90,32 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_counter_bump_does_not()
         notes.iter().any(|n| n.starts_with("rotation 1:") && n.contains("trigger: counter")),
         "{notes:?}"
     );
+}
+
+/// A reset in the Upstash console (here: the simulator's API, called by the
+/// test) is found at the next reconcile: the Secret gets the new password, a
+/// warning says where it came from, and the history records it as
+/// `recovery`, without a reset of the operator's own.
+#[tokio::test]
+async fn a_password_reset_outside_the_operator_is_stored_and_recorded_as_recovery() {
+    let mut world = World::new("outside").await;
+    world.create("cache", world.spec()).await;
+    world.wait_applied("cache", 0).await;
+    world.stop_operator().await;
+    let reset = world.sim.reset(&world.database_id).await.expect("reset outside the operator");
+    assert!(reset.status().is_success());
+    let password = world.current().await["password"].as_str().unwrap_or_default().to_owned();
+    // No polling: a new process (or any change) brings the reconcile.
+    world.start_operator().await;
+    let recorded = eventually(Duration::from_secs(60), "a recovery entry in the history", || async {
+        let r = world.resources().get("cache").await.ok()?;
+        let entry = r.status?.history.first().cloned()?;
+        (entry.trigger == RotationTrigger::Recovery).then_some(entry)
+    })
+    .await;
+    assert_eq!((recorded.rotation, recorded.recovered), (0, false));
+    assert_eq!(world.secret_text("cache", KEY_PASSWORD).await, password);
+    let reasons = world.event_reasons().await;
+    assert!(reasons.iter().any(|r| r == "CredentialsChangedOutside"), "{reasons:?}");
+    assert_eq!(world.resets().await, 1, "only the one made outside");
 }
