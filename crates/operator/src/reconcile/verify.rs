@@ -72,13 +72,12 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
                 (plane, first) = (Plane::Resp, resp);
             }
         }
-        let new = match first {
-            Ok(Ping::Pong) => Ok(true),
-            _ => self.until(&check, plane, &check.new, Ping::Pong, deadline, &mut checks).await,
-        };
+        let new = self.until(&check, plane, &check.new, Ping::Pong, first, deadline, &mut checks).await;
         let old = match (&new, check.old.as_ref().filter(|old| **old != check.new)) {
             (Ok(true), Some(old)) => {
-                Some(self.until(&check, plane, old, Ping::Refused, deadline, &mut checks).await)
+                checks += 1;
+                let first = self.probe(&check, plane, old).await;
+                Some(self.until(&check, plane, old, Ping::Refused, first, deadline, &mut checks).await)
             }
             _ => None,
         };
@@ -125,31 +124,33 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
         }
     }
 
-    /// Checks until the data plane answers `wanted` or the deadline passes:
-    /// `Ok(false)` when it never did, the last error when the data plane
-    /// could not be asked at the end.
+    /// Checks again, after the `first` answer, until the data plane answers
+    /// `wanted` or the deadline passes: `Ok(false)` when it never did, the
+    /// last error when the data plane could not be asked at the end.
+    #[allow(clippy::too_many_arguments)]
     async fn until(
         &self,
         check: &Check,
         plane: Plane,
         credentials: &Credentials,
         wanted: Ping,
+        first: Result<Ping, UpstashError>,
         deadline: Instant,
         checks: &mut u32,
     ) -> Result<bool, UpstashError> {
+        let mut answer = first;
         let mut delay = FIRST_DELAY;
         loop {
+            if answer.as_ref().is_ok_and(|a| *a == wanted) {
+                return Ok(true);
+            }
             if Instant::now() + delay > deadline {
-                *checks += 1;
-                return self.probe(check, plane, credentials).await.map(|a| a == wanted);
+                return answer.map(|_| false);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_DELAY);
             *checks += 1;
-            let answer = self.probe(check, plane, credentials).await;
-            if answer.as_ref().is_ok_and(|a| *a == wanted) {
-                return Ok(true);
-            }
+            answer = self.probe(check, plane, credentials).await;
         }
     }
 

@@ -45,6 +45,20 @@ async fn the_check_waits_for_propagation_then_passes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_uneventful_check_asks_twice_and_sleeps_not_at_all() {
+    let fake = world();
+    let ctx = rotate_with(&fake).await;
+    // The clock is paused: it moves only when something sleeps.
+    let before = tokio::time::Instant::now();
+    reconcile_now(&fake, &ctx).await.expect("rotated");
+    assert_eq!(before.elapsed(), std::time::Duration::ZERO, "no wait on the rotation's path");
+    assert_eq!(pings(&take_calls(&fake)), [true, false]);
+    let (_, reason, message) = verified(&fake);
+    assert_eq!(reason, "Verified");
+    assert!(message.contains("(2 checks in"), "{message}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_check_is_reported_and_never_answered_with_a_reset() {
     for (lag, down, reason) in [(u32::MAX, false, "VerificationFailed"), (0, true, "VerificationUnavailable")]
     {
