@@ -82,6 +82,21 @@ impl Cli {
 /// File name under which kubectl finds the binary as its `upstash` plugin.
 pub const PLUGIN: &str = "kubectl-upstash";
 
+/// Reports a command's failure on stderr and exits with `code`.
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("upstash-rotator: {message}");
+    ExitCode::from(code)
+}
+
+/// The kubeconfig's client for the one-shot commands (`rotate`, `status`),
+/// or their `CLUSTER` exit.
+async fn cluster_client() -> Result<kube::Client, ExitCode> {
+    crate::tls::install_crypto_provider();
+    kube::Client::try_default()
+        .await
+        .map_err(|e| fail(exit::CLUSTER, format!("cannot configure the Kubernetes client: {e}")))
+}
+
 /// The CRD as committed in `crds/`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
     serde_saphyr::to_string(&RedisPasswordRotation::crd())

@@ -5,12 +5,12 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Args;
 use kube::{
-    Api, Client,
+    Api,
     api::{Patch, PatchParams},
 };
 use serde_json::json;
 
-use super::exit;
+use super::{cluster_client, exit, fail};
 use crate::{
     conditions::{self, READY, ROTATING, Reason},
     crd::RedisPasswordRotation,
@@ -42,16 +42,10 @@ const NEEDS_ACTION: &[Reason] = &[
     Reason::InvalidSchedule,
 ];
 
-fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("upstash-rotator: {message}");
-    ExitCode::from(code)
-}
-
 pub async fn rotate(args: RotateArgs) -> ExitCode {
-    crate::tls::install_crypto_provider();
-    let client = match Client::try_default().await {
+    let client = match cluster_client().await {
         Ok(c) => c,
-        Err(e) => return fail(exit::CLUSTER, format!("cannot configure the Kubernetes client: {e}")),
+        Err(code) => return code,
     };
     let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     let api: Api<RedisPasswordRotation> = Api::namespaced(client, &namespace);

@@ -5,9 +5,9 @@ use std::{fmt::Write as _, process::ExitCode};
 
 use clap::Args;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::{Api, Client, ResourceExt as _, api::ListParams};
+use kube::{Api, ResourceExt as _, api::ListParams};
 
-use super::exit;
+use super::{cluster_client, exit, fail};
 use crate::{
     conditions::{self, CONSUMERS_RESTARTED, READY, ROTATING, VERIFIED},
     crd::RedisPasswordRotation,
@@ -24,10 +24,9 @@ pub struct StatusArgs {
 }
 
 pub async fn status(args: StatusArgs) -> ExitCode {
-    crate::tls::install_crypto_provider();
-    let client = match Client::try_default().await {
+    let client = match cluster_client().await {
         Ok(c) => c,
-        Err(e) => return fail(exit::CLUSTER, format!("cannot configure the Kubernetes client: {e}")),
+        Err(code) => return code,
     };
     let (api, scope): (Api<RedisPasswordRotation>, String) = if args.all_namespaces {
         (Api::all(client), "any namespace".into())
@@ -48,11 +47,6 @@ pub async fn status(args: StatusArgs) -> ExitCode {
     let rows: Vec<Row> = resources.iter().map(|r| Row::of(r, now)).collect();
     print!("{}", table(&rows, args.all_namespaces));
     ExitCode::SUCCESS
-}
-
-fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("upstash-rotator: {message}");
-    ExitCode::from(code)
 }
 
 /// One resource, in words.
