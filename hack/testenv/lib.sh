@@ -15,9 +15,13 @@ testenv_cache_key() {
   } | sha256sum | cut -c1-12
 }
 
+# Where built binaries are cached, outside the checkout.
+testenv_cache_root() {
+  echo "${UPSTASH_ROTATOR_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/upstash-rotator/testenv}"
+}
+
 testenv_bin_dir() {
-  local root=${UPSTASH_ROTATOR_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/upstash-rotator/testenv}
-  echo "$root/$KUBE_VERSION-$(testenv_cache_key)/bin"
+  echo "$(testenv_cache_root)/$KUBE_VERSION-$(testenv_cache_key)/bin"
 }
 
 # State of a running plane lives in the checkout's target/, like cargo's output.

@@ -6,9 +6,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-root=${UPSTASH_ROTATOR_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/upstash-rotator/testenv}
 key=$({ cat "$TESTENV_DIR"/promtool/go.{mod,sum} "$TESTENV_DIR/promtool.sh"; go env GOVERSION; } | sha256sum | cut -c1-12)
-bin="$root/promtool-$key"
+bin="$(testenv_cache_root)/promtool-$key"
 if [ -x "$bin/promtool" ]; then
   echo "$bin"
   exit 0

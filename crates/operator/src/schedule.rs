@@ -114,6 +114,12 @@ impl Schedule {
     }
 }
 
+/// What `every` counts from: the last rotation, or the creation of a
+/// resource that never rotated.
+pub fn counted_from(last_rotation: Option<Timestamp>, created: Option<Timestamp>) -> Option<Timestamp> {
+    last_rotation.or(created)
+}
+
 /// A Go-style duration as the CRD admits them ("720h", "1h30m", "90s").
 fn duration(field: &str, value: &str) -> Result<SignedDuration, ScheduleError> {
     let invalid = || ScheduleError::Duration { field: field.to_owned(), value: value.to_owned() };

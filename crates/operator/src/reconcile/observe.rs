@@ -99,13 +99,10 @@ impl Observation {
     /// open.
     pub fn schedule_due(&self) -> bool {
         let Some(schedule) = &self.schedule else { return false };
-        let status = self.resource.status.as_ref();
-        let last = status.and_then(|s| s.last_rotation_time.as_ref()).or(self
-            .resource
-            .metadata
-            .creation_timestamp
-            .as_ref());
-        last.is_some_and(|last| schedule.next_start(last.0, self.now).is_ok_and(|next| next <= self.now))
+        let last = self.resource.status.as_ref().and_then(|s| s.last_rotation_time.as_ref()).map(|t| t.0);
+        let created = self.resource.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        crate::schedule::counted_from(last, created)
+            .is_some_and(|from| schedule.next_start(from, self.now).is_ok_and(|next| next <= self.now))
     }
 
     /// Looks for an older resource that has synced the same database. Only

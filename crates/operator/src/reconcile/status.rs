@@ -15,7 +15,7 @@ use super::{
 use crate::{
     conditions::{self, READY, ROTATING, Reason, SUSPENDED},
     crd::{HistoryEntry, RedisPasswordRotation, RedisPasswordRotationStatus, ResetAttempt, RotationTrigger},
-    schedule::Schedule,
+    schedule::{self, Schedule},
     secret::Written,
 };
 
@@ -54,9 +54,9 @@ impl Draft {
     /// `nextRotationTime` from the schedule and the last rotation (or the
     /// creation): deterministic, so an unchanged answer writes nothing.
     pub fn refresh_next_rotation(&mut self) {
-        let last = self.status.last_rotation_time.as_ref().map(|t| t.0).or(self.created);
-        self.status.next_rotation_time = match (&self.schedule, last) {
-            (Some(schedule), Some(last)) => schedule.next_start(last, self.now).ok().map(Time),
+        let last = self.status.last_rotation_time.as_ref().map(|t| t.0);
+        self.status.next_rotation_time = match (&self.schedule, schedule::counted_from(last, self.created)) {
+            (Some(schedule), Some(from)) => schedule.next_start(from, self.now).ok().map(Time),
             _ => None,
         };
     }
