@@ -79,6 +79,17 @@ impl UpstashClient {
         self.call("reset-password", reqwest::Method::POST, &path, auth).await
     }
 
+    /// `GET /v2/redis/databases`: how many databases the key can see. The
+    /// cheapest authenticated call, used to check an account's key; the
+    /// answer (which may hold every database's credentials) is counted and
+    /// dropped, never kept.
+    pub async fn list_databases(&self, auth: &ApiCredentials) -> Result<usize, UpstashError> {
+        let body = self.send("list", reqwest::Method::GET, "/v2/redis/databases", auth).await?;
+        serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body)
+            .map(|all| all.len())
+            .map_err(|_| UpstashError::InvalidResponse("the list of databases is not a JSON array".into()))
+    }
+
     /// `POST {rest_url}` with the command `["PING"]` and `token` as the
     /// bearer: whether the REST data plane answers PONG to this token, as an
     /// application's client would see it. Never logged with the token.
@@ -114,6 +125,26 @@ impl UpstashClient {
         path: &str,
         auth: &ApiCredentials,
     ) -> Result<RedisDatabase, UpstashError> {
+        let body = self.send(route, method, path, auth).await?;
+        let mut database =
+            RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))?;
+        // A REST URL is taken only when it is where this API answers (the
+        // simulator serves both on one listener): a response can never send
+        // applications' tokens to another host, port or scheme.
+        if database.rest_url.as_deref().is_some_and(|u| !same_origin(u, &self.base_url)) {
+            database.rest_url = None;
+        }
+        Ok(database)
+    }
+
+    /// One authenticated request; the body of a success.
+    async fn send(
+        &self,
+        route: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        auth: &ApiCredentials,
+    ) -> Result<Vec<u8>, UpstashError> {
         let response = self
             .http
             .request(method, format!("{}{path}", self.base_url))
@@ -132,15 +163,7 @@ impl UpstashClient {
         if !status.is_success() {
             return Err(UpstashError::from_response(status, retry_after.as_deref(), &body));
         }
-        let mut database =
-            RedisDatabase::parse(&body).map_err(|e| UpstashError::InvalidResponse(e.to_string()))?;
-        // A REST URL is taken only when it is where this API answers (the
-        // simulator serves both on one listener): a response can never send
-        // applications' tokens to another host, port or scheme.
-        if database.rest_url.as_deref().is_some_and(|u| !same_origin(u, &self.base_url)) {
-            database.rest_url = None;
-        }
-        Ok(database)
+        Ok(Vec::from(body))
     }
 
     fn observed(&self, route: &'static str, status: Option<u16>, error: UpstashError) -> UpstashError {
