@@ -58,5 +58,6 @@ images: ## Test images for the node (pause, consumer, node-consumer); imported l
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types
-	cargo run --locked --quiet --bin upstash-rotator -- crd > crds/upstash-rotator.io_redispasswordrotations.yaml
-	cp crds/upstash-rotator.io_redispasswordrotations.yaml charts/upstash-rotator/crd/
+	rm -f crds/*.yaml charts/upstash-rotator/crd/*.yaml
+	cargo run --locked --quiet --bin upstash-rotator -- crd --dir crds
+	cp crds/*.yaml charts/upstash-rotator/crd/

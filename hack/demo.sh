@@ -86,7 +86,8 @@ kubectl label namespace demo pod-security.kubernetes.io/enforce=restricted >/dev
 # A CRD left by the tests or an earlier demo on a reused cluster stays (the
 # chart keeps it on uninstall); a fresh cluster gets it from the chart.
 crds=true
-kubectl get crd redispasswordrotations.upstash-rotator.io >/dev/null 2>&1 && crds=false
+kubectl get crd redispasswordrotations.upstash-rotator.io upstashaccounts.upstash-rotator.io \
+  clusterupstashaccounts.upstash-rotator.io >/dev/null 2>&1 && crds=false
 run helm install rotator charts/upstash-rotator -n demo --wait --timeout 120s --set crds.install=$crds \
   --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
   --set upstashApiUrl="$sim" --set-file upstash.caBundle="$work/ca.pem" --set "watchNamespaces={demo}" >/dev/null

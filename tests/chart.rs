@@ -16,7 +16,7 @@ use kube::{
 use serde_json::json;
 use support::{
     TestNamespace, admin_client, install_crds,
-    operator::committed_crd,
+    operator::committed_crds,
     tools::{CHART, helm, render, server_dry_run, text},
 };
 
@@ -32,9 +32,10 @@ fn chart_follows_the_crate_version_and_the_generated_crd() {
         chart.contains(&format!("\nappVersion: \"{version}\"\n")),
         "appVersion follows Cargo.toml ({version})"
     );
-    let copy = std::fs::read_to_string(format!("{CHART}/crd/upstash-rotator.io_redispasswordrotations.yaml"));
-    let generated = upstash_rotator::cli::crd_yaml().expect("render");
-    assert!(copy.expect("chart CRD") == generated, "the chart's CRD is stale: run `make crds`");
+    for (file, generated) in upstash_rotator::cli::crds_yaml().expect("render") {
+        let copy = std::fs::read_to_string(format!("{CHART}/crd/{file}")).unwrap_or_default();
+        assert!(copy == generated, "the chart's crd/{file} is stale: run `make crds`");
+    }
 }
 
 #[test]
@@ -168,7 +169,7 @@ fn without_election_the_old_pod_stops_before_the_new_one_starts() {
 #[tokio::test]
 async fn rendered_manifests_pass_a_server_side_dry_run() {
     let client = admin_client().await;
-    install_crds(&client, &[committed_crd()]).await;
+    install_crds(&client, &committed_crds()).await;
     let release_ns = TestNamespace::new(&client, "chart").await;
     let watched = TestNamespace::new(&client, "chart-watched").await;
     let watch_list = format!("watchNamespaces={{{}}}", watched.name);
@@ -179,26 +180,37 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
     for sets in [
         vec![],
         vec![watch_list.as_str(), "replicas=2"],
+        vec![watch_list.as_str(), "clusterAccounts.enabled=false"],
         vec!["crds.install=false", "leaderElection.enabled=false", "metrics.service.enabled=false"],
         vec!["image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000"],
     ] {
         let manifests = render(&release_ns.name, &sets);
         let out = server_dry_run(None, &manifests);
         assert!(out.status.success(), "dry run with {sets:?}: {}", text(&out));
+        let cluster_roles = manifests.matches("\nkind: ClusterRole\n").count();
         if sets.contains(&"replicas=2") {
             assert!(manifests.contains("kind: PodDisruptionBudget"));
-            assert!(manifests.contains("kind: Role\n") && !manifests.contains("kind: ClusterRole\n"));
+            // Namespaced: Roles, and cluster-wide only what ClusterUpstashAccounts need.
+            assert!(manifests.contains("kind: Role\n") && cluster_roles == 1, "{manifests}");
+            assert!(manifests.contains("-cluster-accounts\n"), "{manifests}");
+            assert!(manifests.contains("-cluster-account-secrets\n"), "a Role for the account Secrets");
             assert!(manifests.contains(&format!("--namespace={}", watched.name)));
+        }
+        if sets.contains(&"clusterAccounts.enabled=false") {
+            assert_eq!(cluster_roles, 0, "namespaced, without cluster accounts: no cluster-wide right");
+            assert!(!manifests.contains("CLUSTER_RESOURCE_NAMESPACE"));
         }
     }
     let keep = render(&release_ns.name, &[]);
+    assert_eq!(keep.matches("kind: CustomResourceDefinition").count(), 3, "every CRD is installed");
+    assert!(keep.contains("name: CLUSTER_RESOURCE_NAMESPACE"), "cluster accounts are on by default");
     assert!(keep.contains("helm.sh/resource-policy: keep"), "the CRD survives uninstall by default");
 }
 
 #[tokio::test]
 async fn helm_install_and_uninstall_on_the_real_apiserver() {
     let client = admin_client().await;
-    install_crds(&client, &[committed_crd()]).await;
+    install_crds(&client, &committed_crds()).await;
     let ns = TestNamespace::new(&client, "helm").await;
     let release = format!("r{}", &ns.name[ns.name.len() - 8..]);
     // The CRD is shared by all tests and already installed; the chart's copy is

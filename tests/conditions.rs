@@ -32,7 +32,9 @@ async fn missing_credentials_secret_resumes_once_created() {
 async fn missing_key_in_credentials_secret_is_named() {
     let world = World::new("nokey").await;
     let mut spec = world.spec();
-    spec.credentials_secret_ref.api_key_key = "token".into();
+    if let Some(reference) = &mut spec.credentials_secret_ref {
+        reference.api_key_key = "token".into();
+    }
     world.create("cache", spec).await;
     let failed = world.wait_for("cache", Reason::CredentialsSecretMissing.as_str(), |_| true).await;
     assert!(ready_message(&failed).contains("\"token\""), "{}", ready_message(&failed));

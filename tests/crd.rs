@@ -5,15 +5,25 @@ use testkit as support;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use support::{operator::committed_crd, world::World};
+use support::{operator::committed_crds, world::World};
 use upstash_rotator::crd::{MaintenanceWindow, RedisPasswordRotation, RotationSchedule};
 
 #[test]
-fn committed_crd_matches_the_rust_types() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/upstash-rotator.io_redispasswordrotations.yaml");
-    let committed = std::fs::read_to_string(path).expect("committed CRD");
-    let generated = upstash_rotator::cli::crd_yaml().expect("render");
-    assert!(committed == generated, "crds/ is stale: run `make crds` and commit the result");
+fn committed_crds_match_the_rust_types() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+    let generated = upstash_rotator::cli::crds_yaml().expect("render");
+    for (file, yaml) in &generated {
+        let committed = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
+        assert!(&committed == yaml, "crds/{file} is stale: run `make crds` and commit the result");
+    }
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("crds/")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = generated.into_iter().map(|(file, _)| file).collect();
+    expected.sort();
+    assert_eq!(files, expected, "crds/ holds exactly the generated CRDs: run `make crds`");
 }
 
 async fn rejected(world: &World, patch: serde_json::Value, expected: &str) {
@@ -163,7 +173,7 @@ async fn schedules_that_could_never_rotate_are_rejected_at_admission() {
 #[tokio::test]
 async fn kubectl_explain_teaches_every_field() {
     let client = support::admin_client().await;
-    support::install_crds(&client, &[committed_crd()]).await;
+    support::install_crds(&client, &committed_crds()).await;
     // A fresh discovery cache: one from before the CRD existed would not know `rpr`.
     let cache = std::env::temp_dir().join(format!("kubectl-cache-{}", uuid::Uuid::new_v4().simple()));
     let cache = cache.to_str().expect("utf-8 path");
@@ -191,6 +201,15 @@ async fn kubectl_explain_teaches_every_field() {
         ("rpr.status.history.recovered", "without a second reset"),
         ("rpr.status.history.fingerprint", "not"),
         ("rpr.spec.verify", "PING"),
+        ("rpr.spec.accountRef", "platform"),
+        ("rpr.spec.accountRef.kind", "ClusterUpstashAccount"),
+        ("upstashaccount.spec.credentialsSecretRef", "read/write key"),
+        ("clusterupstashaccount.spec.credentialsSecretRef", "cluster resource namespace"),
+        ("clusterupstashaccount.spec.allowedNamespaces", "AccountNotAllowed"),
+        ("clusterupstashaccount.spec.allowedNamespaces.selector", "every namespace"),
+        ("clusterupstashaccount.status.resources", "namespace/name"),
+        ("upstashaccount.status.conditions", "read-only key"),
+        ("upstashaccount.status.validatedSecretVersion", "checked again"),
     ] {
         let out = std::process::Command::new("kubectl")
             .args(["explain", field, "--cache-dir", cache])
@@ -206,7 +225,7 @@ async fn kubectl_explain_teaches_every_field() {
 #[tokio::test]
 async fn every_example_passes_a_server_side_dry_run() {
     let client = support::admin_client().await;
-    support::install_crds(&client, &[committed_crd()]).await;
+    support::install_crds(&client, &committed_crds()).await;
     let ns = support::TestNamespace::new(&client, "examples").await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let mut checked = 0;
@@ -218,4 +237,53 @@ async fn every_example_passes_a_server_side_dry_run() {
         checked += 1;
     }
     assert!(checked >= 4, "found {checked} examples");
+}
+
+#[tokio::test]
+async fn a_resource_names_exactly_one_key_source_and_a_cluster_account_some_namespaces() {
+    use kube::api::PostParams;
+    use upstash_rotator::account::{
+        AccountKind, AccountRef, AllowedNamespaces, ClusterUpstashAccount, ClusterUpstashAccountSpec,
+    };
+    let world = World::prepare("cel-account").await;
+    fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, expected: &str) {
+        match result {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(status.message.contains(expected), "apiserver message: {}", status.message);
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+    let account = AccountRef { kind: AccountKind::ClusterUpstashAccount, name: "shared".into() };
+    let mut both = world.spec();
+    both.account_ref = Some(account.clone());
+    let create = |name: &str, spec| RedisPasswordRotation::new(name, spec);
+    refused(
+        world.resources().create(&PostParams::default(), &create("both", both)).await,
+        "set exactly one of spec.credentialsSecretRef and spec.accountRef",
+    );
+    let mut neither = world.spec();
+    neither.credentials_secret_ref = None;
+    refused(
+        world.resources().create(&PostParams::default(), &create("neither", neither.clone())).await,
+        "set exactly one of spec.credentialsSecretRef and spec.accountRef",
+    );
+    neither.account_ref = Some(account);
+    world
+        .resources()
+        .create(&PostParams::default(), &create("account", neither))
+        .await
+        .expect("accountRef alone");
+
+    let accounts: kube::Api<ClusterUpstashAccount> = kube::Api::all(world.client.clone());
+    let spec = ClusterUpstashAccountSpec {
+        credentials_secret_ref: upstash_rotator::crd::CredentialsSecretRef::named("key"),
+        allowed_namespaces: AllowedNamespaces::default(),
+    };
+    let name = format!("{}-nobody", world.ns.name);
+    refused(
+        accounts.create(&PostParams::default(), &ClusterUpstashAccount::new(&name, spec)).await,
+        "allowedNamespaces needs names or a selector",
+    );
 }

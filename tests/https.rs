@@ -138,7 +138,7 @@ async fn ssl_cert_file_is_honoured() {
 #[tokio::test]
 async fn default_roots_are_read_from_the_system_store() {
     let client = support::admin_client().await;
-    support::install_crds(&client, &[support::operator::committed_crd()]).await;
+    support::install_crds(&client, &support::operator::committed_crds()).await;
     let ns = support::TestNamespace::new(&client, "tls-roots").await;
     let empty = tempfile_with("");
     let mut command = tokio::process::Command::new(support::binary("upstash-rotator"));

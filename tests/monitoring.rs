@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use support::{
     TestNamespace, admin_client, install_crds,
-    operator::committed_crd,
+    operator::committed_crds,
     tools::{CHART, render, server_dry_run, text},
 };
 
@@ -115,7 +115,7 @@ async fn the_chart_renders_rules_and_dashboard_only_when_asked() {
     // The ConfigMap is admitted by the real apiserver (the PrometheusRule
     // needs the Prometheus Operator's CRD, which is not installed here).
     let client = admin_client().await;
-    install_crds(&client, &[committed_crd()]).await;
+    install_crds(&client, &committed_crds()).await;
     let ns = TestNamespace::new(&client, "dashboards").await;
     let with_dashboard = render(&ns.name, &["metrics.grafanaDashboard.enabled=true"]);
     let out = server_dry_run(None, &with_dashboard);

@@ -174,3 +174,89 @@ async fn rollout_restart_may_only_patch_workloads_and_is_forbidden_when_turned_o
         assert!(out.status.success(), "{}", text(&out));
     }
 }
+
+#[tokio::test]
+async fn cluster_accounts_work_with_the_charts_rights_in_a_namespaced_install() {
+    use upstash_rotator::account::{
+        AccountKind, AccountRef, AllowedNamespaces, ClusterUpstashAccount, ClusterUpstashAccountSpec,
+    };
+    let mut world = World::prepare("rbac-acct").await;
+    let admin = world.client.clone();
+    let operator_ns = TestNamespace::new(&admin, "rbac-acct-op").await;
+    let release = format!("r{}", &operator_ns.name[operator_ns.name.len() - 8..]);
+    let watch = format!("watchNamespaces={{{}}}", world.ns.name);
+    install(&release, &operator_ns.name, &["--set", &watch]).await;
+    let identity = chart_identity(&admin, &operator_ns.name, &release).await;
+
+    // The platform's key lives in the operator's namespace, the cluster
+    // resource namespace the chart sets.
+    let key = support::world::api_key_secret(support::sim::EMAIL, support::sim::API_KEY);
+    Api::<Secret>::namespaced(admin.clone(), &operator_ns.name)
+        .create(&Default::default(), &key)
+        .await
+        .expect("platform key");
+    let accounts: Api<ClusterUpstashAccount> = Api::all(admin.clone());
+    let name = format!("{}-shared", world.ns.name);
+    let spec = ClusterUpstashAccountSpec {
+        credentials_secret_ref: upstash_rotator::crd::CredentialsSecretRef::named(
+            support::world::CREDENTIALS_SECRET,
+        ),
+        allowed_namespaces: AllowedNamespaces { names: vec![world.ns.name.clone()], selector: None },
+    };
+    accounts.create(&Default::default(), &ClusterUpstashAccount::new(&name, spec)).await.expect("account");
+    world.operator = Some(
+        Operator::start_with_cluster_accounts(
+            identity.clone(),
+            &[&world.ns.name],
+            &operator_ns.name,
+            &world.sim.url,
+        )
+        .await,
+    );
+    let mut spec = world.spec();
+    spec.credentials_secret_ref = None;
+    spec.account_ref = Some(AccountRef { kind: AccountKind::ClusterUpstashAccount, name: name.clone() });
+    world.create("cache", spec).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
+    world.set_rotation("cache", 1).await;
+    world.wait_applied("cache", 1).await;
+    support::eventually(support::WAIT, "the account's status to be written", || {
+        let accounts = accounts.clone();
+        let name = name.clone();
+        async move {
+            let status = accounts.get(&name).await.ok()?.status?;
+            (status.resource_count == 1
+                && conditions::get(&status.conditions, conditions::VALIDATED).is_some())
+            .then_some(())
+        }
+    })
+    .await;
+
+    // Read only, in that one namespace; nothing on namespaces beyond get.
+    let home: Api<Secret> = Api::namespaced(identity.clone(), &operator_ns.name);
+    home.get(support::world::CREDENTIALS_SECRET).await.expect("reads the platform key");
+    forbidden(
+        home.create(&Default::default(), &key).await,
+        "creating a Secret in the cluster resource namespace",
+    );
+    forbidden(home.delete("anything", &DeleteParams::default()).await, "deleting a Secret there");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(identity.clone());
+    forbidden(namespaces.list(&ListParams::default()).await, "listing namespaces");
+    world.stop_operator().await;
+
+    // Turned off: no cluster-scoped right at all.
+    let off_ns = TestNamespace::new(&admin, "rbac-acct-off").await;
+    let off = format!("r{}", &off_ns.name[off_ns.name.len() - 8..]);
+    install(&off, &off_ns.name, &["--set", &watch, "--set", "clusterAccounts.enabled=false"]).await;
+    let refused = chart_identity(&admin, &off_ns.name, &off).await;
+    let cluster_accounts: Api<ClusterUpstashAccount> = Api::all(refused.clone());
+    forbidden(cluster_accounts.list(&ListParams::default()).await, "listing ClusterUpstashAccounts when off");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(refused);
+    forbidden(namespaces.get(&world.ns.name).await, "reading a namespace when off");
+
+    accounts.delete(&name, &DeleteParams::default()).await.expect("delete account");
+    for (release, ns) in [(&release, &operator_ns.name), (&off, &off_ns.name)] {
+        let out = helm(&["uninstall", release, "-n", ns]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}

@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::json;
 use support::{WAIT, eventually, operator::Operator, ready_message, world::World};
 use upstash_api::{ApiCredentials, UpstashClient, UpstashError};
-use upstash_rotator::{conditions::Reason, leader::Fence, secret};
+use upstash_rotator::{conditions::Reason, crd::CredentialsSecretRef, leader::Fence, secret};
 
 /// The Secret holds what Upstash has now: the application can connect.
 async fn assert_secret_is_current(world: &World, name: &str) {
@@ -172,7 +172,7 @@ async fn a_resource_that_never_synced_does_not_block_the_database() {
         "stringData": {"email": "nobody@example.com", "apiKey": "wrong"}});
     world.secrets().patch(bogus, &PatchParams::apply("test"), &Patch::Apply(&secret)).await.expect("secret");
     let mut squatter = world.spec();
-    squatter.credentials_secret_ref.name = bogus.into();
+    squatter.credentials_secret_ref = Some(CredentialsSecretRef::named(bogus));
     world.create("older", squatter).await;
     world.wait_for("older", Reason::InvalidCredentials.as_str(), |_| true).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have one-second precision

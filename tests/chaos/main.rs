@@ -123,7 +123,7 @@ fn commit() -> String {
 
 async fn campaign(config: Config) -> Vec<ScenarioReport> {
     let client = support::admin_client().await;
-    support::install_crds(&client, &[support::operator::committed_crd()]).await;
+    support::install_crds(&client, &support::operator::committed_crds()).await;
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         knobs: config.knobs(),

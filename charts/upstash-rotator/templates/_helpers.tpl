@@ -58,6 +58,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# UpstashAccounts: read by the resources that name them; their status
+# (validation, users) written by the operator.
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["upstashaccounts"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["upstashaccounts/status"]
+  verbs: ["patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -68,4 +76,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["patch"]
 {{- end }}
+{{- end }}
+
+{{- define "upstash-rotator.clusterResourceNamespace" -}}
+{{- .Values.clusterAccounts.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* Cluster-scoped: ClusterUpstashAccounts and namespace labels. */}}
+{{- define "upstash-rotator.clusterAccountRules" -}}
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["clusterupstashaccounts"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["upstash-rotator.io"]
+  resources: ["clusterupstashaccounts/status"]
+  verbs: ["patch"]
+# allowedNamespaces.selector matches a namespace's labels.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
 {{- end }}

@@ -11,6 +11,8 @@ pub const ROTATING: &str = "Rotating";
 pub const CONSUMERS_RESTARTED: &str = "ConsumersRestarted";
 pub const SUSPENDED: &str = "Suspended";
 pub const VERIFIED: &str = "Verified";
+/// On accounts: whether the API key authenticates with Upstash.
+pub const VALIDATED: &str = "Validated";
 
 /// Why a condition has its status. Users see these in `kubectl get rpr` and
 /// alert on them: a stable API, spelled by `as_str`.
@@ -26,6 +28,12 @@ pub enum Reason {
     InvalidCredentials,
     DatabaseNotFound,
     CredentialsSecretMissing,
+    /// The account named by `spec.accountRef` does not exist.
+    AccountNotFound,
+    /// The `ClusterUpstashAccount` does not allow the resource's namespace.
+    AccountNotAllowed,
+    /// An account's API key authenticates with Upstash.
+    Validated,
     RateLimited,
     UpstashUnavailable,
     /// The Upstash API's TLS certificate is not trusted: nothing was sent.
@@ -74,7 +82,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 35] = [
         Self::Synced,
         Self::Rotated,
         Self::Rotating,
@@ -85,6 +93,9 @@ impl Reason {
         Self::InvalidCredentials,
         Self::DatabaseNotFound,
         Self::CredentialsSecretMissing,
+        Self::AccountNotFound,
+        Self::AccountNotAllowed,
+        Self::Validated,
         Self::RateLimited,
         Self::UpstashUnavailable,
         Self::UpstashTLSUntrusted,
@@ -121,6 +132,9 @@ impl Reason {
             Self::InvalidCredentials => "InvalidCredentials",
             Self::DatabaseNotFound => "DatabaseNotFound",
             Self::CredentialsSecretMissing => "CredentialsSecretMissing",
+            Self::AccountNotFound => "AccountNotFound",
+            Self::AccountNotAllowed => "AccountNotAllowed",
+            Self::Validated => "Validated",
             Self::RateLimited => "RateLimited",
             Self::UpstashUnavailable => "UpstashUnavailable",
             Self::UpstashTLSUntrusted => "UpstashTLSUntrusted",

@@ -19,6 +19,10 @@ use kube::{
 };
 
 use crate::{
+    account::{
+        Account, AccountContext, Change, Changes, ClusterUpstashAccount, UpstashAccount,
+        run_account_controllers,
+    },
     crd::RedisPasswordRotation,
     http::Readiness,
     leader::Fence,
@@ -51,6 +55,10 @@ pub struct Settings {
     /// After a shutdown request, how long reconciles in progress may take to
     /// finish (a rotation past its reset writes its Secret in that time).
     pub shutdown_timeout: Duration,
+    /// Where `ClusterUpstashAccount` Secrets live (the operator's own
+    /// namespace, as cert-manager keeps ClusterIssuer Secrets); `None` turns
+    /// cluster accounts off.
+    pub cluster_namespace: Option<String>,
 }
 
 /// What the operator shares with its HTTP endpoints.
@@ -66,8 +74,8 @@ pub struct Runtime {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "the RedisPasswordRotation CRD is not installed (install it with `upstash-rotator crd | kubectl apply -f -` \
-         or the Helm chart)"
+        "the upstash-rotator CRDs (RedisPasswordRotation, UpstashAccount, ClusterUpstashAccount) are not all \
+         installed (install them with `upstash-rotator crd | kubectl apply --server-side -f -` or the Helm chart)"
     )]
     CrdMissing,
     #[error("cannot reach the Kubernetes API: {0}")]
@@ -94,12 +102,11 @@ pub async fn run(
         unique.into_iter().map(Some).collect()
     };
     for scope in &scopes {
-        let api: Api<RedisPasswordRotation> = scoped(&client, scope.as_deref());
-        match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => return Err(StartError::CrdMissing),
-            Err(e) => return Err(e.into()),
-        }
+        crd_installed(scoped::<RedisPasswordRotation>(&client, scope.as_deref())).await?;
+        crd_installed(scoped::<UpstashAccount>(&client, scope.as_deref())).await?;
+    }
+    if settings.cluster_namespace.is_some() {
+        crd_installed(Api::<ClusterUpstashAccount>::all(client.clone())).await?;
     }
 
     let observer = runtime.metrics.clone();
@@ -117,11 +124,24 @@ pub async fn run(
     let controllers: Vec<_> =
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings)).collect();
     let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
+    // Accounts get their status from the leader only, like resources; a
+    // dry run writes no status at all.
+    let accounts = (!settings.dry_run).then(|| {
+        let ctx = Arc::new(AccountContext {
+            client: client.clone(),
+            upstash: upstash.clone(),
+            resources: stores.clone(),
+            cluster_namespace: settings.cluster_namespace.clone(),
+            fence: runtime.fence.clone(),
+        });
+        run_account_controllers(client.clone(), scopes.clone(), ctx, shutdown.clone())
+    });
     let ctx = Arc::new(
         Context::new(Cluster::new(client, recorder), upstash, stores.clone(), runtime.metrics.clone())
             .with_request_timeout(settings.request_timeout)
             .with_identity(settings.identity.clone(), runtime.fence.clone())
-            .with_dry_run(settings.dry_run),
+            .with_dry_run(settings.dry_run)
+            .with_cluster_namespace(settings.cluster_namespace.clone()),
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
@@ -152,7 +172,11 @@ pub async fn run(
             },
         )
     });
-    let all = futures::future::join_all(runs);
+    let all = futures::future::join(futures::future::join_all(runs), async move {
+        if let Some(accounts) = accounts {
+            accounts.await;
+        }
+    });
     // Bounded: after the shutdown request, give reconciles in progress
     // `shutdown_timeout`, then stop regardless.
     let deadline = {
@@ -171,13 +195,27 @@ pub async fn run(
     Ok(())
 }
 
+/// Whether the apiserver serves `K`: a missing CRD is a clear start error,
+/// not a watch retrying forever.
+async fn crd_installed<K>(api: Api<K>) -> Result<(), StartError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(StartError::CrdMissing),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn signal(
     shutdown: &Shared<futures::future::BoxFuture<'static, ()>>,
 ) -> impl Future<Output = ()> + Send + Sync + 'static {
     shutdown.clone()
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// `K` in one namespace, or in all of them.
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -208,6 +246,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings) -> Contr
     // Credential Secrets carry no label of ours: watch metadata only, and map
     // each change to the resources that reference the Secret by name.
     let referenced = watcher::Config::default();
+    let controller = wake_on_accounts(controller, client, namespace, settings.cluster_namespace.is_some());
     controller
         .watches(secrets.clone(), owned, |secret| {
             let name = secret.annotations().get(RESOURCE_ANNOTATION).cloned();
@@ -219,10 +258,47 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings) -> Contr
             store
                 .state()
                 .into_iter()
-                .filter(|r| r.namespace() == namespace && r.spec.credentials_secret_ref.name == name)
+                .filter(|r| r.namespace() == namespace)
+                .filter(|r| r.spec.credentials_secret_ref.as_ref().is_some_and(|c| c.name == name))
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
         })
+}
+
+/// An account's spec, its deletion, or a new check of its Secret wakes the
+/// resources that name it; its status writes listing them do not.
+fn wake_on_accounts(
+    controller: Controller<RedisPasswordRotation>,
+    client: &Client,
+    namespace: Option<&str>,
+    cluster_accounts: bool,
+) -> Controller<RedisPasswordRotation> {
+    let store = controller.store();
+    let accounts: Api<UpstashAccount> = scoped(client, namespace);
+    let controller = controller.watches(accounts, watcher::Config::default(), users(store.clone()));
+    if !cluster_accounts {
+        return controller;
+    }
+    let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
+    controller.watches(accounts, watcher::Config::default(), users(store))
+}
+
+/// Maps an account event that is news (see `Changes`) to the resources in
+/// `store` that name the account.
+fn users<A: Account>(
+    store: Store<RedisPasswordRotation>,
+) -> impl Fn(A) -> Vec<ObjectRef<RedisPasswordRotation>> + Send + Sync + 'static {
+    let changes = Changes::<A, (Option<i64>, Option<String>)>::default();
+    move |account| {
+        let relevant = (
+            account.meta().generation,
+            account.account_status().and_then(|s| s.validated_secret_version.clone()),
+        );
+        if matches!(changes.record(&account, relevant), Change::Nothing) {
+            return Vec::new();
+        }
+        store.state().iter().filter(|r| account.used_by(r)).map(|r| ObjectRef::from_obj(&**r)).collect()
+    }
 }
 
 /// An error and its causes, joined: `a: b: c`.

@@ -53,6 +53,9 @@ pub const GROUP: &str = "upstash-rotator.io";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new(
+    "has(self.credentialsSecretRef) != has(self.accountRef)"
+).message("set exactly one of spec.credentialsSecretRef and spec.accountRef"))]
+#[x_kube(validation = kube::core::Rule::new(
     "has(self.secretName) == has(oldSelf.secretName) && (!has(self.secretName) || self.secretName == oldSelf.secretName)"
 ).message("spec.secretName is immutable: create a new resource to write another Secret"))]
 #[serde(rename_all = "camelCase")]
@@ -75,7 +78,16 @@ pub struct RedisPasswordRotationSpec {
 
     /// Secret in this namespace holding the Upstash Developer API email and
     /// API key (a read/write key: read-only keys cannot reset passwords).
-    pub credentials_secret_ref: CredentialsSecretRef,
+    /// Set this or `accountRef`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CredentialsSecretRef>,
+
+    /// An `UpstashAccount` in this namespace, or a `ClusterUpstashAccount`
+    /// that allows this namespace, whose API key the operator uses: platform
+    /// teams keep one key without handing it to every namespace. Set this or
+    /// `credentialsSecretRef`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<crate::account::AccountRef>,
 
     /// Name of the Secret the operator writes the database credentials to, in
     /// this namespace. Defaults to the resource's name. Immutable.
@@ -241,8 +253,13 @@ impl std::fmt::Display for WorkloadRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecretRef {
-    /// Name of a Secret in the resource's own namespace.
-    #[schemars(length(min = 1))]
+    /// Name of the Secret: in the namespace of the resource or
+    /// `UpstashAccount` that names it; for a `ClusterUpstashAccount`, in the
+    /// operator's cluster resource namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key of the account email in that Secret.
     #[serde(default = "default_email_key")]
@@ -250,6 +267,13 @@ pub struct CredentialsSecretRef {
     /// Key of the API key in that Secret.
     #[serde(default = "default_api_key_key")]
     pub api_key_key: String,
+}
+
+impl CredentialsSecretRef {
+    /// A reference with the default keys `email` and `apiKey`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self { name: name.into(), email_key: default_email_key(), api_key_key: default_api_key_key() }
+    }
 }
 
 fn default_email_key() -> String {
@@ -482,11 +506,8 @@ impl RedisPasswordRotationSpec {
         Self {
             database_id: database_id.into(),
             rotation: 0,
-            credentials_secret_ref: CredentialsSecretRef {
-                name: credentials_secret.into(),
-                email_key: default_email_key(),
-                api_key_key: default_api_key_key(),
-            },
+            credentials_secret_ref: Some(CredentialsSecretRef::named(credentials_secret)),
+            account_ref: None,
             secret_name: None,
             secret_template: None,
             deletion_policy: DeletionPolicy::default(),

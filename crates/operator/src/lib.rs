@@ -4,6 +4,8 @@
 //! controller, the CRD and the CLI. The Upstash client is the `upstash-api`
 //! crate; the simulator is `upstash-sim`, which this crate never links.
 
+/// Shared Upstash accounts: `UpstashAccount`, `ClusterUpstashAccount`.
+pub mod account;
 /// Command line of `upstash-rotator`.
 pub mod cli;
 /// Status condition types, reasons and their update rule.

@@ -50,11 +50,17 @@ pub fn captured_logs() -> String {
     log_buffer().lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
-/// The CRD exactly as committed in `crds/`.
-pub fn committed_crd() -> CustomResourceDefinition {
-    let path = crate::repo_path("crds/upstash-rotator.io_redispasswordrotations.yaml");
-    let text = std::fs::read_to_string(path).expect("committed CRD");
-    serde_saphyr::from_str(&text).expect("CRD YAML")
+/// The CRDs exactly as committed in `crds/`.
+pub fn committed_crds() -> Vec<CustomResourceDefinition> {
+    upstash_rotator::cli::crds_yaml()
+        .expect("render")
+        .into_iter()
+        .map(|(file, _)| {
+            let text =
+                std::fs::read_to_string(crate::repo_path(&format!("crds/{file}"))).expect("committed CRD");
+            serde_saphyr::from_str(&text).expect("CRD YAML")
+        })
+        .collect()
 }
 
 /// The settings of one test's operator, scoped to its namespace.
@@ -74,6 +80,7 @@ fn settings(
         reporter: "upstash-rotator-test".into(),
         identity: format!("{identity}-{namespace}"),
         shutdown_timeout: Duration::from_secs(20),
+        cluster_namespace: None,
         dry_run: false,
     }
 }
@@ -106,6 +113,20 @@ impl Operator {
         roots: Vec<reqwest::Certificate>,
     ) -> Self {
         let settings = settings(namespace, api_url, Duration::from_secs(2), "test", roots);
+        Self::launch(client, settings, Fence::unfenced())
+    }
+
+    /// An operator watching `namespaces` whose resources may also use
+    /// `ClusterUpstashAccount`s, with their Secrets in `cluster_namespace`.
+    pub async fn start_with_cluster_accounts(
+        client: Client,
+        namespaces: &[&str],
+        cluster_namespace: &str,
+        api_url: &str,
+    ) -> Self {
+        let mut settings = settings(namespaces[0], api_url, Duration::from_secs(2), "test", Vec::new());
+        settings.namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
+        settings.cluster_namespace = Some(cluster_namespace.to_owned());
         Self::launch(client, settings, Fence::unfenced())
     }
 

@@ -19,7 +19,7 @@ use upstash_rotator::{
 
 use crate::{
     WAIT, eventually, install_crds,
-    operator::{Operator, captured_logs, committed_crd},
+    operator::{Operator, captured_logs, committed_crds},
     sim::{API_KEY, EMAIL, Sim},
 };
 
@@ -58,7 +58,7 @@ impl World {
     /// (over HTTPS, backed by a redis-server, ...).
     pub async fn prepare_with(prefix: &str, sim: Sim) -> Self {
         let client = crate::admin_client().await;
-        install_crds(&client, &[committed_crd()]).await;
+        install_crds(&client, &committed_crds()).await;
         let ns = crate::TestNamespace::new(&client, prefix).await;
         let database_id = sim.create_database(prefix).await["database_id"].as_str().expect("id").to_owned();
         let world = Self { client, ns, sim, database_id, operator: None };

@@ -12,7 +12,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kube::CustomResourceExt as _;
 
-use crate::crd::RedisPasswordRotation;
+use crate::{
+    account::{ClusterUpstashAccount, UpstashAccount},
+    crd::RedisPasswordRotation,
+};
 
 /// Exit codes beyond clap's 2 for bad usage.
 pub mod exit {
@@ -38,8 +41,9 @@ pub struct Cli {
 enum Command {
     /// Run the operator.
     Run(run::RunArgs),
-    /// Print the RedisPasswordRotation CRD as YAML.
-    Crd,
+    /// Print the CRDs (RedisPasswordRotation, UpstashAccount,
+    /// ClusterUpstashAccount) as one YAML stream, or write one file each.
+    Crd(CrdArgs),
     /// Raise a resource's rotation counter by one, optionally waiting for the result.
     Rotate(rotate::RotateArgs),
     /// List resources: health, last and next rotation, the check after it, consumers.
@@ -50,16 +54,7 @@ impl Cli {
     pub async fn execute(self) -> ExitCode {
         match self.command {
             Command::Run(args) => run::run(args).await,
-            Command::Crd => match crd_yaml() {
-                Ok(yaml) => {
-                    print!("{yaml}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("upstash-rotator: cannot render the CRD: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+            Command::Crd(args) => print_crds(args),
             Command::Rotate(args) => rotate::rotate(args).await,
             Command::Status(args) => status::status(args).await,
         }
@@ -97,7 +92,40 @@ async fn cluster_client() -> Result<kube::Client, ExitCode> {
         .map_err(|e| fail(exit::CLUSTER, format!("cannot configure the Kubernetes client: {e}")))
 }
 
-/// The CRD as committed in `crds/`.
-pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    serde_saphyr::to_string(&RedisPasswordRotation::crd())
+#[derive(clap::Args)]
+struct CrdArgs {
+    /// Write each CRD to `<group>_<plural>.yaml` in this directory (as
+    /// committed in `crds/`) instead of printing them.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+fn print_crds(args: CrdArgs) -> ExitCode {
+    let crds = match crds_yaml() {
+        Ok(crds) => crds,
+        Err(e) => return fail(exit::FAILED, format!("cannot render the CRDs: {e}")),
+    };
+    let Some(dir) = args.dir else {
+        let documents: Vec<&str> = crds.iter().map(|(_, yaml)| yaml.as_str()).collect();
+        print!("{}", documents.join("---\n"));
+        return ExitCode::SUCCESS;
+    };
+    for (file, yaml) in &crds {
+        let path = dir.join(file);
+        if let Err(e) = std::fs::write(&path, yaml) {
+            return fail(exit::FAILED, format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Every CRD as committed in `crds/`: its file name and YAML.
+pub fn crds_yaml() -> Result<Vec<(String, String)>, serde_saphyr::SerializeError> {
+    [RedisPasswordRotation::crd(), UpstashAccount::crd(), ClusterUpstashAccount::crd()]
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
+            Ok((file, serde_saphyr::to_string(&crd)?))
+        })
+        .collect()
 }

@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// real operator.
     #[arg(long, env = "DRY_RUN")]
     dry_run: bool,
+    /// Namespace holding the Secrets of `ClusterUpstashAccount`s (the
+    /// operator's own, where application teams cannot write). Without it,
+    /// cluster accounts are turned off.
+    #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE")]
+    cluster_resource_namespace: Option<String>,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
     log_format: telemetry::LogFormat,
@@ -119,6 +124,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         identity,
         shutdown_timeout,
         dry_run,
+        cluster_resource_namespace,
         log_format,
     } = args;
     let upstash_api_url = match parse_base_url(&upstash_api_url, allow_insecure_upstash_url) {
@@ -165,6 +171,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         identity: identity.clone(),
         shutdown_timeout: Duration::from_secs(shutdown_timeout),
         dry_run,
+        cluster_namespace: cluster_resource_namespace.filter(|n| !n.trim().is_empty()),
     };
     let runtime = Runtime::default();
 

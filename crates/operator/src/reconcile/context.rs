@@ -39,6 +39,9 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     pub dry_run: bool,
     /// How long the check after a rotation waits for the reset to propagate.
     pub verify_within: Duration,
+    /// Where `ClusterUpstashAccount` Secrets live; `None`: such accounts
+    /// are turned off.
+    pub cluster_namespace: Option<String>,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
@@ -53,6 +56,8 @@ pub struct Fingerprint {
     pub generation: Option<i64>,
     pub deleting: bool,
     pub credentials_secret: Option<String>,
+    /// The `spec.accountRef` account's uid and generation.
+    pub account: Option<String>,
     pub target_secret: Option<String>,
 }
 
@@ -85,6 +90,7 @@ impl<K, U> Context<K, U> {
             identity: String::new(),
             fence: Fence::unfenced(),
             dry_run: false,
+            cluster_namespace: None,
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -106,6 +112,13 @@ impl<K, U> Context<K, U> {
     /// Reports what reconciles would do instead of doing it.
     pub fn with_dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
+        self
+    }
+
+    /// Lets resources use `ClusterUpstashAccount`s, whose Secrets live in
+    /// `namespace`.
+    pub fn with_cluster_namespace(mut self, namespace: Option<String>) -> Self {
+        self.cluster_namespace = namespace;
         self
     }
 

@@ -11,6 +11,12 @@ pub enum Error {
     /// The Upstash API credentials Secret or one of its keys is missing.
     #[error("{0}")]
     CredentialsSecretMissing(String),
+    /// The account named by `spec.accountRef` does not exist.
+    #[error("{0}")]
+    AccountNotFound(String),
+    /// The `ClusterUpstashAccount` does not allow this namespace.
+    #[error("{0}")]
+    AccountNotAllowed(String),
     #[error("{0}")]
     Upstash(#[from] UpstashError),
     /// The target Secret belongs to someone else.
@@ -58,6 +64,8 @@ impl Error {
     pub fn reason(&self) -> Reason {
         match self {
             Self::CredentialsSecretMissing(_) => Reason::CredentialsSecretMissing,
+            Self::AccountNotFound(_) => Reason::AccountNotFound,
+            Self::AccountNotAllowed(_) => Reason::AccountNotAllowed,
             Self::SecretConflict(_) => Reason::SecretConflict,
             Self::DatabaseConflict(_) => Reason::DatabaseConflict,
             Self::Kube(_) | Self::Stale(_) | Self::LeaseExpired(_) => Reason::KubernetesError,

@@ -19,13 +19,19 @@ use super::{
     messages::Notice,
     ops::{ApplyMode, KubeOps, UpstashOps},
 };
-use crate::crd::{RedisPasswordRotation, WorkloadRef};
+use crate::{
+    account::{ClusterUpstashAccount, UpstashAccount},
+    crd::{RedisPasswordRotation, WorkloadRef},
+};
 
 /// One call through `KubeOps` or `UpstashOps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     GetResource,
     GetSecret(String),
+    GetAccount(String),
+    GetClusterAccount(String),
+    GetNamespace(String),
     DryRunSecret,
     ApplySecret,
     PatchStatus,
@@ -57,6 +63,10 @@ pub enum Fault {
 pub struct World {
     pub resource: Option<RedisPasswordRotation>,
     pub secrets: BTreeMap<String, Secret>,
+    pub accounts: BTreeMap<String, UpstashAccount>,
+    pub cluster_accounts: BTreeMap<String, ClusterUpstashAccount>,
+    /// Labels of the namespaces that exist.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub credentials: Option<DatabaseCredentials>,
     /// Credential Protection: reads show no credentials, resets still do.
     pub protected: bool,
@@ -183,6 +193,30 @@ impl KubeOps for Fake {
         match world.enter(Call::GetSecret(name.to_owned())) {
             Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
             _ => Ok(world.secrets.get(name).cloned()),
+        }
+    }
+
+    async fn get_account(&self, _: &str, name: &str) -> kube::Result<Option<UpstashAccount>> {
+        let mut world = self.0.lock();
+        match world.enter(Call::GetAccount(name.to_owned())) {
+            Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
+            _ => Ok(world.accounts.get(name).cloned()),
+        }
+    }
+
+    async fn get_cluster_account(&self, name: &str) -> kube::Result<Option<ClusterUpstashAccount>> {
+        let mut world = self.0.lock();
+        match world.enter(Call::GetClusterAccount(name.to_owned())) {
+            Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
+            _ => Ok(world.cluster_accounts.get(name).cloned()),
+        }
+    }
+
+    async fn get_namespace_labels(&self, name: &str) -> kube::Result<Option<BTreeMap<String, String>>> {
+        let mut world = self.0.lock();
+        match world.enter(Call::GetNamespace(name.to_owned())) {
+            Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
+            _ => Ok(world.namespaces.get(name).cloned()),
         }
     }
 

@@ -9,6 +9,7 @@
 mod checks;
 pub mod consumers;
 mod context;
+pub(crate) mod credentials;
 pub mod decide;
 mod dry_run;
 mod error;
@@ -21,6 +22,8 @@ mod status;
 mod verify;
 mod writes;
 
+#[cfg(test)]
+mod account_tests;
 #[cfg(test)]
 mod consumer_tests;
 #[cfg(test)]
@@ -42,7 +45,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt as _, runtime::controller::Action};
 
 pub use context::{Context, Fingerprint, Remembered, store_ready};
-pub use error::{Error, Failure};
+pub use error::{Error, Failure, kube_message};
 pub use ops::{Cluster, KubeOps, MANAGER, UpstashOps};
 
 use crate::{

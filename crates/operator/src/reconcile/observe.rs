@@ -10,6 +10,7 @@ use upstash_api::{ApiCredentials, RedisDatabase, UpstashError};
 
 use super::{
     context::{Context, Fingerprint, Remembered},
+    credentials::{self, KeySource},
     error::{Error, Result},
     ops::{KubeOps, UpstashOps},
 };
@@ -21,8 +22,9 @@ pub struct Observation {
     pub uid: String,
     /// The Secret this resource writes.
     pub target: Option<Secret>,
-    /// The Secret holding the Upstash API email and key.
-    pub credentials: Option<Secret>,
+    /// The Secret holding the Upstash API email and key, or why the
+    /// account that should name it cannot be used.
+    pub key: KeySource,
     /// A reset answer this process holds for the pending intent.
     pub remembered: Option<Remembered>,
     /// An older, synced resource on the same database (checked only when
@@ -54,13 +56,13 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
     let Some(resource) = ctx.kube.get_resource(namespace, name).await? else { return Ok(None) };
     let uid = resource.uid().unwrap_or_default();
     let target = ctx.kube.get_secret(namespace, &resource.secret_name()).await?;
-    let credentials = ctx.kube.get_secret(namespace, &resource.spec.credentials_secret_ref.name).await?;
+    let key = credentials::resolve(&ctx.kube, &resource, namespace, ctx.cluster_namespace.as_deref()).await?;
     let pending = resource.status.as_ref().and_then(|s| s.pending_rotation);
     let remembered = ctx.remembered(&uid).filter(|r| pending == Some(r.target));
     Ok(Some(Observation {
         uid,
         target,
-        credentials,
+        key,
         remembered,
         conflict: None,
         upstash: None,
@@ -77,7 +79,8 @@ impl Observation {
         Fingerprint {
             generation: self.resource.metadata.generation,
             deleting: self.resource.metadata.deletion_timestamp.is_some(),
-            credentials_secret: version(&self.credentials),
+            credentials_secret: self.key.secret_version(),
+            account: self.key.account_version.clone(),
             target_secret: version(&self.target),
         }
     }
@@ -146,32 +149,9 @@ impl Observation {
         Ok(())
     }
 
-    /// Email and API key from the referenced Secret in this namespace.
+    /// Email and API key, from the resource's own Secret or its account's.
     pub fn api_credentials(&self) -> Result<ApiCredentials> {
-        let reference = &self.resource.spec.credentials_secret_ref;
-        let secret = self.credentials.as_ref().ok_or_else(|| {
-            Error::CredentialsSecretMissing(format!(
-                "Secret {} with the Upstash API email and key does not exist in this namespace",
-                reference.name
-            ))
-        })?;
-        let value = |key: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .and_then(|v| std::str::from_utf8(&v.0).ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    Error::CredentialsSecretMissing(format!(
-                        "Secret {} has no non-empty key {key:?}",
-                        reference.name
-                    ))
-                })
-        };
-        Ok(ApiCredentials { email: value(&reference.email_key)?, api_key: value(&reference.api_key_key)? })
+        self.key.api_credentials()
     }
 
     /// Reads the database from Upstash (the only Upstash read of a reconcile).

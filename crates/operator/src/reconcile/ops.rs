@@ -3,11 +3,11 @@
 //! `UpstashClient`; tests pass a recording fake and check the exact order of
 //! the calls.
 
-use std::future::Future;
+use std::{collections::BTreeMap, future::Future};
 
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
-    core::v1::{ObjectReference, Secret},
+    core::v1::{Namespace, ObjectReference, Secret},
 };
 use kube::{
     Api, Client,
@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 use upstash_api::{ApiCredentials, Ping, RedisDatabase, UpstashClient, UpstashError};
 
 use super::{consumers::RESTARTED_AT_ANNOTATION, messages::Notice};
-use crate::crd::{RedisPasswordRotation, WorkloadKind, WorkloadRef};
+use crate::{
+    account::{ClusterUpstashAccount, UpstashAccount},
+    crd::{RedisPasswordRotation, WorkloadKind, WorkloadRef},
+};
 
 /// Field manager of everything the operator writes.
 pub const MANAGER: &str = "upstash-rotator";
@@ -44,6 +47,24 @@ pub trait KubeOps: Send + Sync + 'static {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = kube::Result<Option<Secret>>> + Send;
+
+    fn get_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = kube::Result<Option<UpstashAccount>>> + Send;
+
+    fn get_cluster_account(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = kube::Result<Option<ClusterUpstashAccount>>> + Send;
+
+    /// The namespace's labels, for `allowedNamespaces.selector`; `None` if
+    /// it does not exist.
+    fn get_namespace_labels(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = kube::Result<Option<BTreeMap<String, String>>>> + Send;
 
     /// Server-side apply as `MANAGER`; the Secret names itself and may carry
     /// a `resourceVersion` precondition.
@@ -139,6 +160,19 @@ impl KubeOps for Cluster {
 
     async fn get_secret(&self, namespace: &str, name: &str) -> kube::Result<Option<Secret>> {
         Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await
+    }
+
+    async fn get_account(&self, namespace: &str, name: &str) -> kube::Result<Option<UpstashAccount>> {
+        Api::<UpstashAccount>::namespaced(self.client.clone(), namespace).get_opt(name).await
+    }
+
+    async fn get_cluster_account(&self, name: &str) -> kube::Result<Option<ClusterUpstashAccount>> {
+        Api::<ClusterUpstashAccount>::all(self.client.clone()).get_opt(name).await
+    }
+
+    async fn get_namespace_labels(&self, name: &str) -> kube::Result<Option<BTreeMap<String, String>>> {
+        let namespace = Api::<Namespace>::all(self.client.clone()).get_metadata_opt(name).await?;
+        Ok(namespace.map(|n| n.metadata.labels.unwrap_or_default()))
     }
 
     async fn apply_secret(&self, namespace: &str, secret: &Secret, mode: ApplyMode) -> kube::Result<()> {

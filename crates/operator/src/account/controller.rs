@@ -1,0 +1,108 @@
+//! Wires the account controllers: one for `UpstashAccount`s per watched
+//! scope, one for `ClusterUpstashAccount`s when cluster accounts are on.
+//! Each is woken by its accounts, their credentials Secrets, and the
+//! resources that start or stop naming them.
+
+use std::{future::Future, sync::Arc};
+
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, ResourceExt as _,
+    core::PartialObjectMeta,
+    runtime::{Controller, reflector::ObjectRef, watcher},
+};
+
+use super::{
+    triggers::{Change, Changes},
+    types::{Account, AccountKind, AccountRef, ClusterUpstashAccount, UpstashAccount},
+    validate::{AccountContext, error_policy, reconcile},
+};
+use crate::{controller::scoped, crd::RedisPasswordRotation};
+
+/// Runs the account controllers until `shutdown` completes.
+pub async fn run_account_controllers(
+    client: Client,
+    scopes: Vec<Option<String>>,
+    ctx: Arc<AccountContext>,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
+    let mut runs = Vec::new();
+    for scope in &scopes {
+        let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), scope.as_deref());
+        let controller = Controller::new(accounts, watcher::Config::default());
+        let secrets = scoped(&client, scope.as_deref());
+        let controller = wake_on_secrets(controller, secrets);
+        let controller = wake_on_users(controller, scoped(&client, scope.as_deref()));
+        runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
+    }
+    if let Some(home) = ctx.cluster_namespace.clone() {
+        let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
+        let controller = Controller::new(accounts, watcher::Config::default());
+        let controller = wake_on_secrets(controller, scoped(&client, Some(&home)));
+        let controller =
+            scopes.iter().fold(controller, |c, scope| wake_on_users(c, scoped(&client, scope.as_deref())));
+        runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
+    }
+    futures::future::join_all(runs).await;
+}
+
+async fn run<A: Account>(
+    controller: Controller<A>,
+    ctx: Arc<AccountContext>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, kind = A::KIND.as_str(), "account controller event");
+            }
+            std::future::ready(())
+        })
+        .await;
+}
+
+/// A change of a credentials Secret (metadata only) wakes the accounts
+/// that name it.
+fn wake_on_secrets<A: Account>(
+    controller: Controller<A>,
+    secrets: Api<PartialObjectMeta<Secret>>,
+) -> Controller<A> {
+    let accounts = controller.store();
+    controller.watches(secrets, watcher::Config::default(), move |secret| {
+        let (name, namespace) = (secret.name_any(), secret.namespace());
+        accounts
+            .state()
+            .into_iter()
+            .filter(|a| a.credentials_ref().name == name)
+            .filter(|a| A::KIND == AccountKind::ClusterUpstashAccount || a.namespace() == namespace)
+            .map(|a| ObjectRef::from_obj(&*a))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// A resource that starts or stops naming an account (or is deleted) wakes
+/// it, so its list of users stays current; the resource's own status
+/// writes do not.
+fn wake_on_users<A: Account>(
+    controller: Controller<A>,
+    resources: Api<RedisPasswordRotation>,
+) -> Controller<A> {
+    let changes = Changes::<RedisPasswordRotation, Option<AccountRef>>::default();
+    controller.watches(resources, watcher::Config::default(), move |resource| {
+        let now = resource.spec.account_ref.clone();
+        let namespace = resource.namespace().unwrap_or_default();
+        let Change::News { before } = changes.record(&resource, now.clone()) else { return Vec::new() };
+        [before.flatten(), now]
+            .into_iter()
+            .flatten()
+            .filter(|r| r.kind == A::KIND)
+            .map(|r| match A::KIND {
+                AccountKind::UpstashAccount => ObjectRef::new(&r.name).within(&namespace),
+                AccountKind::ClusterUpstashAccount => ObjectRef::new(&r.name),
+            })
+            .collect::<Vec<_>>()
+    })
+}

@@ -1,0 +1,176 @@
+//! Where a resource's Upstash API key comes from: its own Secret
+//! (`spec.credentialsSecretRef`), an `UpstashAccount` in its namespace, or a
+//! `ClusterUpstashAccount` that allows its namespace (`spec.accountRef`).
+//! Resolved fresh from the apiserver on every reconcile, before any call to
+//! Upstash: a namespace the platform team just removed gets no call.
+
+use k8s_openapi::api::core::v1::Secret;
+use upstash_api::ApiCredentials;
+
+use super::{
+    error::{Error, Result},
+    ops::KubeOps,
+};
+use crate::{
+    account::{AccountKind, NotAllowed},
+    crd::{CredentialsSecretRef, RedisPasswordRotation},
+};
+
+/// The API key's Secret as resolved for one reconcile, or why there is none.
+#[derive(Clone, Debug)]
+pub struct KeySource {
+    pub found: Result<KeySecret, Refusal>,
+    /// The account's uid and generation: a changed account is news to the
+    /// backoff gate, like a changed Secret.
+    pub account_version: Option<String>,
+}
+
+/// The Secret the key is read from.
+#[derive(Clone, Debug)]
+pub struct KeySecret {
+    pub secret: Option<Secret>,
+    pub reference: CredentialsSecretRef,
+    /// How messages name it: which Secret, where, through which account.
+    pub described: String,
+}
+
+/// Why the account named by `spec.accountRef` cannot be used.
+#[derive(Clone, Debug)]
+pub enum Refusal {
+    NotFound(String),
+    NotAllowed(String),
+}
+
+impl KeySource {
+    /// A Secret of this namespace, named by the resource itself.
+    fn own(secret: Option<Secret>, reference: CredentialsSecretRef) -> Self {
+        let described = format!("Secret {} in this namespace", reference.name);
+        Self { found: Ok(KeySecret { secret, reference, described }), account_version: None }
+    }
+
+    fn refused(refusal: Refusal, account_version: Option<String>) -> Self {
+        Self { found: Err(refusal), account_version }
+    }
+
+    /// `resourceVersion` of the key's Secret, for the backoff gate.
+    pub fn secret_version(&self) -> Option<String> {
+        self.found.as_ref().ok()?.secret.as_ref()?.metadata.resource_version.clone()
+    }
+
+    /// Email and API key, or why they cannot be had.
+    pub fn api_credentials(&self) -> Result<ApiCredentials> {
+        let found = self.found.as_ref().map_err(|refusal| match refusal {
+            Refusal::NotFound(m) => Error::AccountNotFound(m.clone()),
+            Refusal::NotAllowed(m) => Error::AccountNotAllowed(m.clone()),
+        })?;
+        found.api_credentials()
+    }
+}
+
+impl KeySecret {
+    /// Email and API key from the Secret, or which part is missing.
+    pub fn api_credentials(&self) -> Result<ApiCredentials> {
+        let found = self;
+        let secret = found.secret.as_ref().ok_or_else(|| {
+            Error::CredentialsSecretMissing(format!(
+                "{} with the Upstash API email and key does not exist",
+                found.described
+            ))
+        })?;
+        let value = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(|v| std::str::from_utf8(&v.0).ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    Error::CredentialsSecretMissing(format!(
+                        "{} has no non-empty key {key:?}",
+                        found.described
+                    ))
+                })
+        };
+        let reference = &found.reference;
+        Ok(ApiCredentials { email: value(&reference.email_key)?, api_key: value(&reference.api_key_key)? })
+    }
+}
+
+/// Resolves the key of `resource` in `namespace`. `cluster_namespace` is
+/// where `ClusterUpstashAccount` Secrets live; `None` turns them off.
+pub async fn resolve<K: KubeOps>(
+    kube: &K,
+    resource: &RedisPasswordRotation,
+    namespace: &str,
+    cluster_namespace: Option<&str>,
+) -> Result<KeySource> {
+    let spec = &resource.spec;
+    let Some(account) = &spec.account_ref else {
+        // Admission requires one of the two; an object stored before that
+        // rule (or written around it) is told what is missing.
+        let Some(reference) = spec.credentials_secret_ref.clone() else {
+            let why = "set spec.credentialsSecretRef or spec.accountRef".to_owned();
+            return Ok(KeySource::refused(Refusal::NotFound(why), None));
+        };
+        let secret = kube.get_secret(namespace, &reference.name).await?;
+        return Ok(KeySource::own(secret, reference));
+    };
+    match account.kind {
+        AccountKind::UpstashAccount => {
+            let Some(found) = kube.get_account(namespace, &account.name).await? else {
+                let why = format!("UpstashAccount {} does not exist in this namespace", account.name);
+                return Ok(KeySource::refused(Refusal::NotFound(why), None));
+            };
+            let version = version_of(&found);
+            let reference = found.spec.credentials_secret_ref;
+            let secret = kube.get_secret(namespace, &reference.name).await?;
+            let described = format!("Secret {} of UpstashAccount {}", reference.name, account.name);
+            let found = KeySecret { secret, reference, described };
+            Ok(KeySource { found: Ok(found), account_version: version })
+        }
+        AccountKind::ClusterUpstashAccount => {
+            let Some(home) = cluster_namespace else {
+                let why = "this operator runs without a cluster resource namespace, so ClusterUpstashAccounts are \
+                           turned off (chart value clusterAccounts.enabled)";
+                return Ok(KeySource::refused(Refusal::NotAllowed(why.into()), None));
+            };
+            let Some(found) = kube.get_cluster_account(&account.name).await? else {
+                let why = format!("ClusterUpstashAccount {} does not exist", account.name);
+                return Ok(KeySource::refused(Refusal::NotFound(why), None));
+            };
+            let version = version_of(&found);
+            let allowed = &found.spec.allowed_namespaces;
+            let labels = if allowed.needs_labels(namespace) {
+                kube.get_namespace_labels(namespace).await?.unwrap_or_default()
+            } else {
+                Default::default()
+            };
+            if let Err(refused) = allowed.allows(namespace, &labels) {
+                let why = match refused {
+                    NotAllowed::Outside => format!(
+                        "ClusterUpstashAccount {} does not allow namespace {namespace} (spec.allowedNamespaces)",
+                        account.name
+                    ),
+                    NotAllowed::InvalidSelector(e) => format!(
+                        "ClusterUpstashAccount {} has an unusable spec.allowedNamespaces.selector ({e}), which \
+                         allows no namespace",
+                        account.name
+                    ),
+                };
+                return Ok(KeySource::refused(Refusal::NotAllowed(why), version));
+            }
+            let reference = found.spec.credentials_secret_ref;
+            let secret = kube.get_secret(home, &reference.name).await?;
+            let described = format!("Secret {} of ClusterUpstashAccount {}", reference.name, account.name);
+            let found = KeySecret { secret, reference, described };
+            Ok(KeySource { found: Ok(found), account_version: version })
+        }
+    }
+}
+
+fn version_of<A: kube::Resource>(account: &A) -> Option<String> {
+    let meta = account.meta();
+    Some(format!("{}/{}", meta.uid.as_deref().unwrap_or_default(), meta.generation.unwrap_or_default()))
+}
