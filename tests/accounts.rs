@@ -235,5 +235,10 @@ async fn a_namespaced_account_is_checked_once_per_secret_change_and_its_users_fo
     )
     .expect("json");
     assert!(!status.to_string().contains(API_KEY), "the status never holds the key");
+
+    // The last user gone, the list empties (a merge patch must say so).
+    world.resources().delete("cache", &DeleteParams::default()).await.expect("delete");
+    let status = account_status(&accounts, "team", "no users left", |s| s.resource_count == 0).await;
+    assert!(status.resources.is_empty(), "{status:?}");
     world.assert_nothing_leaked(&support::world::credentials_of(&world.current().await)).await;
 }

@@ -167,27 +167,30 @@ impl std::fmt::Display for AccountRef {
 }
 
 /// What the operator found about an account.
+// Every field but the conditions is serialized, `null` or empty included:
+// the status is sent as a merge patch, where a left-out field would keep a
+// stale value (a user list after its last user went).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountStatus {
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
     /// `resourceVersion` of the credentials Secret the last validation read:
     /// the key is checked again only when the Secret or the spec changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub validated_secret_version: Option<String>,
     /// When the key was last checked with Upstash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_validation_time: Option<Time>,
     /// How many databases the key could list at that check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub databases: Option<i64>,
     /// How many `RedisPasswordRotation`s name this account in `spec.accountRef`.
     #[serde(default)]
     pub resource_count: i64,
     /// Those resources, as `namespace/name`, sorted; the first 50.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schemars(length(max = 50))]
     pub resources: Vec<String>,
     /// `Validated`: whether the key authenticates with Upstash (a cheap
