@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt as _,
     core::PartialObjectMeta,
-    runtime::{Controller, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Config as ControllerConfig, reflector::ObjectRef, watcher},
 };
 
 use super::{
@@ -19,6 +19,9 @@ use super::{
     validate::{AccountContext, error_policy, reconcile},
 };
 use crate::{controller::scoped, crd::RedisPasswordRotation};
+
+/// How long an account's reconcile waits for its triggers to pause.
+const USERS_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the account controllers until `shutdown` completes.
 pub async fn run_account_controllers(
@@ -52,7 +55,10 @@ async fn run<A: Account>(
     ctx: Arc<AccountContext>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // A burst of new users is one status write, not one per user: the
+    // user list waits until the triggers pause.
     controller
+        .with_config(ControllerConfig::default().debounce(USERS_DEBOUNCE))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
