@@ -12,7 +12,7 @@ use super::{
     ops::KubeOps,
 };
 use crate::{
-    account::{AccountKind, NotAllowed},
+    account::{AccountKind, AccountRef, NotAllowed},
     crd::{CredentialsSecretRef, RedisPasswordRotation},
 };
 
@@ -70,11 +70,10 @@ impl KeySource {
 impl KeySecret {
     /// Email and API key from the Secret, or which part is missing.
     pub fn api_credentials(&self) -> Result<ApiCredentials> {
-        let found = self;
-        let secret = found.secret.as_ref().ok_or_else(|| {
+        let secret = self.secret.as_ref().ok_or_else(|| {
             Error::CredentialsSecretMissing(format!(
                 "{} with the Upstash API email and key does not exist",
-                found.described
+                self.described
             ))
         })?;
         let value = |key: &str| {
@@ -89,11 +88,11 @@ impl KeySecret {
                 .ok_or_else(|| {
                     Error::CredentialsSecretMissing(format!(
                         "{} has no non-empty key {key:?}",
-                        found.described
+                        self.described
                     ))
                 })
         };
-        let reference = &found.reference;
+        let reference = &self.reference;
         Ok(ApiCredentials { email: value(&reference.email_key)?, api_key: value(&reference.api_key_key)? })
     }
 }
@@ -124,11 +123,7 @@ pub async fn resolve<K: KubeOps>(
                 return Ok(KeySource::refused(Refusal::NotFound(why), None));
             };
             let version = version_of(&found);
-            let reference = found.spec.credentials_secret_ref;
-            let secret = kube.get_secret(namespace, &reference.name).await?;
-            let described = format!("Secret {} of UpstashAccount {}", reference.name, account.name);
-            let found = KeySecret { secret, reference, described };
-            Ok(KeySource { found: Ok(found), account_version: version })
+            lent(kube, namespace, found.spec.credentials_secret_ref, account, version).await
         }
         AccountKind::ClusterUpstashAccount => {
             let Some(home) = cluster_namespace else {
@@ -161,13 +156,22 @@ pub async fn resolve<K: KubeOps>(
                 };
                 return Ok(KeySource::refused(Refusal::NotAllowed(why), version));
             }
-            let reference = found.spec.credentials_secret_ref;
-            let secret = kube.get_secret(home, &reference.name).await?;
-            let described = format!("Secret {} of ClusterUpstashAccount {}", reference.name, account.name);
-            let found = KeySecret { secret, reference, described };
-            Ok(KeySource { found: Ok(found), account_version: version })
+            lent(kube, home, found.spec.credentials_secret_ref, account, version).await
         }
     }
+}
+
+/// The key Secret an account lends, read from `namespace`.
+async fn lent<K: KubeOps>(
+    kube: &K,
+    namespace: &str,
+    reference: CredentialsSecretRef,
+    account: &AccountRef,
+    account_version: Option<String>,
+) -> Result<KeySource> {
+    let secret = kube.get_secret(namespace, &reference.name).await?;
+    let described = format!("Secret {} of {account}", reference.name);
+    Ok(KeySource { found: Ok(KeySecret { secret, reference, described }), account_version })
 }
 
 fn version_of<A: kube::Resource>(account: &A) -> Option<String> {
