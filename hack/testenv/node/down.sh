@@ -62,23 +62,8 @@ if [ -f "$node/netns.before" ]; then
 fi
 
 # 5. Rules the kubelet and kube-proxy leave (kube-proxy --cleanup removes only
-#    its own chains): jumps into KUBE-* chains, then the chains.
-for cmd in iptables ip6tables; do
-  command -v "$cmd" >/dev/null || continue
-  for table in filter nat mangle; do
-    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r rule; do
-      # `-A CHAIN spec…` as listed, with quoted comments: xargs splits it into
-      # words the way the shell would, without evaluating anything.
-      printf '%s\n' "${rule#-A }" | xargs "$cmd" -t "$table" -D 2>/dev/null || true
-    done || true
-    for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
-      "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
-      "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
-    done
-  done
-done
+#    its own chains) and, further down, their cgroups: sweep.sh.
+"$TESTENV_DIR/node/sweep.sh"
 # The rule that kept pod traffic on the bridge (bounded: it was added once).
 for _ in 1 2 3; do
   iptables -D FORWARD -i "$TESTENV_BRIDGE" ! -o "$TESTENV_BRIDGE" \
@@ -94,26 +79,18 @@ if command -v nft >/dev/null && [ -f "$node/nft-tables.before" ]; then
   done || true
 fi
 
-# 6. Cgroups the kubelet and containerd made, deepest first (rmdir only
-#    removes empty ones).
-for root in /sys/fs/cgroup/*/; do
-  for top in kubepods k8s.io; do
-    [ -d "$root$top" ] && find "$root$top" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
-done
-
-# 7. Kernel settings back to what they were before the node started.
+# 6. Kernel settings back to what they were before the node started.
 if [ -f "$node/sysctl.before" ]; then
   while IFS= read -r setting; do sysctl -q -w "$setting" >/dev/null 2>&1 || true; done <"$node/sysctl.before"
 fi
 
-# 8. The kubelet's links to container logs (a fixed directory) that point
+# 7. The kubelet's links to container logs (a fixed directory) that point
 #    into this node's state.
 for link in /var/log/containers/*.log; do
   [ -L "$link" ] && case $(readlink "$link") in "$node"/*) rm -f "$link" ;; esac
 done
 
-# 9. Fixed directories the kubelet, CNI and containerd created (the device
+# 8. Fixed directories the kubelet, CNI and containerd created (the device
 #    plugin socket, the CNI result cache, log directories), unless they were
 #    there before.
 if [ -f "$node/dirs.before" ]; then
@@ -122,8 +99,8 @@ if [ -f "$node/dirs.before" ]; then
   done
 fi
 
-# 10. State, the bridge. Never remove a directory something is still mounted
-#     in (the files of the mounted filesystem would go with it).
+# 9. State, the bridge. Never remove a directory something is still mounted
+#    in (the files of the mounted filesystem would go with it).
 if awk '{print $5}' /proc/self/mountinfo | grep -qE "^($node|$run)(/|$)"; then
   echo "still mounted under $node or $run; not removing them:" >&2
   awk '{print $5}' /proc/self/mountinfo | grep -E "^($node|$run)(/|$)" >&2

@@ -27,8 +27,16 @@ if [ "${1:-}" = --check ]; then ready; exit; fi
 bin=$("$TESTENV_DIR/build.sh")
 
 # Another Kubernetes node on this machine would share iptables chains and
-# cgroups with this one; cleaning up after ours would break it.
-if iptables -S 2>/dev/null | grep -q -- '-N KUBE-' || compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null; then
+# cgroups with this one; cleaning up after ours would break it. Chains and
+# cgroups with no node process left are what a killed run left behind.
+leftovers() {
+  iptables -S 2>/dev/null | grep -q -- '-N KUBE-' || compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null
+}
+if leftovers && ! pgrep -x 'kubelet|kube-proxy|containerd' >/dev/null; then
+  echo "removing the iptables chains and cgroups a node that no longer runs left behind" >&2
+  "$TESTENV_DIR/node/sweep.sh"
+fi
+if leftovers; then
   echo "this machine already has a Kubernetes node's iptables chains or kubepods cgroups;" \
     "stop it first (or run make cluster-down in the checkout that started it)" >&2
   exit 1
