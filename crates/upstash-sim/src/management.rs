@@ -32,7 +32,7 @@ fn auth(headers: &HeaderMap) -> Option<&str> {
 
 async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Body) -> ApiResult {
     // Authenticate before reading the body, so bad keys get 401 whatever they send.
-    state.list(auth(&headers)).await?;
+    state.authorize(auth(&headers), false)?;
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::BodyTooLarge(MAX_BODY))?;
     state.create(auth(&headers), &bytes).await.map(Json)
 }

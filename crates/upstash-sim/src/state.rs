@@ -1,7 +1,7 @@
 //! The simulator's accounts, databases and their life cycle.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -57,7 +57,37 @@ fn default_platform() -> String {
 
 struct Store {
     databases: BTreeMap<String, Database>,
+    /// Data-plane token → database id, for the current and the previous
+    /// credentials of every database: a data-plane request is a lookup, not
+    /// a scan of every database.
+    tokens: HashMap<String, String>,
     backends: Vec<RedisBackend>,
+}
+
+impl Store {
+    fn new(databases: BTreeMap<String, Database>, backends: Vec<RedisBackend>) -> Self {
+        let mut store = Self { databases: BTreeMap::new(), tokens: HashMap::new(), backends };
+        for (id, db) in databases {
+            store.index(&id, &db.credentials);
+            if let Some(previous) = &db.previous_credentials {
+                store.index(&id, previous);
+            }
+            store.databases.insert(id, db);
+        }
+        store
+    }
+
+    fn index(&mut self, id: &str, credentials: &Credentials) {
+        for token in [&credentials.rest_token, &credentials.read_only_rest_token] {
+            self.tokens.insert(token.clone(), id.to_owned());
+        }
+    }
+
+    fn unindex(&mut self, credentials: &Credentials) {
+        for token in [&credentials.rest_token, &credentials.read_only_rest_token] {
+            self.tokens.remove(token);
+        }
+    }
 }
 
 /// Shared state of one simulator.
@@ -108,7 +138,7 @@ impl SimState {
         }
         Ok(Self {
             accounts,
-            store: tokio::sync::Mutex::new(Store { databases, backends }),
+            store: tokio::sync::Mutex::new(Store::new(databases, backends)),
             state_file,
             rest_url,
             faults: Mutex::default(),
@@ -124,7 +154,9 @@ impl SimState {
         self.requests.lock()
     }
 
-    fn authorize(&self, header: Option<&str>, write: bool) -> Result<&Account, ApiError> {
+    /// Authenticates a request (and, for `write`, checks the key may write)
+    /// without touching any database.
+    pub fn authorize(&self, header: Option<&str>, write: bool) -> Result<&Account, ApiError> {
         let account = authenticate(&self.accounts, header)?;
         // Upstash checks the key's mode before it looks the database up.
         if write && account.access == Access::ReadOnly {
@@ -194,6 +226,7 @@ impl SimState {
             redis: backend.map(|b| b.address),
         };
         let body = db.to_api_json(true, self.rest_url.as_deref());
+        store.index(&id, &db.credentials);
         store.databases.insert(id, db);
         self.persist(&store)?;
         Ok(body)
@@ -226,12 +259,17 @@ impl SimState {
             })?;
             backend.set_credentials(&credentials).await.map_err(|e| ApiError::Internal(e.to_string()))?;
         }
+        let new = credentials.clone();
         let db = store.databases.get_mut(id).ok_or(ApiError::DatabaseNotFound)?;
-        db.previous_credentials = Some(std::mem::replace(&mut db.credentials, credentials));
+        let revoked = db.previous_credentials.replace(std::mem::replace(&mut db.credentials, credentials));
         db.rotated_at_ms = Some(now_ms());
         db.resets += 1;
         // The reset is the one moment credentials are shown, protected or not.
         let body = db.to_api_json(true, self.rest_url.as_deref());
+        if let Some(revoked) = revoked {
+            store.unindex(&revoked);
+        }
+        store.index(id, &new);
         self.persist(&store)?;
         Ok(body)
     }
@@ -240,7 +278,12 @@ impl SimState {
         let account = self.authorize(auth, true)?;
         let mut store = self.store.lock().await;
         owned(&store, account, id)?;
-        store.databases.remove(id);
+        if let Some(db) = store.databases.remove(id) {
+            store.unindex(&db.credentials);
+            if let Some(previous) = &db.previous_credentials {
+                store.unindex(previous);
+            }
+        }
         self.persist(&store)?;
         Ok(json!("OK"))
     }
@@ -251,7 +294,8 @@ impl SimState {
     pub async fn resolve_token(&self, token: &str) -> Option<TokenGrant> {
         let store = self.store.lock().await;
         let now = now_ms();
-        store.databases.values().find_map(|db| {
+        let id = store.tokens.get(token)?;
+        store.databases.get(id).and_then(|db| {
             let lagging = db.rotated_at_ms.is_some_and(|t| now < t.saturating_add(db.propagation_lag_ms));
             let live = if lagging { db.previous_credentials.as_ref()? } else { &db.credentials };
             let kind = if live.rest_token == token {
