@@ -9,7 +9,7 @@ use testkit as support;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp, tz::TimeZone};
-use support::{eventually, world::World};
+use support::{eventually, operator::Operator, world::World};
 use upstash_rotator::{
     crd::{MaintenanceWindow, RotationSchedule, RotationTrigger},
     secret::{KEY_PASSWORD, SCHEDULED_ANNOTATION},
@@ -92,21 +92,39 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_counter_bump_does_not()
     );
 }
 
-/// A reset in the Upstash console (here: the simulator's API, called by the
-/// test) is found at the next reconcile: the Secret gets the new password, a
-/// warning says where it came from, and the history records it as
-/// `recovery`, without a reset of the operator's own.
+/// Every Upstash request the simulator saw for the world's database.
+async fn upstash_calls(world: &World) -> u64 {
+    let log = world.sim.request_log().await;
+    let counts = log["counts"].as_object().cloned().unwrap_or_default();
+    counts.values().filter_map(|by_db| by_db[&world.database_id].as_u64()).sum()
+}
+
+/// A restarted operator reconciles a resource at rest from its caches: no
+/// Upstash call. A reset in the Upstash console (here: the simulator's API,
+/// called by the test) is therefore found by the opt-in drift check: the
+/// Secret gets the new password, a warning says where it came from, and the
+/// history records it as `recovery`, without a reset of the operator's own.
 #[tokio::test]
-async fn a_password_reset_outside_the_operator_is_stored_and_recorded_as_recovery() {
+async fn a_password_reset_outside_the_operator_is_found_by_the_drift_check() {
     let mut world = World::new("outside").await;
     world.create("cache", world.spec()).await;
     world.wait_applied("cache", 0).await;
     world.stop_operator().await;
+    let calls = upstash_calls(&world).await;
+    world.start_operator().await;
+    eventually(Duration::from_secs(60), "the restarted operator reconciles the resource", || async {
+        (world.operator.as_ref().map_or(0, |o| o.reconciles_ok()) >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(upstash_calls(&world).await, calls, "a resource at rest costs no Upstash call");
+    world.stop_operator().await;
+
     let reset = world.sim.reset(&world.database_id).await.expect("reset outside the operator");
     assert!(reset.status().is_success());
     let password = world.current().await["password"].as_str().unwrap_or_default().to_owned();
-    // No polling: a new process (or any change) brings the reconcile.
-    world.start_operator().await;
+    let (client, url) = (world.client.clone(), world.sim.url.clone());
+    let interval = Duration::from_secs(2);
+    world.operator = Some(Operator::start_with_drift_check(client, &world.ns.name, &url, interval).await);
     let recorded = eventually(Duration::from_secs(60), "a recovery entry in the history", || async {
         let r = world.resources().get("cache").await.ok()?;
         let entry = r.status?.history.first().cloned()?;

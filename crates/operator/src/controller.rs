@@ -3,17 +3,17 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use futures::{FutureExt as _, StreamExt as _, future::Shared};
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _, future::Shared};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt as _,
     api::ListParams,
     core::PartialObjectMeta,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt as _,
         controller::{Config as ControllerConfig, Error as ControllerError},
         events::{Recorder, Reporter},
-        reflector::{ObjectRef, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -23,11 +23,12 @@ use crate::{
         Account, AccountContext, Change, Changes, ClusterUpstashAccount, UpstashAccount,
         run_account_controllers,
     },
+    cache::{self, Caches, Index, Indexes, Key, KeyVersions, Rechecks, trim},
     crd::RedisPasswordRotation,
     http::Readiness,
     leader::Fence,
     metrics::Metrics,
-    reconcile::{Cluster, Context, error_policy, reconcile, store_ready},
+    reconcile::{Cluster, Context, drift::DriftSettings, error_policy, reconcile},
     secret::{MANAGED_BY, MANAGED_BY_LABEL, RESOURCE_ANNOTATION},
 };
 use upstash_api::UpstashClient;
@@ -59,6 +60,9 @@ pub struct Settings {
     /// namespace, as cert-manager keeps ClusterIssuer Secrets); `None` turns
     /// cluster accounts off.
     pub cluster_namespace: Option<String>,
+    /// Compare resources at rest with Upstash again every so often; `None`:
+    /// never (a resource at rest then costs no Upstash call at all).
+    pub drift_check: Option<DriftSettings>,
 }
 
 /// What the operator shares with its HTTP endpoints.
@@ -121,9 +125,17 @@ pub async fn run(
         Recorder::new(client.clone(), Reporter { controller: settings.reporter.clone(), instance: None });
     let shutdown = shutdown.boxed().shared();
 
-    let controllers: Vec<_> =
-        scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings)).collect();
-    let stores: Vec<Store<RedisPasswordRotation>> = controllers.iter().map(Controller::store).collect();
+    let rechecks = Arc::new(Rechecks::default());
+    let built: Vec<Scope> =
+        scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings, &rechecks)).collect();
+    let caches = Caches {
+        rechecks,
+        resources: built.iter().map(|s| s.controller.store()).collect(),
+        written: built.iter().map(|s| s.written.clone()).collect(),
+        index: Indexes::new(built.iter().map(|s| s.index.clone()).collect()),
+    };
+    let stores = caches.resources.clone();
+    let controllers: Vec<_> = built.into_iter().map(|s| s.controller).collect();
     // Accounts get their status from the leader only, like resources; a
     // dry run writes no status at all.
     let accounts = (!settings.dry_run).then(|| {
@@ -137,16 +149,22 @@ pub async fn run(
         run_account_controllers(client.clone(), scopes.clone(), ctx, shutdown.clone())
     });
     let ctx = Arc::new(
-        Context::new(Cluster::new(client, recorder), upstash, stores.clone(), runtime.metrics.clone())
+        Context::new(Cluster::new(client, recorder), upstash, caches.clone(), runtime.metrics.clone())
             .with_request_timeout(settings.request_timeout)
             .with_identity(settings.identity.clone(), runtime.fence.clone())
             .with_dry_run(settings.dry_run)
-            .with_cluster_namespace(settings.cluster_namespace.clone()),
+            .with_cluster_namespace(settings.cluster_namespace.clone())
+            .with_drift_check(settings.drift_check),
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
-        for store in &stores {
-            if !store_ready(store, None).await {
+        for store in &caches.resources {
+            if !cache::ready(store, None).await {
+                return;
+            }
+        }
+        for store in &caches.written {
+            if !cache::ready(store, None).await {
                 return;
             }
         }
@@ -229,40 +247,81 @@ where
     }
 }
 
-fn build(client: &Client, namespace: Option<&str>, settings: &Settings) -> Controller<RedisPasswordRotation> {
-    let resources: Api<RedisPasswordRotation> = scoped(client, namespace);
-    let secrets: Api<PartialObjectMeta<Secret>> = scoped(client, namespace);
+/// One watched scope: its controller, the metadata of the Secrets written
+/// there, and the index of its resources.
+struct Scope {
+    controller: Controller<RedisPasswordRotation>,
+    written: Store<PartialObjectMeta<Secret>>,
+    index: Arc<Index>,
+}
+
+fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks: &Arc<Rechecks>) -> Scope {
     // Every list is a quorum read (the default semantic), not one served
     // from the apiserver's watch cache: after an apiserver restart a cached
     // list can carry a version the new watch cache already dropped, and the
     // watch from it fails with 410 again and again, with growing backoff,
     // while raised counters go unseen (make chaos, apiserver-restart).
-    let controller = Controller::new(resources, watcher::Config::default())
+    let index = Arc::new(Index::default());
+    let (resources, writer) = reflector::store();
+    let resource_events = {
+        let index = index.clone();
+        watcher(scoped::<RedisPasswordRotation>(client, namespace), watcher::Config::default())
+            .default_backoff()
+            .modify(trim::resource)
+            .map_ok(move |event| {
+                index.observe(&event);
+                event
+            })
+            .reflect(writer)
+            .applied_objects()
+    };
+    let controller = Controller::for_stream(resource_events, resources)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
-    let store = controller.store();
 
-    // The Secrets we write carry our label, so this watch never sees others.
+    // The Secrets we write carry our label, so this watch never sees others;
+    // their metadata is cached, to tell a Secret we wrote from one changed
+    // since.
+    let (written, writer) = reflector::store();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    // Credential Secrets carry no label of ours: watch metadata only, and map
-    // each change to the resources that reference the Secret by name.
-    let referenced = watcher::Config::default();
-    let controller = wake_on_accounts(controller, client, namespace, settings.cluster_namespace.is_some());
-    controller
-        .watches(secrets.clone(), owned, |secret| {
+    let written_events = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
+        .default_backoff()
+        .modify(|secret| trim::metadata(&mut secret.metadata))
+        .reflect(writer)
+        .touched_objects();
+    // Credential Secrets carry no label of ours: watch metadata only (an
+    // `Api<PartialObjectMeta<_>>` asks for nothing else), keep only the
+    // versions of those some resource names, and pass a Secret on only when
+    // its version changed: a relist or a restart is no news.
+    let mut versions = KeyVersions::default();
+    let named = index.clone();
+    let changed_keys =
+        watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), watcher::Config::default())
+            .default_backoff()
+            .map_ok(move |event| {
+                let changed = versions.changed(event, |namespace, name| {
+                    let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
+                    !named.lookup(&key).is_empty()
+                });
+                futures::stream::iter(changed.into_iter().map(Ok))
+            })
+            .try_flatten();
+    let cluster_accounts = settings.cluster_namespace.is_some();
+    let controller = wake_on_accounts(controller, client, namespace, cluster_accounts, &index, rechecks);
+    let (by_key_secret, recheck) = (index.clone(), rechecks.clone());
+    let controller = controller
+        .watches_stream(written_events, |secret| {
             let name = secret.annotations().get(RESOURCE_ANNOTATION).cloned();
             let namespace = secret.namespace();
             name.map(|n| ObjectRef::new(&n).within(namespace.as_deref().unwrap_or_default()))
         })
-        .watches(secrets, referenced, move |secret| {
-            let (name, namespace) = (secret.name_any(), secret.namespace());
-            store
-                .state()
-                .into_iter()
-                .filter(|r| r.namespace() == namespace)
-                .filter(|r| r.spec.credentials_secret_ref.as_ref().is_some_and(|c| c.name == name))
-                .map(|r| ObjectRef::from_obj(&*r))
-                .collect::<Vec<_>>()
-        })
+        .watches_stream(changed_keys, move |secret| {
+            let key =
+                Key::KeySecret { namespace: secret.namespace().unwrap_or_default(), name: secret.name_any() };
+            let users = by_key_secret.lookup(&key);
+            recheck.mark(&users);
+            users
+        });
+    Scope { controller, written, index }
 }
 
 /// An account's spec, its deletion, or a new check of its Secret wakes the
@@ -272,21 +331,53 @@ fn wake_on_accounts(
     client: &Client,
     namespace: Option<&str>,
     cluster_accounts: bool,
+    index: &Arc<Index>,
+    rechecks: &Arc<Rechecks>,
 ) -> Controller<RedisPasswordRotation> {
-    let store = controller.store();
-    let accounts: Api<UpstashAccount> = scoped(client, namespace);
-    let controller = controller.watches(accounts, watcher::Config::default(), users(store.clone()));
+    let accounts = account_events::<UpstashAccount>(scoped(client, namespace), index, rechecks);
+    let controller = controller.watches_stream(accounts, users(index.clone(), rechecks.clone()));
     if !cluster_accounts {
         return controller;
     }
-    let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
-    controller.watches(accounts, watcher::Config::default(), users(store))
+    let accounts = account_events::<ClusterUpstashAccount>(Api::all(client.clone()), index, rechecks);
+    controller.watches_stream(accounts, users(index.clone(), rechecks.clone()))
 }
 
-/// Maps an account event that is news (see `Changes`) to the resources in
-/// `store` that name the account.
+/// The accounts' watch. A deletion makes the account's users check at once
+/// (they stop before any call to Upstash: the account is gone).
+fn account_events<A: Account>(
+    api: Api<A>,
+    index: &Arc<Index>,
+    rechecks: &Arc<Rechecks>,
+) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static {
+    let (index, rechecks) = (index.clone(), rechecks.clone());
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map_ok(move |event| {
+            if let watcher::Event::Delete(account) = &event {
+                rechecks.mark(&index.lookup(&account_key(account)));
+            }
+            event
+        })
+        .touched_objects()
+}
+
+fn account_key<A: Account>(account: &A) -> Key {
+    Key::Account {
+        kind: A::KIND,
+        namespace: account.meta().namespace.clone(),
+        name: account.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+/// Maps an account event that is news (see `Changes`) to the resources of
+/// one scope that name the account. A changed spec or a new key check
+/// makes each of them check once with the key. An account seen again (a
+/// relist, a restart) does not, nor does a new one: its users could not
+/// be at rest before it existed. (Deletions: `account_events`.)
 fn users<A: Account>(
-    store: Store<RedisPasswordRotation>,
+    index: Arc<Index>,
+    rechecks: Arc<Rechecks>,
 ) -> impl Fn(A) -> Vec<ObjectRef<RedisPasswordRotation>> + Send + Sync + 'static {
     let changes = Changes::<A, (Option<i64>, Option<String>)>::default();
     move |account| {
@@ -294,10 +385,15 @@ fn users<A: Account>(
             account.meta().generation,
             account.account_status().and_then(|s| s.validated_secret_version.clone()),
         );
-        if matches!(changes.record(&account, relevant), Change::Nothing) {
+        let change = changes.record(&account, relevant);
+        if matches!(change, Change::Nothing) {
             return Vec::new();
         }
-        store.state().iter().filter(|r| account.used_by(r)).map(|r| ObjectRef::from_obj(&**r)).collect()
+        let users = index.lookup(&account_key(&account));
+        if matches!(change, Change::News { before: Some(_) }) {
+            rechecks.mark(&users);
+        }
+        users
     }
 }
 

@@ -391,6 +391,12 @@ pub struct RedisPasswordRotationStatus {
     /// the operator last wrote to the Secret: what Upstash reported then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_fingerprint: Option<String>,
+    /// The Secret's `resourceVersion` when the operator last wrote or
+    /// checked it. While the Secret still has this version nothing else
+    /// changed it, so a restart, a resync or a new leader needs no Upstash
+    /// call for this resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_resource_version: Option<String>,
     /// The reset attempt of `pendingRotation`: recorded before each reset is
     /// sent, cleared with `pendingRotation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

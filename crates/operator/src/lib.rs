@@ -6,6 +6,8 @@
 
 /// Shared Upstash accounts: `UpstashAccount`, `ClusterUpstashAccount`.
 pub mod account;
+/// What the operator keeps of watched objects, and its indexes.
+pub mod cache;
 /// Command line of `upstash-rotator`.
 pub mod cli;
 /// Status condition types, reasons and their update rule.

@@ -13,6 +13,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use upstash_rotator::{
     controller::{self, Runtime, Settings},
     leader::Fence,
+    metrics::Metrics,
+    reconcile::drift::DriftSettings,
 };
 
 /// Everything the operator logged in this test process.
@@ -81,6 +83,7 @@ fn settings(
         identity: format!("{identity}-{namespace}"),
         shutdown_timeout: Duration::from_secs(20),
         cluster_namespace: None,
+        drift_check: None,
         dry_run: false,
     }
 }
@@ -89,6 +92,7 @@ fn settings(
 pub struct Operator {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Operator {
@@ -130,6 +134,20 @@ impl Operator {
         Self::launch(client, settings, Fence::unfenced())
     }
 
+    /// An operator that compares resources at rest with Upstash every
+    /// `interval` (`--drift-check-interval`).
+    pub async fn start_with_drift_check(
+        client: Client,
+        namespace: &str,
+        api_url: &str,
+        interval: Duration,
+    ) -> Self {
+        let mut settings = settings(namespace, api_url, Duration::from_secs(2), "test", Vec::new());
+        let per_account_per_minute = std::num::NonZeroU32::new(600).unwrap_or(std::num::NonZeroU32::MIN);
+        settings.drift_check = Some(DriftSettings { interval, per_account_per_minute });
+        Self::launch(client, settings, Fence::unfenced())
+    }
+
     /// An operator with its own identity and fence (a second replica, or
     /// one whose lease has run out).
     pub async fn start_as(
@@ -147,6 +165,7 @@ impl Operator {
     fn launch(client: Client, settings: Settings, fence: Fence) -> Self {
         capture_logs();
         let runtime = Runtime { fence, ..Runtime::default() };
+        let metrics = runtime.metrics.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let shutdown = async move {
@@ -156,7 +175,12 @@ impl Operator {
                 panic!("operator failed to start: {e}");
             }
         });
-        Self { stop: Some(tx), handle: Some(handle) }
+        Self { stop: Some(tx), handle: Some(handle), metrics }
+    }
+
+    /// Reconciles this operator finished without an error so far.
+    pub fn reconciles_ok(&self) -> u64 {
+        self.metrics.reconciles.get_or_create(&upstash_rotator::metrics::ResultLabel { result: "ok" }).get()
     }
 
     /// Asks for a graceful stop without waiting.

@@ -1,7 +1,7 @@
 //! `upstash-rotator run`: the operator process (HTTP endpoints, optional
 //! leader election, controllers, bounded graceful shutdown).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Args;
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use crate::{
     controller::{self, Runtime, Settings, StartError},
     http,
     leader::Election,
+    reconcile::drift::DriftSettings,
     trust,
 };
 
@@ -73,6 +74,15 @@ pub struct RunArgs {
     /// cluster accounts are turned off.
     #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE")]
     cluster_resource_namespace: Option<String>,
+    /// Seconds after which a resource at rest is compared with Upstash again
+    /// (finds a password reset in the Upstash console); 0, the default,
+    /// never: at rest, resources then cost no Upstash call at all.
+    #[arg(long, env = "DRIFT_CHECK_INTERVAL", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    drift_check_interval: u64,
+    /// Drift checks per minute on one Upstash account, shared by all the
+    /// resources using it.
+    #[arg(long, env = "DRIFT_CHECK_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=6000))]
+    drift_check_rate: u32,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
     log_format: telemetry::LogFormat,
@@ -125,6 +135,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         shutdown_timeout,
         dry_run,
         cluster_resource_namespace,
+        drift_check_interval,
+        drift_check_rate,
         log_format,
     } = args;
     let upstash_api_url = match parse_base_url(&upstash_api_url, allow_insecure_upstash_url) {
@@ -172,6 +184,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         shutdown_timeout: Duration::from_secs(shutdown_timeout),
         dry_run,
         cluster_namespace: cluster_resource_namespace.filter(|n| !n.trim().is_empty()),
+        drift_check: (drift_check_interval > 0).then(|| DriftSettings {
+            interval: Duration::from_secs(drift_check_interval),
+            per_account_per_minute: NonZeroU32::new(drift_check_rate).unwrap_or(NonZeroU32::MIN),
+        }),
     };
     let runtime = Runtime::default();
 

@@ -4,9 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use kube::runtime::reflector::Store;
-
-use crate::{crd::RedisPasswordRotation, leader::Fence, metrics::Metrics};
+use crate::{cache::Caches, leader::Fence, metrics::Metrics};
 use parking_lot::Mutex;
 use upstash_api::{DatabaseCredentials, RedisDatabase, UpstashClient};
 
@@ -26,8 +24,9 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     pub kube: K,
     pub upstash: U,
     pub metrics: Arc<Metrics>,
-    /// Caches of every watched scope, to find other resources on a database.
-    pub stores: Vec<Store<RedisPasswordRotation>>,
+    /// Caches of every watched scope: resources at rest are recognised
+    /// there, and other resources on a database are found there.
+    pub caches: Caches,
     /// How long after an intent was recorded a reset sent for it may still be
     /// answered (longer than any Upstash request may take).
     pub reset_window: Duration,
@@ -42,6 +41,8 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     /// Where `ClusterUpstashAccount` Secrets live; `None`: such accounts
     /// are turned off.
     pub cluster_namespace: Option<String>,
+    /// The opt-in drift check of resources at rest.
+    pub drift: Option<super::drift::DriftCheck>,
     /// Keyed by resource uid.
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
@@ -74,23 +75,19 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl<K, U> Context<K, U> {
-    pub fn new(
-        kube: K,
-        upstash: U,
-        stores: Vec<Store<RedisPasswordRotation>>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(kube: K, upstash: U, caches: Caches, metrics: Arc<Metrics>) -> Self {
         Self {
             kube,
             metrics,
             upstash,
-            stores,
+            caches,
             reset_window: Duration::from_secs(35),
             verify_within: Duration::from_secs(10),
             identity: String::new(),
             fence: Fence::unfenced(),
             dry_run: false,
             cluster_namespace: None,
+            drift: None,
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -115,22 +112,17 @@ impl<K, U> Context<K, U> {
         self
     }
 
+    /// Compares resources at rest with Upstash again, now and then.
+    pub fn with_drift_check(mut self, settings: Option<super::drift::DriftSettings>) -> Self {
+        self.drift = settings.map(super::drift::DriftCheck::new);
+        self
+    }
+
     /// Lets resources use `ClusterUpstashAccount`s, whose Secrets live in
     /// `namespace`.
     pub fn with_cluster_namespace(mut self, namespace: Option<String>) -> Self {
         self.cluster_namespace = namespace;
         self
-    }
-
-    /// Whether every cache has synced, waiting at most `limit`.
-    pub async fn caches_ready(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        for store in &self.stores {
-            if !store_ready(store, Some(deadline)).await {
-                return false;
-            }
-        }
-        true
     }
 
     pub fn remember(&self, uid: &str, remembered: Remembered) {
@@ -180,8 +172,13 @@ impl<K, U> Context<K, U> {
     /// can briefly miss an object); they go when a read confirms the resource
     /// is gone, and a resource cannot go while its finalizer guards one.
     pub fn prune_gone(&self) {
-        let live: std::collections::HashSet<String> =
-            self.stores.iter().flat_map(|s| s.state()).filter_map(|r| r.metadata.uid.clone()).collect();
+        let live: std::collections::HashSet<String> = self
+            .caches
+            .resources
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|r| r.metadata.uid.clone())
+            .collect();
         self.failures.lock().retain(|uid, _| live.contains(uid));
     }
 
@@ -192,27 +189,10 @@ impl<K, U> Context<K, U> {
     }
 }
 
-/// Waits for a cache to sync, until `deadline` if one is given; `false` if
-/// it did not (or its writer is gone). Polls in short slices: the store's
-/// readiness signal wakes only one of several waiters, so a single long wait
-/// could miss it.
-pub async fn store_ready(
-    store: &Store<RedisPasswordRotation>,
-    deadline: Option<tokio::time::Instant>,
-) -> bool {
-    loop {
-        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
-            Ok(result) => return result.is_ok(),
-            Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => return false,
-            Err(_) => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::RedisPasswordRotationSpec;
+    use crate::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
     use kube::runtime::{
         reflector::{self, store::Writer},
         watcher,
@@ -231,7 +211,8 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Apply(resource("live")));
         writer.apply_watcher_event(&watcher::Event::Apply(resource("gone")));
         // No doors: nothing here reaches the apiserver or Upstash.
-        let ctx = Context::new((), (), vec![store], Arc::default());
+        let caches = Caches { resources: vec![store], ..Caches::default() };
+        let ctx = Context::new((), (), caches, Arc::default());
         let credentials = DatabaseCredentials {
             password: "p".into(),
             rest_token: "t".into(),

@@ -120,10 +120,12 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             .ok_or_else(|| Error::Stale("the Upstash API key was not read; deciding again".into()))
     }
 
-    /// Records a reset attempt as this process's, then reads it back. Only a
-    /// process that finds its own attempt there, and still holds its lease,
-    /// sends the reset: a process that was paused finds another holder, a
-    /// higher attempt or an expired lease, and stops.
+    /// Records a reset attempt as this process's. The write carries the
+    /// `resourceVersion` the step was decided on, so it succeeds only if no
+    /// one wrote the resource since: then the stored attempt is this one,
+    /// with no read back. A process that was paused fails the precondition
+    /// (another holder wrote meanwhile) or the lease check after it, and
+    /// stops before the reset.
     async fn record_intent(&mut self, target: i64, blind: bool, scheduled: Option<i64>) -> Result<()> {
         let attempt = self.draft.next_attempt(target, &self.ctx.identity, blind, scheduled);
         let stored = self.draft.status.clone();
@@ -135,16 +137,6 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             // report it either.
             self.draft.status = stored;
             return Err(e);
-        }
-        self.ctx.fence.check()?;
-        let fresh = self.ctx.kube.get_resource(&self.namespace, &self.resource.name_any()).await?;
-        let mine = fresh
-            .and_then(|r| r.status)
-            .is_some_and(|s| s.pending_rotation == Some(target) && s.reset.as_ref() == Some(&attempt));
-        if !mine {
-            return Err(Error::Stale(format!(
-                "another process recorded a reset for rotation {target} after this one; deciding again"
-            )));
         }
         self.ctx.fence.check()?;
         Ok(())
@@ -204,7 +196,10 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         let mut delay = Duration::from_millis(250);
         for attempt in 1..=SECRET_WRITE_ATTEMPTS {
             match self.write_secret(&desired, Guard::Rotation, written).await {
-                Ok(()) => break,
+                Ok(version) => {
+                    self.draft.status.secret_resource_version = version;
+                    break;
+                }
                 Err(Error::Kube(e)) if namespace_terminating(&e) => {
                     self.ctx.forget(&self.uid);
                     return Ok(Flow::Instead(plan::abandon(target, "the namespace is being deleted".into())));
@@ -240,7 +235,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         };
         let written = self.draft.written(rotation);
         let desired = secret::desired(&self.resource, &database, &current, written);
-        self.write_secret(&desired, guard, written).await.map_err(|e| match (guard, e) {
+        let version = self.write_secret(&desired, guard, written).await.map_err(|e| match (guard, e) {
             (Guard::Sync, Error::Kube(k)) => Error::SecretNotWritable(format!(
                 "Secret {} cannot be written: {}",
                 self.resource.secret_name(),
@@ -249,6 +244,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             (_, other) => other,
         })?;
         self.draft.status.credentials_fingerprint = Some(secret::fingerprint(&current));
+        self.draft.status.secret_resource_version = version;
         if guard == Guard::Rotation {
             self.check = Some(self.check_of(rotation, &database, &current));
         }

@@ -220,7 +220,7 @@ impl KubeOps for Fake {
         }
     }
 
-    async fn apply_secret(&self, _: &str, secret: &Secret, mode: ApplyMode) -> kube::Result<()> {
+    async fn apply_secret(&self, _: &str, secret: &Secret, mode: ApplyMode) -> kube::Result<Option<String>> {
         let mut world = self.0.lock();
         let fault = world.enter(if mode.dry_run { Call::DryRunSecret } else { Call::ApplySecret });
         let name = secret.metadata.name.clone().unwrap_or_default();
@@ -234,15 +234,16 @@ impl KubeOps for Fake {
             return Err(api_error(409, "the object has been modified"));
         }
         if mode.dry_run {
-            return Ok(());
+            return Ok(current);
         }
         let mut stored = secret.clone();
-        stored.metadata.resource_version = Some(world.next_version());
+        let version = world.next_version();
+        stored.metadata.resource_version = Some(version.clone());
         world.secrets.insert(name, stored);
         if fault == Some(Fault::After) {
             return Err(api_error(503, "connection lost"));
         }
-        Ok(())
+        Ok(Some(version))
     }
 
     async fn patch_status(&self, _: &str, _: &str, patch: &Value) -> kube::Result<RedisPasswordRotation> {

@@ -6,11 +6,13 @@
 //! them through `KubeOps` and `UpstashOps`. docs/architecture.md walks one
 //! rotation through these files.
 
+mod at_rest;
 mod checks;
 pub mod consumers;
 mod context;
 pub(crate) mod credentials;
 pub mod decide;
+pub mod drift;
 mod dry_run;
 mod error;
 mod execute;
@@ -42,9 +44,12 @@ mod verify_tests;
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::{ResourceExt as _, runtime::controller::Action};
+use kube::{
+    ResourceExt as _,
+    runtime::{controller::Action, reflector::ObjectRef},
+};
 
-pub use context::{Context, Fingerprint, Remembered, store_ready};
+pub use context::{Context, Fingerprint, Remembered};
 pub use error::{Error, Failure, kube_message};
 pub use ops::{Cluster, KubeOps, MANAGER, UpstashOps};
 
@@ -53,6 +58,7 @@ use crate::{
     crd::RedisPasswordRotation,
     metrics::ReasonLabel,
 };
+use drift::Drift;
 use execute::Run;
 use messages::Notice;
 use observe::Observation;
@@ -73,6 +79,17 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     let mut measure = ctx.metrics.measure_reconcile();
     let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
     let uid = resource.uid().unwrap_or_default();
+    // At rest in the caches: nothing to read, to ask Upstash or to write
+    // (unless the opt-in drift check is due).
+    // A resource whose key changed checks with it once, at rest or not.
+    let recheck = ctx.caches.rechecks.take(&ObjectRef::new(&name).within(&namespace));
+    let cached = ctx.caches.written_version(&namespace, &resource.secret_name(), CACHE_WAIT).await;
+    let rests = !recheck
+        && cached.is_some_and(|version| at_rest::at_rest(&resource, version.as_deref(), Timestamp::now()));
+    if rests && let Some(action) = resting(&ctx, &resource) {
+        measure.ok();
+        return Ok(action);
+    }
     let observed = match ctx.fence.check() {
         Ok(()) => observe::read(&ctx, &namespace, &name).await,
         Err(e) => Err(e.into()),
@@ -81,12 +98,27 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
         Ok(Some(obs)) => obs,
         Ok(None) => {
             ctx.metrics.forget(&namespace, &name);
+            if let Some(drift) = &ctx.drift {
+                drift.forget(&uid);
+            }
             ctx.forget_resource(&uid);
             measure.ok();
             return Ok(Action::await_change());
         }
         Err(e) => return Err(failed(&ctx, &uid, None, e)),
     };
+    // The caches were behind (an echo of a write that has not reached them
+    // yet), but the fresh reads show the resource at rest.
+    let secret_version = obs.target.as_ref().and_then(|s| s.metadata.resource_version.as_deref());
+    // (A drift check found due above is not polled twice.)
+    if !rests
+        && !recheck
+        && at_rest::at_rest(&obs.resource, secret_version, obs.now)
+        && let Some(action) = resting(&ctx, &obs.resource)
+    {
+        measure.ok();
+        return Ok(action);
+    }
     let fingerprint = obs.fingerprint();
     if let Some(wait) = ctx.hold_back(&obs.uid, &fingerprint) {
         // Only our own status write changed since the last failure.
@@ -115,6 +147,9 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
         Ok(()) => {
             measure.ok();
             ctx.succeeded(&uid);
+            if let Some(drift) = &ctx.drift {
+                drift.checked(&uid);
+            }
             Ok(next_scheduled(&mut run))
         }
         // Not failures: no backoff, no warning event.
@@ -193,6 +228,31 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
     }
     run.with_observation(obs);
     run.run(effects).await
+}
+
+/// How long a reconcile waits for the Secret caches to fill before it reads
+/// from the apiserver instead.
+const CACHE_WAIT: Duration = Duration::from_secs(30);
+
+/// What a resource at rest does: wake up when its next scheduled rotation
+/// (or drift check) is due, and until then only on a change. `None`: a
+/// drift check is due now, so the reconcile goes on.
+fn resting<K, U>(ctx: &Context<K, U>, resource: &RedisPasswordRotation) -> Option<Action> {
+    let drift_wait = match ctx.drift.as_ref().map(|d| d.poll(resource)) {
+        None => None,
+        Some(Drift::Check) => return None,
+        Some(Drift::Throttled(wait)) => return Some(Action::requeue(wait)),
+        Some(Drift::NotDue(wait)) => Some(wait),
+    };
+    let next = resource.status.as_ref().and_then(|s| s.next_rotation_time.as_ref()).map(|t| t.0);
+    let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
+    ctx.metrics.scheduled(&namespace, &name, next.map(|t| t.as_second()));
+    ctx.succeeded(&resource.uid().unwrap_or_default());
+    let wait = match (schedule_wait(next, Timestamp::now()), drift_wait) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Some(wait.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Wakes up exactly when the next scheduled rotation may start, and not

@@ -14,7 +14,7 @@ use super::{
     error::{Error, Result},
     ops::{KubeOps, UpstashOps},
 };
-use crate::{conditions::Reason, crd::RedisPasswordRotation, schedule::Schedule};
+use crate::{cache::Key, conditions::Reason, crd::RedisPasswordRotation, schedule::Schedule};
 
 /// What one reconcile knows before it decides.
 pub struct Observation {
@@ -112,7 +112,7 @@ impl Observation {
     /// synced ones count: a resource with a bogus key and someone else's
     /// database id must not block the real one.
     pub async fn find_conflict<K, U>(&mut self, ctx: &Context<K, U>) -> Result<()> {
-        if !ctx.caches_ready(Duration::from_secs(30)).await {
+        if !ctx.caches.resources_ready(Duration::from_secs(30)).await {
             return Err(Error::Waiting {
                 reason: Reason::Starting,
                 message:
@@ -130,10 +130,11 @@ impl Observation {
             )
         };
         let mine = key(&self.resource);
+        let database = Key::Database(self.resource.spec.database_id.clone());
         let older = ctx
-            .stores
-            .iter()
-            .flat_map(|s| s.state())
+            .caches
+            .pointing_at(&database)
+            .into_iter()
             .filter(|o| o.uid().as_deref() != Some(self.uid.as_str()))
             .filter(|o| o.spec.database_id == self.resource.spec.database_id)
             .filter(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))

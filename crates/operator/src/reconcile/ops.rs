@@ -67,13 +67,13 @@ pub trait KubeOps: Send + Sync + 'static {
     ) -> impl Future<Output = kube::Result<Option<BTreeMap<String, String>>>> + Send;
 
     /// Server-side apply as `MANAGER`; the Secret names itself and may carry
-    /// a `resourceVersion` precondition.
+    /// a `resourceVersion` precondition. Returns the stored version.
     fn apply_secret(
         &self,
         namespace: &str,
         secret: &Secret,
         mode: ApplyMode,
-    ) -> impl Future<Output = kube::Result<()>> + Send;
+    ) -> impl Future<Output = kube::Result<Option<String>>> + Send;
 
     /// A JSON merge patch of the status subresource.
     fn patch_status(
@@ -175,7 +175,12 @@ impl KubeOps for Cluster {
         Ok(namespace.map(|n| n.metadata.labels.unwrap_or_default()))
     }
 
-    async fn apply_secret(&self, namespace: &str, secret: &Secret, mode: ApplyMode) -> kube::Result<()> {
+    async fn apply_secret(
+        &self,
+        namespace: &str,
+        secret: &Secret,
+        mode: ApplyMode,
+    ) -> kube::Result<Option<String>> {
         let mut params = PatchParams::apply(MANAGER);
         params.force = mode.force;
         params.dry_run = mode.dry_run;
@@ -183,7 +188,7 @@ impl KubeOps for Cluster {
         Api::<Secret>::namespaced(self.client.clone(), namespace)
             .patch(name, &params, &Patch::Apply(secret))
             .await
-            .map(drop)
+            .map(|stored| stored.metadata.resource_version)
     }
 
     async fn patch_status(

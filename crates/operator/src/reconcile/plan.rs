@@ -83,6 +83,9 @@ pub enum Record {
     /// What the Secret holds, when no write of this plan recorded it
     /// (`None`: nothing recognisable).
     Fingerprint(Option<String>),
+    /// The Secret's version, when no write of this plan recorded it: the
+    /// Secret already holds what the status says.
+    SecretVersion(Option<String>),
     /// Rotation `target` is done; `recovered`: its answer was read back
     /// from Upstash.
     Finished {
@@ -175,7 +178,10 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
             let how = RotatedHow::SecretAlreadyHeldThem;
             let notice =
                 Notice::Rotated { target: pending(obs, target), secret: resource.secret_name(), how };
-            let mut effects = vec![Effect::Record(Record::Fingerprint(secret_print))];
+            let mut effects = vec![
+                Effect::Record(Record::Fingerprint(secret_print)),
+                Effect::Record(Record::SecretVersion(secret_version(obs))),
+            ];
             effects.extend(finish(resource, target, false, notice));
             Ok(effects)
         }
@@ -283,6 +289,7 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
         effects.extend([
             Effect::Record(Record::Synced { rotation }),
             Effect::Record(Record::Ready { ready, reason, message }),
+            Effect::Record(Record::SecretVersion(secret_version(obs))),
         ]);
     } else {
         let first_sync = resource.status.as_ref().is_none_or(|s| s.rotation.is_none());
@@ -370,6 +377,10 @@ fn upstash_data(obs: &Observation) -> Option<std::collections::BTreeMap<String, 
     let database = obs.upstash.as_ref()?.as_ref().ok()?;
     let template = obs.resource.spec.secret_template.as_ref();
     Some(secret::data(template, database, database.credentials.as_ref()?))
+}
+
+fn secret_version(obs: &Observation) -> Option<String> {
+    obs.target.as_ref().and_then(|s| s.metadata.resource_version.clone())
 }
 
 fn has_finalizer(resource: &RedisPasswordRotation) -> bool {

@@ -3,12 +3,13 @@
 //! survives a failure at every call, waits for its window, yields to a
 //! raised counter, and every change of credentials lands in the history.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
 
 use super::{
+    drift::{DriftCheck, DriftSettings},
     fake::{Call, Fake, Fault},
     schedule_wait,
     tests::{
@@ -161,7 +162,16 @@ async fn a_password_changed_outside_the_operator_is_stored_and_recorded_as_recov
     reconcile_now(&fake, &ctx).await.expect("first sync");
     assert!(status(&fake).history.is_empty(), "a first sync changes no credentials");
     fake.world().credentials = Some(credentials(9));
+    // At rest, nothing asks Upstash: the change goes unseen...
     take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("at rest");
+    assert_eq!(super::tests::after_reads(take_calls(&fake)), []);
+    // ...until the opt-in drift check is due.
+    let mut ctx = Arc::try_unwrap(ctx).unwrap_or_else(|_| panic!("one owner"));
+    let every = std::num::NonZeroU32::MIN;
+    ctx.drift =
+        Some(DriftCheck::new(DriftSettings { interval: Duration::ZERO, per_account_per_minute: every }));
+    let ctx = Arc::new(ctx);
     reconcile_now(&fake, &ctx).await.expect("synced");
     assert_eq!((done(&fake, 0), fake.world().resets), (Ok(()), 0));
     let calls = take_calls(&fake);
@@ -184,8 +194,8 @@ async fn the_history_keeps_the_last_ten_newest_first_and_marks_recovered_answers
     }
     // Rotation 12's answer is lost: recovered from Upstash by a new process.
     raise_counter(&fake, 12);
-    // Call 7 of a rotation is the reset (`tests::rotation_calls`).
-    let reset = fake.world().calls.len() + 7;
+    // Call 6 of a rotation is the reset (`tests::rotation_calls`).
+    let reset = fake.world().calls.len() + 6;
     fake.world().faults.insert(reset, Fault::After);
     let _ = reconcile_now(&fake, &ctx).await;
     reconcile_now(&fake, &process(&fake)).await.expect("recovered");

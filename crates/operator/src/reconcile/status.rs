@@ -118,6 +118,7 @@ impl Draft {
             }
             Record::Ready { ready, reason, message } => self.set(READY, *ready, *reason, message),
             Record::Fingerprint(fingerprint) => self.status.credentials_fingerprint = fingerprint.clone(),
+            Record::SecretVersion(version) => self.status.secret_resource_version = version.clone(),
             Record::Finished { target, recovered } => {
                 let rotation = self.rotation(*target);
                 if let Some(n) = rotation.scheduled {
@@ -224,6 +225,7 @@ pub fn status_patch(status: &RedisPasswordRotationStatus, resource: &RedisPasswo
             "lastRotationTime": s.last_rotation_time,
             "secretName": s.secret_name,
             "credentialsFingerprint": s.credentials_fingerprint,
+            "secretResourceVersion": s.secret_resource_version,
             "consumersFingerprint": s.consumers_fingerprint,
             "nextRotationTime": s.next_rotation_time,
             "scheduledRotations": s.scheduled_rotations,

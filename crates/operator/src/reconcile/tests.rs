@@ -53,7 +53,7 @@ pub(super) fn credentials(n: u32) -> upstash_api::DatabaseCredentials {
 
 /// A fresh process: nothing in memory.
 pub(super) fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
-    let mut ctx = Context::new(fake.clone(), fake.clone(), Vec::new(), Arc::default());
+    let mut ctx = Context::new(fake.clone(), fake.clone(), Default::default(), Arc::default());
     ctx.identity = "test-process".into();
     // Recovery may reset again at once: no other process is in flight here.
     ctx.reset_window = std::time::Duration::ZERO;
@@ -148,8 +148,7 @@ pub(super) fn rotation_calls() -> Vec<Call> {
         Call::GetSecret(API_KEY.into()),
         Call::DryRunSecret, // the answer will be storable
         Call::PatchObject,  // finalizer
-        Call::PatchStatus,  // intent
-        Call::GetResource,  // the intent is still ours
+        Call::PatchStatus,  // intent, on the version decided on
         Call::Reset,        // answer kept in memory
         Call::GetSecret(SECRET.into()),
         Call::ApplySecret, // Secret before status
@@ -167,14 +166,10 @@ async fn a_rotation_records_its_intent_before_the_reset_and_the_secret_before_th
     reconcile_now(&fake, &ctx).await.expect("rotate");
     assert_eq!(take_calls(&fake), rotation_calls());
     assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
-    // Nothing left to do: the next reconcile resets nothing and writes no
-    // status (its Secret apply is a no-op; issue 12 drops it too).
+    // Nothing left to do: the next reconcile (the echo of the status
+    // write) finds the resource at rest and neither asks Upstash nor writes.
     reconcile_now(&fake, &ctx).await.expect("steady");
-    let calls = take_calls(&fake);
-    assert!(
-        !calls.iter().any(|c| matches!(c, Call::Reset | Call::PatchStatus | Call::Publish(_))),
-        "{calls:?}"
-    );
+    assert_eq!(after_reads(take_calls(&fake)), []);
 }
 
 /// Injects each kind of fault at each call of `rotation_calls`, with and
@@ -245,7 +240,7 @@ async fn a_secret_write_that_keeps_failing_is_finished_from_memory_without_a_sec
     let (fake, ctx) = ready_to_rotate().await;
     // Every write attempt of the first reconcile (each a read, then an apply).
     for attempt in 0..5 {
-        fake.world().faults.insert(9 + 2 * attempt, Fault::Before);
+        fake.world().faults.insert(8 + 2 * attempt, Fault::Before);
     }
     let failure = reconcile_now(&fake, &ctx).await.expect_err("the Secret cannot be written");
     assert_eq!(failure.error.reason().as_str(), "SecretWriteFailed");
@@ -338,7 +333,7 @@ pub(super) fn after_reads(calls: Vec<Call>) -> Vec<Call> {
 async fn an_answer_in_memory_is_written_without_asking_upstash() {
     let (fake, ctx) = ready_to_rotate().await;
     for attempt in 0..5 {
-        fake.world().faults.insert(9 + 2 * attempt, Fault::Before);
+        fake.world().faults.insert(8 + 2 * attempt, Fault::Before);
     }
     reconcile_now(&fake, &ctx).await.expect_err("the Secret cannot be written");
     take_calls(&fake);
@@ -360,7 +355,7 @@ async fn an_answer_in_memory_is_written_without_asking_upstash() {
 #[tokio::test]
 async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
     let (fake, ctx) = ready_to_rotate().await;
-    fake.world().faults.insert(13, Fault::Before); // the final status write
+    fake.world().faults.insert(12, Fault::Before); // the final status write
     reconcile_now(&fake, &ctx).await.expect_err("status write refused");
     let restarted = process(&fake);
     take_calls(&fake);
@@ -384,7 +379,6 @@ async fn a_reset_that_never_happened_is_recorded_again_then_sent() {
         [
             Call::GetDatabase, // still the credentials from before the intent
             Call::PatchStatus, // attempt 2
-            Call::GetResource,
             Call::Reset,
             Call::GetSecret(SECRET.into()),
             Call::ApplySecret,
@@ -404,8 +398,8 @@ async fn hidden_credentials_reset_blind_with_a_warning_and_at_most_three_times()
     let ctx = process(&fake);
     reconcile_now(&fake, &ctx).await.expect("rotated blind");
     assert_eq!(
-        after_reads(take_calls(&fake))[..4],
-        [Call::GetDatabase, Call::PatchStatus, Call::GetResource, Call::Publish("ResetRepeated")]
+        after_reads(take_calls(&fake))[..3],
+        [Call::GetDatabase, Call::PatchStatus, Call::Publish("ResetRepeated")]
     );
     assert_eq!(fake.world().resets, 1);
     // The limit: three blind resets already spent stops at a condition.
@@ -451,8 +445,10 @@ async fn an_edited_secret_gets_the_current_credentials_back_without_a_reset() {
             Call::GetDatabase,
             Call::GetSecret(SECRET.into()),
             Call::ApplySecret,
-            // The status already says what is true again: no write.
-            Call::Publish("DriftCorrected")
+            Call::Publish("DriftCorrected"),
+            // Only the Secret's new version: the rest of the status already
+            // says what is true again.
+            Call::PatchStatus,
         ]
     );
     assert_eq!((done(&fake, 0), fake.world().resets), (Ok(()), 0));

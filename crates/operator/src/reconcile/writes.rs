@@ -23,7 +23,13 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// read then is the write's precondition; force is used only on a Secret
     /// that is already ours, and a new one is created without it, so a
     /// concurrent creator's fields conflict instead of being overwritten.
-    pub(super) async fn write_secret(&self, desired: &Secret, guard: Guard, rotation: Written) -> Result<()> {
+    /// Returns the Secret's version after the write.
+    pub(super) async fn write_secret(
+        &self,
+        desired: &Secret,
+        guard: Guard,
+        rotation: Written,
+    ) -> Result<Option<String>> {
         self.ctx.fence.check()?;
         let name = desired.metadata.name.clone().unwrap_or_default();
         let current = self.ctx.kube.get_secret(&self.namespace, &name).await?;
@@ -89,7 +95,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
             }));
         let ours = writable(existing, &self.resource)?;
         let mode = ApplyMode { force: ours, dry_run: true };
-        self.ctx.kube.apply_secret(&self.namespace, &probe, mode).await.map_err(|e| {
+        self.ctx.kube.apply_secret(&self.namespace, &probe, mode).await.map(drop).map_err(|e| {
             Error::SecretNotWritable(format!(
                 "Secret {name} cannot be written, so no reset was made: {}",
                 kube_message(&e)

@@ -1,0 +1,91 @@
+//! What the operator keeps of the objects it watches: the resources and the
+//! metadata of the Secrets it wrote, trimmed, and indexes that find the
+//! resources pointing at a database, a Secret or an account.
+
+pub mod index;
+pub mod rechecks;
+pub mod trim;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    core::PartialObjectMeta,
+    runtime::reflector::{ObjectRef, Store},
+};
+
+pub use index::{Index, Indexes, Key};
+pub use rechecks::{KeyVersions, Rechecks};
+
+use crate::crd::RedisPasswordRotation;
+
+/// The caches of every watched scope.
+#[derive(Clone, Default)]
+pub struct Caches {
+    pub resources: Vec<Store<RedisPasswordRotation>>,
+    /// Metadata of the Secrets the operator wrote (its label selects them).
+    pub written: Vec<Store<PartialObjectMeta<Secret>>>,
+    pub index: Indexes,
+    /// Resources whose key changed: their next reconcile checks with it.
+    pub rechecks: std::sync::Arc<Rechecks>,
+}
+
+impl Caches {
+    /// The version of Secret `name` in `namespace` as the cache has it,
+    /// once every Secret cache is synced (`None` if it is not there, or
+    /// the caches are still filling after `limit`).
+    pub async fn written_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        limit: Duration,
+    ) -> Option<Option<String>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        for store in &self.written {
+            if !ready(store, Some(deadline)).await {
+                return None;
+            }
+        }
+        let key = ObjectRef::new(name).within(namespace);
+        let found = self.written.iter().find_map(|store| store.get(&key));
+        Some(found.and_then(|s| s.metadata.resource_version.clone()))
+    }
+
+    /// Whether every resource cache is synced, waiting at most `limit`.
+    pub async fn resources_ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        for store in &self.resources {
+            if !ready(store, Some(deadline)).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The cached resources that point at `key`.
+    pub fn pointing_at(&self, key: &Key) -> Vec<std::sync::Arc<RedisPasswordRotation>> {
+        self.index
+            .lookup(key)
+            .iter()
+            .filter_map(|object| self.resources.iter().find_map(|store| store.get(object)))
+            .collect()
+    }
+}
+
+/// Waits until `store` holds its first complete list, or `deadline` passes
+/// (`None`: as long as it takes; `false` if the store's writer is gone).
+/// Polls in short slices: the store's readiness signal wakes only one of
+/// several waiters, so a single long wait could miss it.
+pub async fn ready<K>(store: &Store<K>, deadline: Option<tokio::time::Instant>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => return false,
+            Err(_) => {}
+        }
+    }
+}

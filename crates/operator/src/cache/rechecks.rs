@@ -1,0 +1,176 @@
+//! A resource at rest is reconciled from the caches without asking Upstash.
+//! When the key it reaches Upstash with changes (its key Secret, or its
+//! account's spec or key check), it must check once with the new key, so
+//! that a wrong key shows on the resource before its next rotation. These
+//! marks say so; seeing the same key again (a relist, a restart) is not a
+//! change and marks nothing.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    ResourceExt as _,
+    core::PartialObjectMeta,
+    runtime::{reflector::ObjectRef, watcher},
+};
+use parking_lot::Mutex;
+
+use crate::crd::RedisPasswordRotation;
+
+/// Resources whose next reconcile must not stop at rest.
+#[derive(Default)]
+pub struct Rechecks(Mutex<HashSet<ObjectRef<RedisPasswordRotation>>>);
+
+impl Rechecks {
+    pub fn mark(&self, resources: &[ObjectRef<RedisPasswordRotation>]) {
+        self.0.lock().extend(resources.iter().cloned());
+    }
+
+    /// Whether `resource` was marked; the mark is used up.
+    pub fn take(&self, resource: &ObjectRef<RedisPasswordRotation>) -> bool {
+        self.0.lock().remove(resource)
+    }
+}
+
+type SecretKey = (String, String);
+
+/// The last version seen of each key Secret some resource names.
+#[derive(Default)]
+pub struct KeyVersions {
+    seen: HashMap<SecretKey, String>,
+    /// During a relist: the Secrets it has listed so far.
+    relisted: Option<HashSet<SecretKey>>,
+}
+
+impl KeyVersions {
+    /// The Secrets of `event` whose version changed, or that are gone,
+    /// since last seen. `named` says whether some resource names a Secret;
+    /// others are neither remembered nor reported.
+    pub fn changed(
+        &mut self,
+        event: watcher::Event<PartialObjectMeta<Secret>>,
+        named: impl Fn(&str, &str) -> bool,
+    ) -> Vec<PartialObjectMeta<Secret>> {
+        let key = |s: &PartialObjectMeta<Secret>| (s.namespace().unwrap_or_default(), s.name_any());
+        match event {
+            watcher::Event::Init => {
+                self.relisted = Some(HashSet::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(secret) => {
+                let k = key(&secret);
+                if let Some(relisted) = self.relisted.as_mut() {
+                    relisted.insert(k.clone());
+                }
+                // First seen in a list: nothing to compare with.
+                self.update(k, &secret, &named, false).then_some(secret).into_iter().collect()
+            }
+            watcher::Event::Apply(secret) => {
+                // Seen outside a list: created or changed since the list.
+                self.update(key(&secret), &secret, &named, true).then_some(secret).into_iter().collect()
+            }
+            watcher::Event::Delete(secret) => {
+                self.seen.remove(&key(&secret)).map(|_| secret).into_iter().collect()
+            }
+            watcher::Event::InitDone => {
+                // Gone while the watch was down: what the relist did not list.
+                let Some(relisted) = self.relisted.take() else { return Vec::new() };
+                let gone: Vec<SecretKey> =
+                    self.seen.keys().filter(|k| !relisted.contains(*k)).cloned().collect();
+                gone.into_iter()
+                    .map(|(namespace, name)| {
+                        self.seen.remove(&(namespace.clone(), name.clone()));
+                        let mut secret = PartialObjectMeta::<Secret>::default();
+                        secret.metadata.namespace = Some(namespace);
+                        secret.metadata.name = Some(name);
+                        secret
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Records `secret`'s version; whether that is a change worth a check.
+    fn update(
+        &mut self,
+        key: SecretKey,
+        secret: &PartialObjectMeta<Secret>,
+        named: &impl Fn(&str, &str) -> bool,
+        new_is_change: bool,
+    ) -> bool {
+        if !named(&key.0, &key.1) {
+            self.seen.remove(&key);
+            return false;
+        }
+        let version = secret.metadata.resource_version.clone().unwrap_or_default();
+        match self.seen.insert(key, version.clone()) {
+            Some(before) => before != version,
+            None => new_is_change,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, version: &str) -> PartialObjectMeta<Secret> {
+        let mut s = PartialObjectMeta::<Secret>::default();
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.name = Some(name.into());
+        s.metadata.resource_version = Some(version.into());
+        s
+    }
+
+    fn names(secrets: Vec<PartialObjectMeta<Secret>>) -> Vec<String> {
+        secrets.into_iter().map(|s| s.name_any()).collect()
+    }
+
+    #[test]
+    fn only_a_new_version_or_a_deletion_of_a_named_key_is_a_change() {
+        let mut versions = KeyVersions::default();
+        let named = |_: &str, name: &str| name.starts_with("key");
+        let mut feed = |event| names(versions.changed(event, named));
+        // The first list reports nothing, named or not.
+        assert!(feed(watcher::Event::Init).is_empty());
+        assert!(feed(watcher::Event::InitApply(secret("key-a", "1"))).is_empty());
+        assert!(feed(watcher::Event::InitApply(secret("key-b", "1"))).is_empty());
+        assert!(feed(watcher::Event::InitApply(secret("other", "1"))).is_empty());
+        assert!(feed(watcher::Event::InitDone).is_empty());
+        // Changes after it do, for named Secrets only.
+        assert_eq!(feed(watcher::Event::Apply(secret("key-a", "2"))), ["key-a"]);
+        assert!(feed(watcher::Event::Apply(secret("other", "2"))).is_empty());
+        assert_eq!(feed(watcher::Event::Apply(secret("key-c", "5"))), ["key-c"], "created after the list");
+        assert_eq!(feed(watcher::Event::Delete(secret("key-c", "5"))), ["key-c"]);
+        // A relist: the same versions are no change; a new one is, and so is
+        // a Secret it no longer lists.
+        assert!(feed(watcher::Event::Init).is_empty());
+        assert!(feed(watcher::Event::InitApply(secret("key-a", "2"))).is_empty());
+        assert_eq!(feed(watcher::Event::InitDone), ["key-b"], "no longer listed");
+    }
+
+    #[test]
+    fn a_relist_reports_what_changed_or_went_while_the_watch_was_down() {
+        let mut versions = KeyVersions::default();
+        let named = |_: &str, _: &str| true;
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(secret("key-a", "1")),
+            watcher::Event::InitApply(secret("key-b", "1")),
+            watcher::Event::InitApply(secret("key-c", "1")),
+            watcher::Event::InitDone,
+        ] {
+            assert!(versions.changed(event, named).is_empty());
+        }
+        let mut feed = |event| names(versions.changed(event, named));
+        assert!(feed(watcher::Event::Init).is_empty());
+        assert!(feed(watcher::Event::InitApply(secret("key-a", "1"))).is_empty());
+        assert_eq!(feed(watcher::Event::InitApply(secret("key-b", "7"))), ["key-b"]);
+        assert_eq!(feed(watcher::Event::InitDone), ["key-c"]);
+        let mark = Rechecks::default();
+        let resource = ObjectRef::new("cache").within("ns");
+        mark.mark(std::slice::from_ref(&resource));
+        assert!(mark.take(&resource));
+        assert!(!mark.take(&resource), "used up");
+    }
+}
