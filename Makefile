@@ -41,8 +41,8 @@ fmt: ## Format the code
 	cargo fmt --all
 
 .PHONY: bench
-bench: ## Sync/rotation speed, idleness and memory against same-run baselines
-	hack/bench.sh
+bench: ## The operator at scale, SIZE=1000 (default) or 10000: writes docs/benchmarks.md
+	BENCH_SIZE=$(if $(filter ci,$(SIZE)),1000,$(SIZE)) hack/bench.sh
 
 .PHONY: release
 release: ## Static release binaries (the ones the image contains) in target/x86_64-unknown-linux-musl/release

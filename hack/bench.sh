@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make bench`: runs benches/operator.rs on the local control plane (started
-# and stopped here unless it was already running).
+# `make bench SIZE=N`: runs benches/operator/ with N resources (BENCH_SIZE) on
+# the local control plane (started and stopped here unless it was already
+# running), and writes docs/benchmarks/size-N.json and docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/deps.sh
@@ -10,4 +11,8 @@ eval "$(hack/testenv/up.sh)"
 [ "$running" = 1 ] || trap 'hack/testenv/down.sh' EXIT
 # The benchmark drives the release binaries, built first.
 cargo build --locked --release --workspace --bins
+case "${BENCH_SIZE:=1000}" in
+  '' | *[!0-9]*) echo "SIZE must be a number of resources (1000, 10000), not '$BENCH_SIZE'" >&2; exit 2 ;;
+esac
+export BENCH_SIZE
 cargo bench --locked --bench operator

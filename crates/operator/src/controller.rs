@@ -285,7 +285,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let written_events = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
         .default_backoff()
-        .modify(|secret| trim::metadata(&mut secret.metadata))
+        .modify(|secret| trim::written_secret(&mut secret.metadata))
         .reflect(writer)
         .touched_objects();
     // Credential Secrets carry no label of ours: watch metadata only (an

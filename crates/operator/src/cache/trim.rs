@@ -6,34 +6,37 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::RedisPasswordRotation;
+use crate::{crd::RedisPasswordRotation, secret::RESOURCE_ANNOTATION};
 
-/// The annotation `kubectl apply` keeps: a second copy of the whole spec.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Drops field ownership and the last-applied copy from any object's
-/// metadata.
-pub fn metadata(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
-
-/// Also drops the texts of the status (condition messages, the history)
-/// and the reset attempt's details: reports for people, read fresh when a
-/// reconcile needs them.
+/// Keeps from a resource only what is read from the cache: its identity,
+/// version, generation, creation and deletion times and finalizers; its
+/// spec; the status fields that tell whether it is at rest (no history, no
+/// condition texts, no reset details). Labels, annotations (a
+/// last-applied copy of the spec among them) and `managedFields` go.
 pub fn resource(resource: &mut RedisPasswordRotation) {
-    metadata(&mut resource.metadata);
+    identity_only(&mut resource.metadata);
     if let Some(status) = resource.status.as_mut() {
         status.history = Vec::new();
+        status.reset = None;
         for condition in &mut status.conditions {
             condition.message = String::new();
         }
     }
+}
+
+/// Keeps from a Secret the operator wrote its identity, its version and the
+/// annotation naming its resource: all the cache is read for.
+pub fn written_secret(meta: &mut ObjectMeta) {
+    let resource = meta.annotations.as_mut().and_then(|a| a.remove(RESOURCE_ANNOTATION));
+    identity_only(meta);
+    meta.annotations = resource.map(|name| [(RESOURCE_ANNOTATION.to_owned(), name)].into());
+}
+
+fn identity_only(meta: &mut ObjectMeta) {
+    meta.labels = None;
+    meta.annotations = None;
+    meta.managed_fields = None;
+    meta.owner_references = None;
 }
 
 #[cfg(test)]
@@ -45,7 +48,8 @@ mod tests {
         let mut r: RedisPasswordRotation = serde_json::from_value(serde_json::json!({
             "apiVersion": "upstash-rotator.io/v1alpha1", "kind": "RedisPasswordRotation",
             "metadata": {"name": "a", "namespace": "ns", "generation": 2, "finalizers": ["f"],
-                "annotations": {LAST_APPLIED: "{...}", "team": "x"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "x"},
+                "labels": {"app": "shop"},
                 "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
             "spec": {"databaseId": "db", "rotation": 3, "credentialsSecretRef": {"name": "k"}},
             "status": {"rotation": 3, "secretResourceVersion": "7", "history": [
@@ -55,14 +59,39 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("resource: {e}"));
         resource(&mut r);
-        assert!(r.metadata.managed_fields.is_none());
-        let annotations = r.metadata.annotations.clone().unwrap_or_default();
-        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        assert!(
+            r.metadata.managed_fields.is_none()
+                && r.metadata.annotations.is_none()
+                && r.metadata.labels.is_none()
+        );
+        assert_eq!((r.metadata.name.as_deref(), r.metadata.generation), (Some("a"), Some(2)));
         let status = r.status.unwrap_or_default();
         assert!(status.history.is_empty());
         assert_eq!(status.conditions[0].message, "");
         assert_eq!((status.conditions[0].status.as_str(), status.rotation), ("True", Some(3)));
         assert_eq!(status.secret_resource_version.as_deref(), Some("7"));
         assert_eq!(r.metadata.finalizers, Some(vec!["f".to_owned()]));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_written_secret_keeps_its_version_and_resource() {
+        let mut meta = ObjectMeta {
+            name: Some("cache".into()),
+            resource_version: Some("9".into()),
+            labels: Some([("app.kubernetes.io/managed-by".to_owned(), "upstash-rotator".to_owned())].into()),
+            annotations: Some(
+                [(RESOURCE_ANNOTATION.to_owned(), "cache".to_owned()), ("other".to_owned(), "x".to_owned())]
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        written_secret(&mut meta);
+        assert_eq!(meta.annotations, Some([(RESOURCE_ANNOTATION.to_owned(), "cache".to_owned())].into()));
+        assert_eq!((meta.resource_version.as_deref(), meta.labels), (Some("9"), None));
     }
 }

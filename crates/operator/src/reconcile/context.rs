@@ -47,6 +47,9 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Consecutive failures and the retry gate, keyed by resource uid.
     failures: Mutex<HashMap<String, Failure>>,
+    /// Versions replaced by this process's writes, to tell caches behind
+    /// them.
+    pub replaced: super::replaced::Replaced,
 }
 
 /// What a resource and its Secrets looked like when a reconcile started:
@@ -90,6 +93,7 @@ impl<K, U> Context<K, U> {
             drift: None,
             remembered: Mutex::default(),
             failures: Mutex::default(),
+            replaced: Default::default(),
         }
     }
 
@@ -186,6 +190,7 @@ impl<K, U> Context<K, U> {
     pub fn forget_resource(&self, uid: &str) {
         self.forget(uid);
         self.succeeded(uid);
+        self.replaced.forget(uid);
     }
 }
 

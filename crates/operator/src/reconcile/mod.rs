@@ -20,6 +20,7 @@ pub mod messages;
 mod observe;
 pub mod ops;
 pub mod plan;
+mod replaced;
 mod status;
 mod verify;
 mod writes;
@@ -84,8 +85,18 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     // A resource whose key changed checks with it once, at rest or not.
     let recheck = ctx.caches.rechecks.take(&ObjectRef::new(&name).within(&namespace));
     let cached = ctx.caches.written_version(&namespace, &resource.secret_name(), CACHE_WAIT).await;
+    let cached_secret = cached.clone().flatten();
+    if !recheck && ctx.replaced.behind(&uid, resource.resource_version().as_deref(), cached_secret.as_deref())
+    {
+        // The echo of a newer write of ours brings the next reconcile.
+        measure.ok();
+        return Ok(Action::await_change());
+    }
     let rests = !recheck
         && cached.is_some_and(|version| at_rest::at_rest(&resource, version.as_deref(), Timestamp::now()));
+    if rests {
+        ctx.replaced.forget(&uid);
+    }
     if rests && let Some(action) = resting(&ctx, &resource) {
         measure.ok();
         return Ok(action);

@@ -56,12 +56,15 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
             }
         }
         let mut desired = desired.clone();
-        desired.metadata.resource_version = current_version;
-        self.ctx
+        desired.metadata.resource_version = current_version.clone();
+        let written = self
+            .ctx
             .kube
             .apply_secret(&self.namespace, &desired, ApplyMode { force: ours, dry_run: false })
             .await
-            .map_err(|e| Error::from_write(e, &format!("Secret {name}")))
+            .map_err(|e| Error::from_write(e, &format!("Secret {name}")))?;
+        self.ctx.replaced.secret(&self.uid, current_version, written.clone());
+        Ok(written)
     }
 
     /// Proves, before an intent is recorded, that the Secret write after the
@@ -130,13 +133,21 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     async fn patch_status(&mut self, patch: serde_json::Value) -> Result<()> {
         self.ctx.fence.check()?;
         let name = self.resource.name_any();
-        self.resource = self
+        let written = self
             .ctx
             .kube
             .patch_status(&self.namespace, &name, &patch)
             .await
             .map_err(|e| Error::from_write(e, "the resource"))?;
+        self.replaced(written);
         Ok(())
+    }
+
+    /// Takes the resource as a write of ours stored it.
+    fn replaced(&mut self, written: crate::crd::RedisPasswordRotation) {
+        let before = self.resource.resource_version();
+        self.ctx.replaced.resource(&self.uid, before, written.resource_version());
+        self.resource = written;
     }
 
     pub(super) async fn add_finalizer(&mut self) -> Result<()> {
@@ -169,12 +180,13 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
             "resourceVersion": self.resource.resource_version(),
         }});
         let name = self.resource.name_any();
-        self.resource = self
+        let written = self
             .ctx
             .kube
             .patch_object(&self.namespace, &name, &patch)
             .await
             .map_err(|e| Error::from_write(e, "the resource"))?;
+        self.replaced(written);
         Ok(())
     }
 }

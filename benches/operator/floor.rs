@@ -1,0 +1,116 @@
+//! The floor: the least a crash-safe rotation can cost, made by hand with
+//! the same clients and objects. Per resource: the intent status patch (on
+//! the version read before, as the operator's), one reset, the Secret apply,
+//! the final status patch. No dry run, no event, no verification, no read:
+//! what the operator does beyond this is what the ratio shows.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, Patch, PatchParams},
+};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use testkit::sim::Sim;
+use upstash_rotator::crd::RedisPasswordRotation;
+
+use crate::Result;
+
+/// Floor resources by name: their database and last `resourceVersion`.
+pub struct Floor {
+    pub resources: Api<RedisPasswordRotation>,
+    pub secrets: Api<Secret>,
+    pub databases: Vec<(String, String)>,
+    versions: Mutex<HashMap<String, String>>,
+}
+
+impl Floor {
+    pub fn new(client: &Client, namespace: &str, created: Vec<(String, String, String)>) -> Self {
+        let versions = created.iter().map(|(name, _, version)| (name.clone(), version.clone())).collect();
+        Self {
+            resources: Api::namespaced(client.clone(), namespace),
+            secrets: Api::namespaced(client.clone(), namespace),
+            databases: created.into_iter().map(|(name, id, _)| (name, id)).collect(),
+            versions: Mutex::new(versions),
+        }
+    }
+
+    /// Rotates every floor resource to `rotation`, `concurrency` at a time.
+    pub async fn rotate_all(&self, sim: &Sim, rotation: i64, concurrency: usize) -> Result<Duration> {
+        let started = Instant::now();
+        futures::stream::iter(self.databases.iter().map(Ok::<_, Box<dyn std::error::Error>>))
+            .try_for_each_concurrent(concurrency, |(name, id)| self.rotate(sim, name, id, rotation))
+            .await?;
+        Ok(started.elapsed())
+    }
+
+    async fn rotate(&self, sim: &Sim, name: &str, id: &str, rotation: i64) -> Result<()> {
+        let version = self.versions.lock().get(name).cloned().ok_or("no version")?;
+        let now = Timestamp::now().to_string();
+        let intent = json!({
+            "metadata": {"resourceVersion": version},
+            "status": {"pendingRotation": rotation, "reset": {"holder": "floor", "attempt": 1, "requestedAt": now}}
+        });
+        let params = PatchParams::default();
+        let stored = self.resources.patch_status(name, &params, &Patch::Merge(&intent)).await?;
+        let response =
+            sim.api(reqwest::Method::POST, &format!("/v2/redis/reset-password/{id}")).send().await?;
+        if !response.status().is_success() {
+            return Err(format!("floor reset of {id}: {}", response.status()).into());
+        }
+        let db: Value = response.json().await?;
+        let text = |key: &str| ByteString(db[key].as_str().unwrap_or_default().as_bytes().to_vec());
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                annotations: Some([("upstash-rotator.io/rotation".to_owned(), rotation.to_string())].into()),
+                ..Default::default()
+            },
+            data: Some(
+                [
+                    ("UPSTASH_REDIS_PASSWORD", text("password")),
+                    ("UPSTASH_REDIS_ENDPOINT", text("endpoint")),
+                    ("UPSTASH_REDIS_PORT", ByteString(db["port"].to_string().into_bytes())),
+                    ("UPSTASH_REDIS_REST_URL", text("endpoint")),
+                    ("UPSTASH_REDIS_REST_TOKEN", text("rest_token")),
+                    ("UPSTASH_REDIS_READ_ONLY_REST_TOKEN", text("read_only_rest_token")),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        let applied =
+            self.secrets.patch(name, &PatchParams::apply("floor").force(), &Patch::Apply(&secret)).await?;
+        let done = json!({
+            "metadata": {"resourceVersion": stored.metadata.resource_version},
+            "status": {
+                "rotation": rotation, "pendingRotation": null, "reset": null,
+                "secretResourceVersion": applied.metadata.resource_version,
+                "lastRotationTime": now,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Rotated",
+                    "message": format!("rotation {rotation} applied"), "lastTransitionTime": now}]
+            }
+        });
+        let finished = self.resources.patch_status(name, &params, &Patch::Merge(&done)).await?;
+        let version = finished.metadata.resource_version.ok_or("no version")?;
+        self.versions.lock().insert(name.to_owned(), version);
+        Ok(())
+    }
+}
+
+/// Runs `make` for every item, `concurrency` at a time.
+pub async fn concurrently<T, F, Fut>(items: Vec<T>, concurrency: usize, make: F) -> Result<Vec<Fut::Output>>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future,
+{
+    Ok(futures::stream::iter(items.into_iter().map(make)).buffer_unordered(concurrency).collect().await)
+}

@@ -1,0 +1,452 @@
+//! `make bench SIZE=1000|10000`: the operator at scale on the local control
+//! plane, against baselines measured in the same run. Writes
+//! docs/benchmarks/size-<N>.json and regenerates docs/benchmarks.md from
+//! every size measured so far.
+//!
+//! Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
+
+mod floor;
+mod probe;
+mod process;
+mod report;
+mod tracker;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{Namespace, Secret},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use testkit::sim::{API_KEY, EMAIL, Sim};
+use upstash_rotator::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
+
+use floor::{Floor, concurrently};
+use probe::{ApiRequests, cpu_ns, memory_kib, sim_calls};
+use process::Operator;
+use tracker::Tracker;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Rotation bursts: 1,000 resources (or all, when fewer), at the default
+/// concurrency and two others.
+const BURST: usize = 1000;
+const CONCURRENCIES: [u16; 3] = [4, 16, 64];
+/// Unrelated Secrets, in another namespace, for the memory they cost.
+const UNRELATED: usize = 10_000;
+const LATENCY_SAMPLES: usize = 100;
+const IDLE: Duration = Duration::from_secs(60);
+/// Requests the bench itself keeps in flight while creating or patching.
+const BENCH_PARALLEL: usize = 32;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    upstash_rotator::tls::install_crypto_provider();
+    let size: usize = std::env::var("BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let burst = size.min(BURST);
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let logs = out.join("target/bench");
+    std::fs::create_dir_all(&logs)?;
+    let client = testkit::admin_client().await;
+    testkit::install_crds(&client, &testkit::operator::committed_crds()).await;
+    let foreign = count_resources(&client).await?;
+    let sim = Sim::start(&[]).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+    let (ns, floor_ns, unrelated_ns) =
+        (format!("bench-{suffix}"), format!("bench-floor-{suffix}"), format!("bench-other-{suffix}"));
+    for name in [&ns, &floor_ns, &unrelated_ns] {
+        create_namespace(&client, name).await?;
+    }
+    let mut results = json!({
+        "size": size, "burst": burst, "foreign_resources": foreign,
+        "date": k8s_openapi::jiff::Timestamp::now().to_string(),
+        "machine": machine(),
+    });
+    let outcome = run(&client, &sim, size, burst, [&ns, &floor_ns, &unrelated_ns], &logs, &mut results).await;
+    for name in [&ns, &floor_ns, &unrelated_ns] {
+        let _ = clear_namespace(&client, name).await;
+    }
+    outcome?;
+    report::write(&out.join("docs"), &results)?;
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}
+
+async fn run(
+    client: &Client,
+    sim: &Sim,
+    size: usize,
+    burst: usize,
+    [ns, floor_ns, unrelated_ns]: [&String; 3],
+    logs: &Path,
+    results: &mut Value,
+) -> Result<()> {
+    for namespace in [ns, floor_ns] {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        secrets.create(&PostParams::default(), &testkit::world::api_key_secret(EMAIL, API_KEY)).await?;
+    }
+
+    // The simulator: databases for the operator's resources and the floor's.
+    let started = Instant::now();
+    let ids = create_databases(sim, "bench", size).await?;
+    results["sim_create_s"] = json!(started.elapsed().as_secs_f64());
+    let floor_ids = create_databases(sim, "floor", burst).await?;
+
+    // The floor, before the operator runs (it would reconcile the floor's
+    // resources too), at each concurrency.
+    let created = create_resources(client, floor_ns, "f", &floor_ids).await?;
+    let floor = Floor::new(client, floor_ns, created);
+    let mut floors = Vec::new();
+    for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
+        let took = floor.rotate_all(sim, round as i64 + 1, usize::from(*concurrency)).await?;
+        floors.push(took.as_secs_f64());
+    }
+    floor.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    floor.secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+
+    let tracker = Tracker::start(client, ns).await?;
+    let operator = Operator::start(&sim.url, 4, logs.join("operator-empty.log")).await?;
+    results["memory"] = json!({"empty_rss_kib": memory_kib(operator.pid, "VmRSS:"), "empty_hwm_kib": memory_kib(operator.pid, "VmHWM:")});
+
+    // First sync: every resource created at once.
+    let before = Readings::take(client, sim, &operator).await?;
+    let started = Instant::now();
+    create_resources(client, ns, "r", &ids).await?;
+    let took = tracker
+        .wait_applied("r", size, 0, Duration::from_secs(1800))
+        .await
+        .map_err(|e| with_log(e, &operator))?;
+    let _ = started;
+    let after = Readings::take(client, sim, &operator).await?;
+    let api = after.api.since(&before.api);
+    // The bench's own writes: one create per resource.
+    let bench_writes = size as u64;
+    results["first_sync"] = json!({
+        "seconds": took.as_secs_f64(),
+        "upstash_gets_per_resource": ratio(probe::delta(&before.sim, &after.sim, "get"), size),
+        "upstash_calls": probe::total_delta(&before.sim, &after.sim),
+        "writes_per_resource": ratio(api.writes().saturating_sub(bench_writes), size),
+        "reads_per_resource": ratio(api.reads(), size),
+        "reconciles_per_resource": ratio(after.reconciles - before.reconciles, size),
+        "operator_cpu_ms": (after.cpu_ns - before.cpu_ns) as f64 / 1e6,
+    });
+
+    // Idle: nothing changes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = Readings::take(client, sim, &operator).await?;
+    tokio::time::sleep(IDLE).await;
+    let after = Readings::take(client, sim, &operator).await?;
+    results["idle"] = json!({
+        "seconds": IDLE.as_secs(),
+        "operator_cpu_ms": (after.cpu_ns - before.cpu_ns) as f64 / 1e6,
+        "reconciles": after.reconciles - before.reconciles,
+        "upstash_calls": probe::total_delta(&before.sim, &after.sim),
+        "apiserver_requests": after.api.since(&before.api).all(),
+    });
+    results["memory"]["synced_rss_kib"] = json!(memory_kib(operator.pid, "VmRSS:"));
+    results["memory"]["synced_hwm_kib"] = json!(memory_kib(operator.pid, "VmHWM:"));
+
+    // Restart: a new process finds every resource at rest.
+    operator.stop().await?;
+    let (operator, restarted) = restart(client, sim, size, 4, logs.join("operator-restart.log")).await?;
+    results["restart"] = restarted;
+    results["memory"]["restarted_hwm_kib"] = json!(memory_kib(operator.pid, "VmHWM:"));
+
+    // Latency, one rotation at a time.
+    let resources: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), ns);
+    let (mut to_secret, mut to_status) = (Vec::new(), Vec::new());
+    for i in 0..LATENCY_SAMPLES.min(size) {
+        let name = resource_name(i);
+        let started = Instant::now();
+        bump(&resources, &name, 1).await?;
+        let (mut secret, mut status) = (None, None);
+        while status.is_none() || secret.is_none() {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(with_log(
+                    format!("rotation of {name} did not finish within 30 s").into(),
+                    &operator,
+                ));
+            }
+            if secret.is_none() && tracker.secret_rotation(ns, &name) == Some(1) {
+                secret = Some(started.elapsed());
+            }
+            if status.is_none() && tracker.status_rotation(ns, &name) == Some(1) {
+                status = Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        to_secret.extend(secret);
+        to_status.extend(status);
+    }
+    results["latency_ms"] = json!({
+        "samples": to_status.len(),
+        "secret_p50": percentile(&mut to_secret, 0.50), "secret_p99": percentile(&mut to_secret, 0.99),
+        "status_p50": percentile(&mut to_status, 0.50), "status_p99": percentile(&mut to_status, 0.99),
+    });
+
+    // Rotation bursts at each concurrency, against the floor's.
+    let prefix = if size > BURST { "r00" } else { "r" };
+    let mut bursts = Vec::new();
+    let mut operator = Some(operator);
+    for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
+        if let Some(running) = operator.take() {
+            running.stop().await?;
+        }
+        let log = logs.join(format!("operator-burst-{concurrency}.log"));
+        let running = Operator::start(&sim.url, *concurrency, log).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rotation = round as i64 + 2;
+        let before = Readings::take(client, sim, &running).await?;
+        let started = Instant::now();
+        let names: Vec<String> = (0..burst).map(resource_name).collect();
+        let patched = concurrently(names, BENCH_PARALLEL, |name| {
+            let resources = resources.clone();
+            async move { bump(&resources, &name, rotation).await }
+        })
+        .await?;
+        patched.into_iter().collect::<Result<Vec<()>>>()?;
+        let took = tracker
+            .wait_applied(prefix, burst, rotation, Duration::from_secs(1800))
+            .await
+            .map_err(|e| with_log(e, &running))?;
+        let _ = started;
+        let after = Readings::take(client, sim, &running).await?;
+        let api = after.api.since(&before.api);
+        // The bench's own writes: one counter patch per resource.
+        let bench_writes = burst as u64;
+        let floor = floors[round];
+        bursts.push(json!({
+            "concurrency": concurrency,
+            "seconds": took.as_secs_f64(),
+            "floor_seconds": floor,
+            "ratio_to_floor": took.as_secs_f64() / floor,
+            "resets": probe::delta(&before.sim, &after.sim, "reset-password"),
+            "upstash_gets": probe::delta(&before.sim, &after.sim, "get"),
+            "writes_per_rotation": ratio(api.writes().saturating_sub(bench_writes), burst),
+            "events_per_rotation": ratio(api.events(), burst),
+            "dry_runs_per_rotation": ratio(api.dry_runs(), burst),
+            "reads_per_rotation": ratio(api.reads(), burst),
+            "reconciles_per_rotation": ratio(after.reconciles - before.reconciles, burst),
+            "operator_cpu_ms_per_rotation": (after.cpu_ns - before.cpu_ns) as f64 / 1e6 / burst as f64,
+        }));
+        operator = Some(running);
+    }
+    results["bursts"] = json!(bursts);
+
+    // Unrelated Secrets elsewhere: what they cost a restarted operator, and
+    // what one event on them costs.
+    if let Some(running) = operator.take() {
+        running.stop().await?;
+    }
+    let others: Api<Secret> = Api::namespaced(client.clone(), unrelated_ns);
+    let names: Vec<String> = (0..UNRELATED).map(|i| format!("other-{i:05}")).collect();
+    let created = concurrently(names.clone(), BENCH_PARALLEL, |name| {
+        let others = others.clone();
+        async move { others.create(&PostParams::default(), &unrelated_secret(&name)).await }
+    })
+    .await?;
+    created.into_iter().collect::<std::result::Result<Vec<_>, _>>()?;
+    let (operator, restart_with_others) =
+        restart(client, sim, size, 4, logs.join("operator-unrelated.log")).await?;
+    results["restart_with_unrelated_secrets"] = restart_with_others;
+    results["memory"]["restarted_with_unrelated_hwm_kib"] = json!(memory_kib(operator.pid, "VmHWM:"));
+    let touched = 2000.min(UNRELATED);
+    let cpu_before = cpu_ns(operator.pid);
+    let labelled = concurrently(names[..touched].to_vec(), BENCH_PARALLEL, |name| {
+        let others = others.clone();
+        async move {
+            let patch = json!({"metadata": {"labels": {"bench-touched": "yes"}}});
+            others.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+        }
+    })
+    .await?;
+    labelled.into_iter().collect::<std::result::Result<Vec<_>, _>>()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    results["secret_event_cpu_us"] = json!((cpu_ns(operator.pid) - cpu_before) as f64 / 1e3 / touched as f64);
+    results["memory"]["final_rss_kib"] = json!(memory_kib(operator.pid, "VmRSS:"));
+    results["memory"]["final_hwm_kib"] = json!(memory_kib(operator.pid, "VmHWM:"));
+    operator.stop().await?;
+
+    results["sizes"] = json!({
+        "operator_binary_bytes": std::fs::metadata(testkit::binary("upstash-rotator"))?.len(),
+        "image": report::image_size(),
+    });
+    Ok(())
+}
+
+/// What the counters say at one moment.
+struct Readings {
+    api: ApiRequests,
+    sim: std::collections::BTreeMap<String, u64>,
+    reconciles: u64,
+    cpu_ns: u64,
+}
+
+impl Readings {
+    async fn take(client: &Client, sim: &Sim, operator: &Operator) -> Result<Self> {
+        Ok(Self {
+            api: ApiRequests::read(client).await?,
+            sim: sim_calls(&sim.http, &sim.url).await?,
+            reconciles: operator.reconciles().await?,
+            cpu_ns: cpu_ns(operator.pid),
+        })
+    }
+}
+
+/// Starts an operator on resources at rest and measures until each was
+/// reconciled once.
+async fn restart(
+    client: &Client,
+    sim: &Sim,
+    size: usize,
+    concurrency: u16,
+    log: PathBuf,
+) -> Result<(Operator, Value)> {
+    let api_before = ApiRequests::read(client).await?;
+    let sim_before = sim_calls(&sim.http, &sim.url).await?;
+    let started = Instant::now();
+    let operator = Operator::start(&sim.url, concurrency, log).await?;
+    let ready = started.elapsed();
+    loop {
+        if operator.reconciles().await? >= size as u64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(with_log(
+                "the restarted operator did not reconcile every resource in 600 s".into(),
+                &operator,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    // Let anything the reconciles started land before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api = ApiRequests::read(client).await?.since(&api_before);
+    let sim_after = sim_calls(&sim.http, &sim.url).await?;
+    let value = json!({
+        "ready_seconds": ready.as_secs_f64(),
+        "all_reconciled_seconds": took.as_secs_f64(),
+        "upstash_calls": probe::total_delta(&sim_before, &sim_after),
+        "writes": api.writes(),
+        "reads": api.reads(),
+        "hwm_kib": memory_kib(operator.pid, "VmHWM:"),
+    });
+    Ok((operator, value))
+}
+
+fn with_log(error: Box<dyn std::error::Error>, operator: &Operator) -> Box<dyn std::error::Error> {
+    format!("{error}; the operator's log ends with:\n{}", operator.log_tail()).into()
+}
+
+fn resource_name(i: usize) -> String {
+    format!("r{i:05}")
+}
+
+fn ratio(count: u64, per: usize) -> f64 {
+    count as f64 / per.max(1) as f64
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort();
+    let index =
+        ((samples.len() as f64 * p).ceil() as usize).saturating_sub(1).min(samples.len().saturating_sub(1));
+    samples.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+async fn bump(resources: &Api<RedisPasswordRotation>, name: &str, rotation: i64) -> Result<()> {
+    let patch = json!({"spec": {"rotation": rotation}});
+    resources.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn create_databases(sim: &Sim, prefix: &str, count: usize) -> Result<Vec<String>> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let created =
+        concurrently(names, BENCH_PARALLEL, |name| async move { sim.create_database(&name).await }).await?;
+    let ids =
+        created.iter().filter_map(|db| db["database_id"].as_str().map(str::to_owned)).collect::<Vec<_>>();
+    if ids.len() != count {
+        return Err(format!("{} of {count} databases created", ids.len()).into());
+    }
+    Ok(ids)
+}
+
+/// Creates one resource per database (`verify: false`: the floor does not
+/// check the data plane either); returns (name, database, resourceVersion).
+async fn create_resources(
+    client: &Client,
+    namespace: &str,
+    prefix: &str,
+    ids: &[String],
+) -> Result<Vec<(String, String, String)>> {
+    let api: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), namespace);
+    let items: Vec<(usize, String)> = ids.iter().cloned().enumerate().collect();
+    let created = concurrently(items, BENCH_PARALLEL, |(i, id)| {
+        let api = api.clone();
+        async move {
+            let name = format!("{prefix}{i:05}");
+            let mut spec = RedisPasswordRotationSpec::new(id.as_str(), testkit::world::CREDENTIALS_SECRET);
+            spec.verify = false;
+            let stored = api.create(&PostParams::default(), &RedisPasswordRotation::new(&name, spec)).await?;
+            Ok::<_, kube::Error>((name, id, stored.metadata.resource_version.unwrap_or_default()))
+        }
+    })
+    .await?;
+    Ok(created.into_iter().collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+fn unrelated_secret(name: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        data: Some([("token".to_owned(), ByteString(vec![b'x'; 64]))].into()),
+        ..Default::default()
+    }
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        ..Default::default()
+    };
+    namespaces.create(&PostParams::default(), &namespace).await?;
+    Ok(())
+}
+
+/// Deletes what the bench created (resources at rest have no finalizer).
+async fn clear_namespace(client: &Client, name: &str) -> Result<()> {
+    let resources: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), name);
+    resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), name);
+    secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+/// Resources already on the control plane (another run's, a test's): the
+/// operator watches every namespace, so they are part of what it does.
+async fn count_resources(client: &Client) -> Result<usize> {
+    let all: Api<RedisPasswordRotation> = Api::all(client.clone());
+    Ok(all.list_metadata(&ListParams::default()).await?.items.len())
+}
+
+fn machine() -> Value {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    json!({"cpus": cpus, "model": model})
+}

@@ -1,0 +1,78 @@
+//! The operator as users run it: the release binary, watching every
+//! namespace, its log kept in a file shown when it fails.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+use crate::{Result, probe};
+
+pub struct Operator {
+    child: Child,
+    pub pid: u32,
+    port: u16,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Operator {
+    /// Starts it and waits (bounded) until `/readyz` says its caches synced.
+    pub async fn start(sim: &str, concurrency: u16, log: PathBuf) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(testkit::binary("upstash-rotator"))
+            .args(["run", "--allow-insecure-upstash-url", "--upstash-api-url", sim])
+            .args(["--concurrency", &concurrency.to_string()])
+            .arg("--http-bind-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().ok_or("the operator exited at once")?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let mut operator = Self { child, pid, port, log, http };
+        operator.wait_ready().await?;
+        Ok(operator)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        for _ in 0..600 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("the operator exited ({status}): {}", self.log_tail()).into());
+            }
+            let url = format!("http://127.0.0.1:{}/readyz", self.port);
+            if self.http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("the operator was not ready within 30 s: {}", self.log_tail()).into())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Reconciles finished so far (ok and failed).
+    pub async fn reconciles(&self) -> Result<u64> {
+        let text =
+            self.http.get(format!("http://127.0.0.1:{}/metrics", self.port)).send().await?.text().await?;
+        let sums = probe::counters(&text, "upstash_rotator_reconciles_total", &[]);
+        Ok(sums.values().sum::<f64>().round() as u64)
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Err("the operator did not stop within 60 s of SIGTERM".into())
+            }
+        }
+    }
+}
