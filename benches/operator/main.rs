@@ -119,11 +119,11 @@ async fn run(
     let before = Readings::take(client, sim, &operator).await?;
     let started = Instant::now();
     create_resources(client, ns, "r", &ids).await?;
-    let took = tracker
+    tracker
         .wait_applied("r", size, 0, Duration::from_secs(1800))
         .await
         .map_err(|e| with_log(e, &operator))?;
-    let _ = started;
+    let took = started.elapsed();
     let after = Readings::take(client, sim, &operator).await?;
     let api = after.api.since(&before.api);
     // The bench's own writes: one create per resource.
@@ -212,11 +212,11 @@ async fn run(
         })
         .await?;
         patched.into_iter().collect::<Result<Vec<()>>>()?;
-        let took = tracker
+        tracker
             .wait_applied(prefix, burst, rotation, Duration::from_secs(1800))
             .await
             .map_err(|e| with_log(e, &running))?;
-        let _ = started;
+        let took = started.elapsed();
         let after = Readings::take(client, sim, &running).await?;
         let api = after.api.since(&before.api);
         // The bench's own writes: one counter patch per resource.

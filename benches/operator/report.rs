@@ -260,7 +260,7 @@ How each phase runs:
   number of resources.
 - **Latency**: 100 counter bumps one after the other; the bench watches the Secrets and the resources.
 - **Burst**: the operator restarted at the concurrency shown, then 1,000 counters raised at once (32 requests in
-  flight); until every one is applied.
+  flight); from the first patch until every rotation is applied (the bench's own patches are inside that time).
 - **Memory**: `VmHWM` (the peak) and `VmRSS` from `/proc`. The unrelated Secrets are 10,000 Secrets in another
   namespace; the operator watches every Secret's metadata (for API-key Secrets) but keeps only the versions of those
   a resource names.

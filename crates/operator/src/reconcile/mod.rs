@@ -80,27 +80,13 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     let mut measure = ctx.metrics.measure_reconcile();
     let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
     let uid = resource.uid().unwrap_or_default();
-    // At rest in the caches: nothing to read, to ask Upstash or to write
-    // (unless the opt-in drift check is due).
-    // A resource whose key changed checks with it once, at rest or not.
-    let recheck = ctx.caches.rechecks.take(&ObjectRef::new(&name).within(&namespace));
-    let cached = ctx.caches.written_version(&namespace, &resource.secret_name(), CACHE_WAIT).await;
-    let cached_secret = cached.clone().flatten();
-    if !recheck && ctx.replaced.behind(&uid, resource.resource_version().as_deref(), cached_secret.as_deref())
-    {
-        // The echo of a newer write of ours brings the next reconcile.
-        measure.ok();
-        return Ok(Action::await_change());
-    }
-    let rests = !recheck
-        && cached.is_some_and(|version| at_rest::at_rest(&resource, version.as_deref(), Timestamp::now()));
-    if rests {
-        ctx.replaced.forget(&uid);
-    }
-    if rests && let Some(action) = resting(&ctx, &resource) {
-        measure.ok();
-        return Ok(action);
-    }
+    let check_fresh_reads = match on_caches(&ctx, &resource).await {
+        Early::Done(action) => {
+            measure.ok();
+            return Ok(action);
+        }
+        Early::Read { check_fresh_reads } => check_fresh_reads,
+    };
     let observed = match ctx.fence.check() {
         Ok(()) => observe::read(&ctx, &namespace, &name).await,
         Err(e) => Err(e.into()),
@@ -121,9 +107,7 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     // The caches were behind (an echo of a write that has not reached them
     // yet), but the fresh reads show the resource at rest.
     let secret_version = obs.target.as_ref().and_then(|s| s.metadata.resource_version.as_deref());
-    // (A drift check found due above is not polled twice.)
-    if !rests
-        && !recheck
+    if check_fresh_reads
         && at_rest::at_rest(&obs.resource, secret_version, obs.now)
         && let Some(action) = resting(&ctx, &obs.resource)
     {
@@ -244,6 +228,45 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
 /// How long a reconcile waits for the Secret caches to fill before it reads
 /// from the apiserver instead.
 const CACHE_WAIT: Duration = Duration::from_secs(30);
+
+/// What the caches decide before any read.
+enum Early {
+    Done(Action),
+    /// Read fresh; `check_fresh_reads`: whether those may still show the
+    /// resource at rest (not when its key changed, nor when the caches
+    /// already found it at rest with a drift check due).
+    Read {
+        check_fresh_reads: bool,
+    },
+}
+
+/// An echo of the operator's own writes stops at once; a resource at rest
+/// needs nothing, unless its key changed (it checks with the new one once)
+/// or a drift check is due.
+async fn on_caches<K, U>(ctx: &Context<K, U>, resource: &RedisPasswordRotation) -> Early {
+    let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
+    let uid = resource.uid().unwrap_or_default();
+    if ctx.caches.rechecks.take(&ObjectRef::new(&name).within(&namespace)) {
+        return Early::Read { check_fresh_reads: false };
+    }
+    let Some(secret) = ctx.caches.written_version(&namespace, &resource.secret_name(), CACHE_WAIT).await
+    else {
+        return Early::Read { check_fresh_reads: true };
+    };
+    if ctx.replaced.behind(&uid, resource.resource_version().as_deref(), secret.as_deref()) {
+        // The echo of a newer write of ours brings the next reconcile.
+        return Early::Done(Action::await_change());
+    }
+    if !at_rest::at_rest(resource, secret.as_deref(), Timestamp::now()) {
+        return Early::Read { check_fresh_reads: true };
+    }
+    ctx.replaced.forget(&uid);
+    match resting(ctx, resource) {
+        Some(action) => Early::Done(action),
+        // A drift check is due: it is not polled twice.
+        None => Early::Read { check_fresh_reads: false },
+    }
+}
 
 /// What a resource at rest does: wake up when its next scheduled rotation
 /// (or drift check) is due, and until then only on a change. `None`: a
