@@ -158,15 +158,9 @@ pub async fn run(
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
-        for store in &caches.resources {
-            if !cache::ready(store, None).await {
-                return;
-            }
-        }
-        for store in &caches.written {
-            if !cache::ready(store, None).await {
-                return;
-            }
+        if !cache::all_ready(&caches.resources, None).await || !cache::all_ready(&caches.written, None).await
+        {
+            return;
         }
         readiness.set(true);
         tracing::info!("caches synced; reconciling");

@@ -40,11 +40,8 @@ impl Caches {
         name: &str,
         limit: Duration,
     ) -> Option<Option<String>> {
-        let deadline = tokio::time::Instant::now() + limit;
-        for store in &self.written {
-            if !ready(store, Some(deadline)).await {
-                return None;
-            }
+        if !all_ready(&self.written, Some(tokio::time::Instant::now() + limit)).await {
+            return None;
         }
         let key = ObjectRef::new(name).within(namespace);
         let found = self.written.iter().find_map(|store| store.get(&key));
@@ -53,13 +50,7 @@ impl Caches {
 
     /// Whether every resource cache is synced, waiting at most `limit`.
     pub async fn resources_ready(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        for store in &self.resources {
-            if !ready(store, Some(deadline)).await {
-                return false;
-            }
-        }
-        true
+        all_ready(&self.resources, Some(tokio::time::Instant::now() + limit)).await
     }
 
     /// The cached resources that point at `key`.
@@ -70,6 +61,20 @@ impl Caches {
             .filter_map(|object| self.resources.iter().find_map(|store| store.get(object)))
             .collect()
     }
+}
+
+/// Waits until every store in `stores` is ready (see `ready`).
+pub async fn all_ready<K>(stores: &[Store<K>], deadline: Option<tokio::time::Instant>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    for store in stores {
+        if !ready(store, deadline).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Waits until `store` holds its first complete list, or `deadline` passes

@@ -191,6 +191,9 @@ impl<K, U> Context<K, U> {
         self.forget(uid);
         self.succeeded(uid);
         self.replaced.forget(uid);
+        if let Some(drift) = &self.drift {
+            drift.forget(uid);
+        }
     }
 }
 

@@ -95,9 +95,6 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
         Ok(Some(obs)) => obs,
         Ok(None) => {
             ctx.metrics.forget(&namespace, &name);
-            if let Some(drift) = &ctx.drift {
-                drift.forget(&uid);
-            }
             ctx.forget_resource(&uid);
             measure.ok();
             return Ok(Action::await_change());
