@@ -1,8 +1,10 @@
 //! The floor: the least a crash-safe rotation can cost, made by hand with
-//! the same clients and objects. Per resource: the intent status patch (on
-//! the version read before, as the operator's), one reset, the Secret apply,
-//! the final status patch. No dry run, no event, no verification, no read:
-//! what the operator does beyond this is what the ratio shows.
+//! the same clients and objects. Per resource: the counter patch (the same
+//! write the bench makes to start each of the operator's rotations, so both
+//! sides carry it), the intent status patch on the version that patch
+//! returned, one reset, the Secret apply, the final status patch. No dry
+//! run, no event, no verification, no read: what the operator does beyond
+//! this is what the ratio shows.
 
 use std::{
     collections::HashMap,
@@ -52,12 +54,14 @@ impl Floor {
 
     async fn rotate(&self, sim: &Sim, name: &str, id: &str, rotation: i64) -> Result<()> {
         let version = self.versions.lock().get(name).cloned().ok_or("no version")?;
+        let params = PatchParams::default();
+        let counter = json!({"metadata": {"resourceVersion": version}, "spec": {"rotation": rotation}});
+        let raised = self.resources.patch(name, &params, &Patch::Merge(&counter)).await?;
         let now = Timestamp::now().to_string();
         let intent = json!({
-            "metadata": {"resourceVersion": version},
+            "metadata": {"resourceVersion": raised.metadata.resource_version},
             "status": {"pendingRotation": rotation, "reset": {"holder": "floor", "attempt": 1, "requestedAt": now}}
         });
-        let params = PatchParams::default();
         let stored = self.resources.patch_status(name, &params, &Patch::Merge(&intent)).await?;
         let response =
             sim.api(reqwest::Method::POST, &format!("/v2/redis/reset-password/{id}")).send().await?;

@@ -269,18 +269,22 @@ How each phase runs:
 
 **The floor** is the least a crash-safe rotation can cost, done by hand in the bench with the same clients on the
 same kind of objects (`RedisPasswordRotation`s and Secrets in another namespace, before the operator starts): per
-resource, the intent status patch on the version it has, the reset, the Secret apply, the final status patch; at the
-same concurrency as the operator. It checks nothing, reads nothing and publishes no event. The operator does more per
-rotation, and each of those is a safety or a report users asked for:
+resource, the counter patch (the same write the bench makes to start each of the operator's rotations, so both sides
+carry it), the intent status patch on the version that patch returned, the reset, the Secret apply, the final status
+patch; at the same concurrency as the operator. It checks nothing, reads nothing and publishes no event. The operator
+does more per rotation, and each of those is a safety or a report users asked for:
 
-- it reads the resource, its Secret and its API key fresh (a cache could be stale and start a second reset);
+- it reads the resource and its API key fresh (a cache could be stale and start a second reset) and the Secret it
+  writes (for its data and owner); the Secret write after the reset reuses that read, with its `resourceVersion` as
+  the precondition, instead of reading again;
 - it proves with a server-side dry run that the Secret write will be accepted before it resets;
-- it adds a finalizer before the intent and removes it after the final status (two writes the floor does not make):
-  while a reset is in flight a deletion must wait, since the intent in the status is the only trace of it. The
-  finalizer is there only while a rotation runs, so a resource at rest can always be deleted, even with the operator
-  gone. Keeping it for the resource's whole life would save the two writes and make every deletion (a namespace's
-  too) wait for a running operator;
-- it publishes an event per rotation (off the status path, after the Secret write).
+- it publishes an event per rotation, before the final status: the `Rotated` and `ResetRepeated` events are the
+  record people and `make chaos` count rotations and repeated resets by, so a process killed after its status write
+  must not have skipped them;
+- with `deletionPolicy: Retain` only, it adds a finalizer before the intent and removes it after the final status:
+  that Secret outlives the resource, so a deletion must wait for a reset in flight. With `Delete` (the default, and
+  the bench's) the Secret goes with the resource and there is nothing to wait for, so there is no finalizer and no
+  such write.
 
 The bench's resources set `verify: false`, since the floor does not check the data plane either.
 ";

@@ -174,7 +174,10 @@ pub async fn run(
                 match result {
                     // A deleted resource: its per-resource series go with it.
                     Err(ControllerError::ObjectNotFound(gone)) => {
-                        metrics.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                        let namespace = gone.namespace.as_deref().unwrap_or_default();
+                        metrics.forget(namespace, &gone.name);
+                        // Its recheck mark, if any, would otherwise stay.
+                        shared.caches.rechecks.take(&ObjectRef::new(&gone.name).within(namespace));
                         shared.prune_gone();
                     }
                     Err(e) => tracing::debug!(error = %e, "controller event"),
@@ -288,17 +291,17 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // its version changed: a relist or a restart is no news.
     let mut versions = KeyVersions::default();
     let named = index.clone();
-    let changed_keys =
-        watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), watcher::Config::default())
-            .default_backoff()
-            .map_ok(move |event| {
-                let changed = versions.changed(event, |namespace, name| {
-                    let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
-                    !named.lookup(&key).is_empty()
-                });
-                futures::stream::iter(changed.into_iter().map(Ok))
-            })
-            .try_flatten();
+    let all_secrets = watcher::Config::default().page_size(cache::SECRET_LIST_PAGE);
+    let changed_keys = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), all_secrets)
+        .default_backoff()
+        .map_ok(move |event| {
+            let changed = versions.changed(event, |namespace, name| {
+                let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
+                !named.lookup(&key).is_empty()
+            });
+            futures::stream::iter(changed.into_iter().map(Ok))
+        })
+        .try_flatten();
     let cluster_accounts = settings.cluster_namespace.is_some();
     let controller = wake_on_accounts(controller, client, namespace, cluster_accounts, &index, rechecks);
     let (by_key_secret, recheck) = (index.clone(), rechecks.clone());

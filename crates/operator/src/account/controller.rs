@@ -77,7 +77,8 @@ fn wake_on_secrets<A: Account>(
     secrets: Api<PartialObjectMeta<Secret>>,
 ) -> Controller<A> {
     let accounts = controller.store();
-    controller.watches(secrets, watcher::Config::default(), move |secret| {
+    let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
+    controller.watches(secrets, all_secrets, move |secret| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
         accounts
             .state()

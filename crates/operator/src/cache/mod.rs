@@ -19,6 +19,12 @@ pub use rechecks::{KeyVersions, Rechecks};
 
 use crate::crd::RedisPasswordRotation;
 
+/// Page size of the lists behind the watches on every Secret's metadata
+/// (credentials Secrets carry no label of ours). A list of a cluster's
+/// Secrets is held a page at a time; smaller pages than the default 500 keep
+/// that peak small where most Secrets are someone else's.
+pub const SECRET_LIST_PAGE: u32 = 100;
+
 /// The caches of every watched scope.
 #[derive(Clone, Default)]
 pub struct Caches {

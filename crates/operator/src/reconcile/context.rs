@@ -174,7 +174,8 @@ impl<K, U> Context<K, U> {
     /// a long-running operator must not grow with every resource it has ever
     /// seen. Reset answers are never dropped on the cache's word (a relist
     /// can briefly miss an object); they go when a read confirms the resource
-    /// is gone, and a resource cannot go while its finalizer guards one.
+    /// is gone. With `deletionPolicy: Retain` a resource cannot go while its
+    /// finalizer guards one; with `Delete` its Secret goes with it.
     pub fn prune_gone(&self) {
         let live: std::collections::HashSet<String> = self
             .caches

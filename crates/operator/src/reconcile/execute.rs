@@ -49,6 +49,9 @@ pub struct Run<'a, K, U> {
     pub draft: Draft,
     /// The target Secret as observed when the reconcile began.
     pub(super) existing: Option<Secret>,
+    /// Whether `existing` may still be the Secret as stored: true until this
+    /// reconcile writes it or a write over it fails.
+    pub(super) existing_unwritten: bool,
     upstash: Option<RedisDatabase>,
     auth: Option<ApiCredentials>,
     rotation_started: Option<std::time::Instant>,
@@ -65,6 +68,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             uid: obs.uid.clone(),
             draft: Draft::new(&obs.resource, obs.now),
             existing: obs.target.clone(),
+            existing_unwritten: true,
             upstash: None,
             auth: None,
             rotation_started: None,

@@ -64,7 +64,8 @@ use execute::Run;
 use messages::Notice;
 use observe::Observation;
 
-/// Present only while a reset is in flight, so deletion cannot cut it in half.
+/// Present only while a reset is in flight on a resource whose Secret
+/// outlives it (`deletionPolicy: Retain`), so deletion cannot cut it in half.
 pub const FINALIZER: &str = "upstash-rotator.io/rotation-in-flight";
 
 /// How soon a reconcile that found its view stale runs again.

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     conditions::{READY, Reason, reason_of},
-    crd::RedisPasswordRotation,
+    crd::{DeletionPolicy, RedisPasswordRotation},
     secret,
 };
 
@@ -26,7 +26,8 @@ pub enum Effect {
     /// Proves with a dry run that the Secret write after the reset will be
     /// accepted: a reset whose answer cannot be stored is a lost password.
     ProveSecretWritable { target: i64 },
-    /// Guards the intent against deletion while it is in flight.
+    /// Guards the intent against deletion while it is in flight (only
+    /// where the Secret outlives the resource).
     AddFinalizer,
     /// Stores the reset attempt in status, reads it back, checks the lease.
     /// `scheduled`: the number of the scheduled rotation a new intent is for.
@@ -194,7 +195,7 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
             obs.api_credentials()?;
             let number = next_scheduled(obs, scheduled);
             let mut effects = vec![Effect::ProveSecretWritable { target }];
-            if !has_finalizer(resource) {
+            if guards_deletion(resource) && !has_finalizer(resource) {
                 effects.push(Effect::AddFinalizer);
             }
             effects.extend([
@@ -381,6 +382,15 @@ fn upstash_data(obs: &Observation) -> Option<std::collections::BTreeMap<String, 
 
 fn secret_version(obs: &Observation) -> Option<String> {
     obs.target.as_ref().and_then(|s| s.metadata.resource_version.clone())
+}
+
+/// Whether a reset in flight must hold the resource's deletion until its
+/// answer is stored: only where the Secret outlives the resource
+/// (`deletionPolicy: Retain`). With `Delete` the Secret goes with the
+/// resource, so holding the deletion would keep nothing, and the two
+/// finalizer writes would cost every rotation.
+fn guards_deletion(resource: &RedisPasswordRotation) -> bool {
+    resource.spec.deletion_policy == DeletionPolicy::Retain
 }
 
 fn has_finalizer(resource: &RedisPasswordRotation) -> bool {

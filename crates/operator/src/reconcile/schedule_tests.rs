@@ -194,8 +194,7 @@ async fn the_history_keeps_the_last_ten_newest_first_and_marks_recovered_answers
     }
     // Rotation 12's answer is lost: recovered from Upstash by a new process.
     raise_counter(&fake, 12);
-    // Call 6 of a rotation is the reset (`tests::rotation_calls`).
-    let reset = fake.world().calls.len() + 6;
+    let reset = fake.world().calls.len() + super::tests::index_of(&Call::Reset);
     fake.world().faults.insert(reset, Fault::After);
     let _ = reconcile_now(&fake, &ctx).await;
     reconcile_now(&fake, &process(&fake)).await.expect("recovered");

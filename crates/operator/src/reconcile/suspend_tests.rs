@@ -3,7 +3,7 @@
 //! the waiting rotation once.
 
 use super::{
-    fake::Call,
+    fake::{Call, Fault},
     tests::{done, process, raise_counter, reconcile_now, status, take_calls, world},
 };
 use crate::conditions::{SUSPENDED, get};
@@ -49,8 +49,10 @@ async fn a_reset_answer_held_in_memory_is_written_even_when_suspended() {
     raise_counter(&fake, 1);
     take_calls(&fake);
     // The Secret write after the reset loses a race (409): the answer stays
-    // in memory. Call 8 of a rotation is that write (`tests::rotation_calls`).
-    fake.world().faults = [(8, super::fake::Fault::Conflict)].into();
+    // in memory: the write on the Secret read before, and the one after a
+    // fresh read.
+    let apply = super::tests::index_of(&Call::ApplySecret);
+    fake.world().faults = [(apply, Fault::Conflict), (apply + 2, Fault::Conflict)].into();
     let _ = reconcile_now(&fake, &ctx).await;
     fake.world().faults.clear();
     assert_eq!(fake.world().resets, 1, "{:?}", take_calls(&fake));

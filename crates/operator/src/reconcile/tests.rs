@@ -18,7 +18,10 @@ use super::{
     reconcile,
 };
 use crate::{
-    crd::{RedisPasswordRotation, RedisPasswordRotationSpec, RedisPasswordRotationStatus, ResetAttempt},
+    crd::{
+        DeletionPolicy, RedisPasswordRotation, RedisPasswordRotationSpec, RedisPasswordRotationStatus,
+        ResetAttempt,
+    },
     secret,
 };
 
@@ -88,7 +91,14 @@ pub(super) fn take_calls(fake: &Fake) -> Vec<Call> {
 
 /// Synced at rotation 0, then the counter raised to 1; the call log empty.
 async fn ready_to_rotate() -> (Fake, Arc<Context<Fake, Fake>>) {
+    ready_to_rotate_with(DeletionPolicy::Delete).await
+}
+
+async fn ready_to_rotate_with(policy: DeletionPolicy) -> (Fake, Arc<Context<Fake, Fake>>) {
     let fake = world();
+    let mut r = fake.world().resource.clone().expect("exists");
+    r.spec.deletion_policy = policy;
+    fake.put_resource(r);
     let ctx = process(&fake);
     reconcile_now(&fake, &ctx).await.expect("first sync");
     raise_counter(&fake, 1);
@@ -140,24 +150,36 @@ async fn a_first_sync_reads_upstash_once_then_writes_the_secret_before_the_statu
     assert_eq!((done(&fake, 0), fake.world().resets), (Ok(()), 0));
 }
 
-/// The calls of one uneventful rotation, in order.
+/// The calls of one uneventful rotation, in order (`deletionPolicy:
+/// Delete`, the default: no finalizer).
 pub(super) fn rotation_calls() -> Vec<Call> {
     vec![
         Call::GetResource,
         Call::GetSecret(SECRET.into()),
         Call::GetSecret(API_KEY.into()),
         Call::DryRunSecret, // the answer will be storable
-        Call::PatchObject,  // finalizer
         Call::PatchStatus,  // intent, on the version decided on
         Call::Reset,        // answer kept in memory
-        Call::GetSecret(SECRET.into()),
-        Call::ApplySecret, // Secret before status
+        Call::ApplySecret,  // Secret before status, on the version read first
         Call::Publish("Rotated"),
         Call::Ping(true),  // the new credentials work
         Call::Ping(false), // the old ones are refused
         Call::PatchStatus, // rotation applied
-        Call::PatchObject, // finalizer released
     ]
+}
+
+/// The calls of a rotation whose Secret outlives the resource
+/// (`deletionPolicy: Retain`): a finalizer guards the reset in flight.
+fn guarded_rotation_calls() -> Vec<Call> {
+    let mut calls = rotation_calls();
+    calls.insert(index_of(&Call::PatchStatus), Call::PatchObject); // finalizer
+    calls.push(Call::PatchObject); // finalizer released
+    calls
+}
+
+/// Where `call` first comes in `rotation_calls`.
+pub(super) fn index_of(call: &Call) -> usize {
+    rotation_calls().iter().position(|c| c == call).unwrap_or(usize::MAX)
 }
 
 #[tokio::test]
@@ -172,6 +194,14 @@ async fn a_rotation_records_its_intent_before_the_reset_and_the_secret_before_th
     assert_eq!(after_reads(take_calls(&fake)), []);
 }
 
+#[tokio::test]
+async fn a_retained_secret_holds_the_deletion_with_a_finalizer_while_the_reset_is_in_flight() {
+    let (fake, ctx) = ready_to_rotate_with(DeletionPolicy::Retain).await;
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    assert_eq!(take_calls(&fake), guarded_rotation_calls());
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
 /// Injects each kind of fault at each call of `rotation_calls`, with and
 /// without a process restart afterwards, then reconciles until `finished`
 /// holds (at most 6 times): the runs that did not end with it, exactly one
@@ -184,7 +214,7 @@ where
     F: std::future::Future<Output = (Fake, Arc<Context<Fake, Fake>>)>,
 {
     let mut broken = Vec::new();
-    for index in 0..rotation_calls().len() {
+    for index in 0..guarded_rotation_calls().len() {
         for fault in [Fault::Before, Fault::After, Fault::Conflict] {
             for restart in [false, true] {
                 let (fake, mut ctx) = ready().await;
@@ -215,32 +245,56 @@ async fn a_failure_at_any_call_of_a_rotation_never_loses_the_password_or_resets_
     assert!(broken.is_empty(), "{broken:#?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_any_call_of_a_guarded_rotation_never_loses_the_password_or_resets_twice() {
+    let ready = || ready_to_rotate_with(DeletionPolicy::Retain);
+    let broken = runs_broken_by_a_fault(ready, |fake| done(fake, 1)).await;
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
 #[tokio::test]
-async fn a_409_on_any_conditional_write_decides_again_without_reporting_a_failure() {
-    let writes = rotation_calls()
+async fn a_409_on_any_conditional_status_write_decides_again_without_reporting_a_failure() {
+    let expected = guarded_rotation_calls();
+    let writes = expected
         .iter()
         .enumerate()
-        .filter(|(_, c)| matches!(c, Call::PatchStatus | Call::PatchObject | Call::ApplySecret))
+        .filter(|(_, c)| matches!(c, Call::PatchStatus | Call::PatchObject))
         .map(|(i, _)| i)
         .collect::<Vec<_>>();
-    assert_eq!(writes.len(), 5);
+    assert_eq!(writes.len(), 4);
     for index in writes {
-        let (fake, ctx) = ready_to_rotate().await;
+        let (fake, ctx) = ready_to_rotate_with(DeletionPolicy::Retain).await;
         fake.world().faults.insert(index, Fault::Conflict);
         let result = reconcile_now(&fake, &ctx).await;
         assert!(result.is_ok(), "409 at call {index} is a requeue, not a failure: {result:?}");
         let calls = take_calls(&fake);
-        assert_eq!(calls[..=index], rotation_calls()[..=index], "409 at call {index}");
+        assert_eq!(calls[..=index], expected[..=index], "409 at call {index}");
         assert!(calls.len() <= index + 1, "nothing after the 409 at call {index}: {calls:?}");
     }
+}
+
+#[tokio::test]
+async fn a_secret_changed_since_the_reconcile_began_is_checked_again_before_it_is_written() {
+    let (fake, ctx) = ready_to_rotate().await;
+    let apply = index_of(&Call::ApplySecret);
+    fake.world().faults.insert(apply, Fault::Conflict);
+    reconcile_now(&fake, &ctx).await.expect("rotated");
+    let calls = take_calls(&fake);
+    assert_eq!(
+        calls[apply..apply + 3],
+        [Call::ApplySecret, Call::GetSecret(SECRET.into()), Call::ApplySecret]
+    );
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_secret_write_that_keeps_failing_is_finished_from_memory_without_a_second_reset() {
     let (fake, ctx) = ready_to_rotate().await;
-    // Every write attempt of the first reconcile (each a read, then an apply).
+    // Every write attempt of the first reconcile: the first on the Secret
+    // read before, each retry a read, then an apply.
+    let first = index_of(&Call::ApplySecret);
     for attempt in 0..5 {
-        fake.world().faults.insert(8 + 2 * attempt, Fault::Before);
+        fake.world().faults.insert(first + 2 * attempt, Fault::Before);
     }
     let failure = reconcile_now(&fake, &ctx).await.expect_err("the Secret cannot be written");
     assert_eq!(failure.error.reason().as_str(), "SecretWriteFailed");
@@ -332,30 +386,23 @@ pub(super) fn after_reads(calls: Vec<Call>) -> Vec<Call> {
 #[tokio::test(start_paused = true)]
 async fn an_answer_in_memory_is_written_without_asking_upstash() {
     let (fake, ctx) = ready_to_rotate().await;
+    let first = index_of(&Call::ApplySecret);
     for attempt in 0..5 {
-        fake.world().faults.insert(8 + 2 * attempt, Fault::Before);
+        fake.world().faults.insert(first + 2 * attempt, Fault::Before);
     }
     reconcile_now(&fake, &ctx).await.expect_err("the Secret cannot be written");
     take_calls(&fake);
     reconcile_now(&fake, &ctx).await.expect("written from memory");
     assert_eq!(
         after_reads(take_calls(&fake)),
-        [
-            Call::GetSecret(SECRET.into()),
-            Call::ApplySecret,
-            Call::Publish("Rotated"),
-            Call::Ping(true),
-            Call::Ping(false),
-            Call::PatchStatus,
-            Call::PatchObject
-        ]
+        [Call::ApplySecret, Call::Publish("Rotated"), Call::Ping(true), Call::Ping(false), Call::PatchStatus]
     );
 }
 
 #[tokio::test]
 async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
     let (fake, ctx) = ready_to_rotate().await;
-    fake.world().faults.insert(12, Fault::Before); // the final status write
+    fake.world().faults.insert(rotation_calls().len() - 1, Fault::Before); // the final status write
     reconcile_now(&fake, &ctx).await.expect_err("status write refused");
     let restarted = process(&fake);
     take_calls(&fake);
@@ -364,7 +411,7 @@ async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
         after_reads(take_calls(&fake)),
         // Without the credentials at hand there is nothing to check, and
         // the Verified condition says so.
-        [Call::Publish("Rotated"), Call::Publish("NotVerified"), Call::PatchStatus, Call::PatchObject]
+        [Call::Publish("Rotated"), Call::Publish("NotVerified"), Call::PatchStatus]
     );
     assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
 }
@@ -443,7 +490,6 @@ async fn an_edited_secret_gets_the_current_credentials_back_without_a_reset() {
         after_reads(take_calls(&fake)),
         [
             Call::GetDatabase,
-            Call::GetSecret(SECRET.into()),
             Call::ApplySecret,
             Call::Publish("DriftCorrected"),
             // Only the Secret's new version: the rest of the status already

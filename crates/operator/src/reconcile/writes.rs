@@ -18,21 +18,50 @@ use super::{
 use crate::secret::{self, Written};
 
 impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
-    /// Applies the Secret after checking, right before, that it is still
-    /// ours and that the write does not go backwards. The `resourceVersion`
-    /// read then is the write's precondition; force is used only on a Secret
-    /// that is already ours, and a new one is created without it, so a
-    /// concurrent creator's fields conflict instead of being overwritten.
-    /// Returns the Secret's version after the write.
+    /// Applies the Secret after checking that it is still ours and that the
+    /// write does not go backwards. The `resourceVersion` checked is the
+    /// write's precondition; force is used only on a Secret that is already
+    /// ours, and a new one is created without it, so a concurrent creator's
+    /// fields conflict instead of being overwritten. Returns the Secret's
+    /// version after the write.
+    ///
+    /// The first write checks the Secret this reconcile observed, with no
+    /// read: if it changed since, the precondition fails the write, and the
+    /// check is made again on a fresh read. An absent Secret is always read
+    /// again, since an absent one gives the write no precondition.
     pub(super) async fn write_secret(
-        &self,
+        &mut self,
         desired: &Secret,
         guard: Guard,
         rotation: Written,
     ) -> Result<Option<String>> {
         self.ctx.fence.check()?;
         let name = desired.metadata.name.clone().unwrap_or_default();
+        let observed = std::mem::take(&mut self.existing_unwritten).then(|| self.existing.clone()).flatten();
+        if let Some(observed) = observed {
+            match self.write_secret_over(Some(observed), desired, guard, rotation).await? {
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    tracing::debug!("Secret {name} changed since this reconcile began; checking it again");
+                }
+                written => return written.map_err(|e| Error::from_write(e, &format!("Secret {name}"))),
+            }
+        }
         let current = self.ctx.kube.get_secret(&self.namespace, &name).await?;
+        self.write_secret_over(current, desired, guard, rotation)
+            .await?
+            .map_err(|e| Error::from_write(e, &format!("Secret {name}")))
+    }
+
+    /// `write_secret` over `current`: the checks fail the outer result, the
+    /// write the inner one.
+    async fn write_secret_over(
+        &self,
+        current: Option<Secret>,
+        desired: &Secret,
+        guard: Guard,
+        rotation: Written,
+    ) -> Result<Result<Option<String>, kube::Error>> {
+        let name = desired.metadata.name.clone().unwrap_or_default();
         let ours = writable(current.as_ref(), &self.resource)?;
         let current_version = current.as_ref().and_then(|s| s.metadata.resource_version.clone());
         match guard {
@@ -57,13 +86,11 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
         }
         let mut desired = desired.clone();
         desired.metadata.resource_version = current_version.clone();
-        let written = self
-            .ctx
-            .kube
-            .apply_secret(&self.namespace, &desired, ApplyMode { force: ours, dry_run: false })
-            .await
-            .map_err(|e| Error::from_write(e, &format!("Secret {name}")))?;
-        self.ctx.replaced.secret(&self.uid, current_version, written.clone());
+        let mode = ApplyMode { force: ours, dry_run: false };
+        let written = self.ctx.kube.apply_secret(&self.namespace, &desired, mode).await;
+        if let Ok(version) = &written {
+            self.ctx.replaced.secret(&self.uid, current_version, version.clone());
+        }
         Ok(written)
     }
 
