@@ -44,6 +44,10 @@ fmt: ## Format the code
 bench: ## The operator at scale, SIZE=1000 (default) or 10000: writes docs/benchmarks.md
 	BENCH_SIZE=$(if $(filter ci,$(SIZE)),1000,$(SIZE)) hack/bench.sh
 
+.PHONY: bench-peers
+bench-peers: ## The operator and External Secrets Operator side by side, SIZE=1000 (default) or 10000
+	BENCH_PEERS=1 BENCH_SIZE=$(if $(filter ci,$(SIZE)),1000,$(SIZE)) hack/bench.sh
+
 .PHONY: release
 release: ## Static release binaries (the ones the image contains) in target/x86_64-unknown-linux-musl/release
 	hack/release.sh

@@ -5,7 +5,9 @@
 //!
 //! Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 
+mod eso;
 mod floor;
+mod peers;
 mod probe;
 mod process;
 mod report;
@@ -58,9 +60,15 @@ async fn main() -> Result<()> {
     testkit::install_crds(&client, &testkit::operator::committed_crds()).await;
     let foreign = count_resources(&client).await?;
     let sim = Sim::start(&[]).await;
+    // `make bench-peers` sets BENCH_PEERS: the operator and External Secrets
+    // Operator side by side instead.
+    let peers = std::env::var_os("BENCH_PEERS").is_some();
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
-    let (ns, floor_ns, unrelated_ns) =
-        (format!("bench-{suffix}"), format!("bench-floor-{suffix}"), format!("bench-other-{suffix}"));
+    let (ns, floor_ns, unrelated_ns) = if peers {
+        (format!("peer-op-{suffix}"), format!("peer-eso-{suffix}"), format!("peer-other-{suffix}"))
+    } else {
+        (format!("bench-{suffix}"), format!("bench-floor-{suffix}"), format!("bench-other-{suffix}"))
+    };
     for name in [&ns, &floor_ns, &unrelated_ns] {
         create_namespace(&client, name).await?;
     }
@@ -69,12 +77,28 @@ async fn main() -> Result<()> {
         "date": k8s_openapi::jiff::Timestamp::now().to_string(),
         "machine": machine(),
     });
-    let outcome = run(&client, &sim, size, burst, [&ns, &floor_ns, &unrelated_ns], &logs, &mut results).await;
-    for name in [&ns, &floor_ns, &unrelated_ns] {
+    let namespaces = [&ns, &floor_ns, &unrelated_ns];
+    let outcome = if peers {
+        match peers::run(&client, &sim, size, burst, namespaces, &logs).await {
+            Ok(sides) => {
+                results["operator"] = sides["operator"].clone();
+                results["eso"] = sides["eso"].clone();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        run(&client, &sim, size, burst, namespaces, &logs, &mut results).await
+    };
+    for name in namespaces {
         let _ = clear_namespace(&client, name).await;
     }
     outcome?;
-    report::write(&out.join("docs"), &results)?;
+    if peers {
+        report::write_peers(&out.join("docs"), &results)?;
+    } else {
+        report::write(&out.join("docs"), &results)?;
+    }
     println!("{}", serde_json::to_string_pretty(&results)?);
     Ok(())
 }

@@ -52,6 +52,20 @@ gen_promtool() {
   gen_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool
 }
 
+# External Secrets Operator, for `make bench-peers` only. Its own go.mod
+# replaces sprig with a fork; a replace is not inherited, so it is copied.
+ESO_VERSION=v0.16.2
+gen_eso() {
+  cd "$here/eso"
+  rm -f go.mod go.sum
+  go mod init upstash-rotator/hack/testenv/eso
+  go mod edit -go="$GO_LINE"
+  go mod edit -replace=github.com/Masterminds/sprig/v3=github.com/external-secrets/sprig/v3@v3.3.0
+  go mod edit -require="github.com/external-secrets/external-secrets@$ESO_VERSION" \
+    -tool=github.com/external-secrets/external-secrets
+  go mod tidy
+}
+
 # containerd, its ctr client and the runc shim: three tools of one module.
 gen_containerd() {
   gen_tool containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
