@@ -27,6 +27,8 @@ need podman podman
 need_pkg debootstrap
 need_pkg busybox-static
 need_pkg ca-certificates
+# `make bench` measures the image's static (musl) operator binary.
+need musl-gcc musl-tools
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}" >&2
   sudo_cmd=()

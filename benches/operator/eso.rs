@@ -121,8 +121,10 @@ fn api(
 pub async fn create_auth_secret(client: &Client, namespace: &str, email: &str, key: &str) -> Result<()> {
     let header =
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{email}:{key}")));
+    // ESO's webhook reads only Secrets labelled for it.
+    let labels = [("external-secrets.io/type".to_owned(), "webhook".to_owned())].into();
     let secret = Secret {
-        metadata: ObjectMeta { name: Some(AUTH_SECRET.into()), ..Default::default() },
+        metadata: ObjectMeta { name: Some(AUTH_SECRET.into()), labels: Some(labels), ..Default::default() },
         data: Some([("header".to_owned(), ByteString(header.into_bytes()))].into()),
         ..Default::default()
     };

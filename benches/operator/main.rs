@@ -299,7 +299,7 @@ async fn run(
     operator.stop().await?;
 
     results["sizes"] = json!({
-        "operator_binary_bytes": std::fs::metadata(testkit::binary("upstash-rotator"))?.len(),
+        "operator_binary_bytes": std::fs::metadata(process::binary())?.len(),
         "image": report::image_size(),
     });
     Ok(())

@@ -159,7 +159,7 @@ pub async fn run(
         results[side]["memory"]["restarted_with_unrelated_hwm_kib"] = peer.memory("VmHWM:");
         peer.stop().await?;
     }
-    results["operator"]["binary_bytes"] = json!(std::fs::metadata(testkit::binary("upstash-rotator"))?.len());
+    results["operator"]["binary_bytes"] = json!(std::fs::metadata(crate::process::binary())?.len());
     results["eso"]["binary_bytes"] = json!(std::fs::metadata(eso_dir.join("external-secrets"))?.len());
     Ok(results)
 }
@@ -288,7 +288,9 @@ where
     tokio::time::sleep(IDLE).await;
     let after = Readings::take(client, sim, &peer).await?;
     side["idle"] = after.since(&before, 0);
-    side["idle"]["apiserver_requests"] = json!(after.api.since(&before.api).all());
+    let requests = after.api.since(&before.api);
+    side["idle"]["apiserver_requests"] = json!(requests.all());
+    side["idle"]["apiserver_requests_largest"] = json!(requests.largest(5));
     side["memory"]["synced_rss_kib"] = peer.memory("VmRSS:");
     side["memory"]["synced_hwm_kib"] = peer.memory("VmHWM:");
     peer.stop().await?;

@@ -113,6 +113,19 @@ impl ApiRequests {
         })
     }
 
+    /// The `n` largest counts, as "VERB resource/subresource": who made an
+    /// idle window busy.
+    pub fn largest(&self, n: usize) -> serde_json::Map<String, Value> {
+        let mut counts: Vec<(String, u64)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k[0] != "WATCH")
+            .map(|(k, v)| (format!("{} {}/{}", k[0], k[1], k[2]), v.round() as u64))
+            .collect();
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts.into_iter().take(n).map(|(k, v)| (k, Value::from(v))).collect()
+    }
+
     /// Every request on an object but watches.
     pub fn all(&self) -> u64 {
         self.sum(|verb, resource, _, _| verb != "WATCH" && !resource.is_empty())

@@ -1,4 +1,4 @@
-//! The operator as users run it: the release binary, watching every
+//! The operator as users run it: the image's static binary, watching every
 //! namespace, its log kept in a file shown when it fails.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
@@ -6,6 +6,13 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 use tokio::process::{Child, Command};
 
 use crate::{Result, probe};
+
+/// The operator binary measured: the image's static musl build when
+/// hack/bench.sh names it, else the release build.
+pub fn binary() -> PathBuf {
+    std::env::var_os("BENCH_OPERATOR_BINARY")
+        .map_or_else(|| testkit::binary("upstash-rotator"), PathBuf::from)
+}
 
 pub struct Operator {
     child: Child,
@@ -19,7 +26,7 @@ impl Operator {
     /// Starts it and waits (bounded) until `/readyz` says its caches synced.
     pub async fn start(sim: &str, concurrency: u16, log: PathBuf) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(testkit::binary("upstash-rotator"))
+        let child = Command::new(binary())
             .args(["run", "--allow-insecure-upstash-url", "--upstash-api-url", sim])
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--http-bind-address")

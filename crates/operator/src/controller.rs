@@ -262,15 +262,18 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     let (resources, writer) = reflector::store();
     let resource_events = {
         let index = index.clone();
-        watcher(scoped::<RedisPasswordRotation>(client, namespace), watcher::Config::default())
-            .default_backoff()
-            .modify(trim::resource)
-            .map_ok(move |event| {
-                index.observe(&event);
-                event
-            })
-            .reflect(writer)
-            .applied_objects()
+        watcher(
+            scoped::<RedisPasswordRotation>(client, namespace),
+            watcher::Config::default().page_size(cache::LIST_PAGE),
+        )
+        .default_backoff()
+        .modify(trim::resource)
+        .map_ok(move |event| {
+            index.observe(&event);
+            event
+        })
+        .reflect(writer)
+        .applied_objects()
     };
     let controller = Controller::for_stream(resource_events, resources)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
@@ -279,7 +282,9 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // their metadata is cached, to tell a Secret we wrote from one changed
     // since.
     let (written, writer) = reflector::store();
-    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let owned = watcher::Config::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+        .page_size(cache::LIST_PAGE);
     let written_events = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
         .default_backoff()
         .modify(|secret| trim::written_secret(&mut secret.metadata))

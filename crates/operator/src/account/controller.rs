@@ -98,7 +98,8 @@ fn wake_on_users<A: Account>(
     resources: Api<RedisPasswordRotation>,
 ) -> Controller<A> {
     let changes = Changes::<RedisPasswordRotation, Option<AccountRef>>::default();
-    controller.watches(resources, watcher::Config::default(), move |resource| {
+    let paged = watcher::Config::default().page_size(crate::cache::LIST_PAGE);
+    controller.watches(resources, paged, move |resource| {
         let now = resource.spec.account_ref.clone();
         let namespace = resource.namespace().unwrap_or_default();
         let Change::News { before } = changes.record(&resource, now.clone()) else { return Vec::new() };

@@ -19,11 +19,16 @@ pub use rechecks::{KeyVersions, Rechecks};
 
 use crate::crd::RedisPasswordRotation;
 
-/// Page size of the lists behind the watches on every Secret's metadata
-/// (credentials Secrets carry no label of ours). A list of a cluster's
-/// Secrets is held a page at a time; smaller pages than the default 500 keep
-/// that peak small where most Secrets are someone else's.
+/// Page sizes of the lists behind the watches. A list is held a page at a
+/// time, whole objects as the apiserver sends them (`managedFields`
+/// included) until they are trimmed, so smaller pages than the default 500
+/// keep a start's memory peak down, for a few more requests.
+///
+/// Every Secret's metadata (credentials Secrets carry no label of ours):
+/// most of them are someone else's.
 pub const SECRET_LIST_PAGE: u32 = 100;
+/// Resources and the Secrets the operator wrote.
+pub const LIST_PAGE: u32 = 200;
 
 /// The caches of every watched scope.
 #[derive(Clone, Default)]
