@@ -6,7 +6,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -20,12 +19,9 @@ use kube::{
     runtime::{WatchStreamExt as _, reflector, reflector::Store, watcher},
 };
 use serde_json::json;
-use tokio::{
-    process::{Child, Command},
-    task::JoinHandle,
-};
+use tokio::{process::Command, task::JoinHandle};
 
-use crate::{Result, probe};
+use crate::{Result, logged::Logged, probe};
 
 /// ESO's label on the Secrets it manages, and its hash of their data.
 const MANAGED: &str = "reconcile.external-secrets.io/managed=true";
@@ -34,10 +30,9 @@ const DATA_HASH: &str = "reconcile.external-secrets.io/data-hash";
 const AUTH_SECRET: &str = "upstash-auth";
 
 pub struct Eso {
-    child: Child,
+    process: Logged,
     pub pid: u32,
     port: u16,
-    log: PathBuf,
     http: reqwest::Client,
 }
 
@@ -48,7 +43,8 @@ impl Eso {
     /// (bounded) until its metrics answer.
     pub async fn start(dir: &Path, concurrency: u16, log: PathBuf) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(dir.join("external-secrets"))
+        let mut command = Command::new(dir.join("external-secrets"));
+        command
             .arg(format!("--metrics-addr=127.0.0.1:{port}"))
             .arg(format!("--concurrent={concurrency}"))
             .args(["--enable-leader-election=false", "--loglevel=error", "--client-qps=10000"])
@@ -57,18 +53,12 @@ impl Eso {
                 "--enable-cluster-external-secret-reconciler=false",
                 "--enable-push-secret-reconciler=false",
             ])
-            .arg("--enable-cluster-push-secret-reconciler=false")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id().ok_or("ESO exited at once")?;
+            .arg("--enable-cluster-push-secret-reconciler=false");
+        let process = Logged::spawn("ESO", &mut command, log)?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        let mut eso = Self { child, pid, port, log, http };
+        let mut eso = Self { pid: process.pid, process, port, http };
         for _ in 0..1200 {
-            if let Ok(Some(status)) = eso.child.try_wait() {
-                return Err(format!("ESO exited ({status}): {}", eso.log_tail()).into());
-            }
+            eso.process.check_running()?;
             if eso.reconciles().await.is_ok() {
                 return Ok(eso);
             }
@@ -78,9 +68,7 @@ impl Eso {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.process.log_tail()
     }
 
     /// ExternalSecret reconciles finished so far (controller-runtime's
@@ -93,15 +81,8 @@ impl Eso {
     }
 
     /// SIGTERM, then waits (bounded) for the exit.
-    pub async fn stop(mut self) -> Result<()> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
-        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                Err("ESO did not stop within 60 s of SIGTERM".into())
-            }
-        }
+    pub async fn stop(self) -> Result<()> {
+        self.process.stop().await
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod eso;
 mod floor;
+mod logged;
 mod peers;
 mod probe;
 mod process;

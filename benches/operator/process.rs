@@ -1,11 +1,11 @@
 //! The operator as users run it: the image's static binary, watching every
 //! namespace, its log kept in a file shown when it fails.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::{Result, probe};
+use crate::{Result, logged::Logged, probe};
 
 /// The operator binary measured: the image's static musl build when
 /// hack/bench.sh names it, else the release build.
@@ -15,10 +15,9 @@ pub fn binary() -> PathBuf {
 }
 
 pub struct Operator {
-    child: Child,
+    process: Logged,
     pub pid: u32,
     port: u16,
-    log: PathBuf,
     http: reqwest::Client,
 }
 
@@ -26,28 +25,23 @@ impl Operator {
     /// Starts it and waits (bounded) until `/readyz` says its caches synced.
     pub async fn start(sim: &str, concurrency: u16, log: PathBuf) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["run", "--allow-insecure-upstash-url", "--upstash-api-url", sim])
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--http-bind-address")
             .arg(format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id().ok_or("the operator exited at once")?;
+            .env("RUST_LOG", "warn");
+        let process = Logged::spawn("the operator", &mut command, log)?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        let mut operator = Self { child, pid, port, log, http };
+        let mut operator = Self { pid: process.pid, process, port, http };
         operator.wait_ready().await?;
         Ok(operator)
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
         for _ in 0..600 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("the operator exited ({status}): {}", self.log_tail()).into());
-            }
+            self.process.check_running()?;
             let url = format!("http://127.0.0.1:{}/readyz", self.port);
             if self.http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
@@ -58,9 +52,7 @@ impl Operator {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.process.log_tail()
     }
 
     /// Reconciles finished so far (ok and failed).
@@ -72,14 +64,7 @@ impl Operator {
     }
 
     /// SIGTERM, then waits (bounded) for the exit.
-    pub async fn stop(mut self) -> Result<()> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await;
-        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                Err("the operator did not stop within 60 s of SIGTERM".into())
-            }
-        }
+    pub async fn stop(self) -> Result<()> {
+        self.process.stop().await
     }
 }
