@@ -285,7 +285,11 @@ ESO is not crash-safe for this job, whatever it costs:
   password, and the next attempt resets again (the old password is already revoked);
 - a Secret deleted or edited by hand makes ESO reset again (the operator restores it from a `GET`);
 - with ESO's defaults (`refreshPolicy: Periodic`, `refreshInterval: 1h`) every password is reset every hour, and a
-  restart after an hour resets them all at once.
+  restart after an hour resets them all at once;
+- at `--concurrent` above 1, one Go `Webhook` generator value serves every call, and each call resets its HTTP
+  client and the namespace its Secrets are read from, without a lock (`pkg/generator/webhook/webhook.go`). Runs here
+  logged `http client not initialized` now and then (a call that was never sent, which ESO retries); with
+  ExternalSecrets in several namespaces, the shared namespace field is the same race.
 
 ";
 fn page(runs: &[Value]) -> String {
