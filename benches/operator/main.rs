@@ -316,11 +316,16 @@ struct Readings {
 
 impl Readings {
     async fn take(client: &Client, sim: &Sim, operator: &Operator) -> Result<Self> {
+        Self::at(client, sim, operator.reconciles().await?, operator.pid).await
+    }
+
+    /// The counters, given the measured process's reconciles and pid.
+    async fn at(client: &Client, sim: &Sim, reconciles: u64, pid: u32) -> Result<Self> {
         Ok(Self {
             api: ApiRequests::read(client).await?,
             sim: sim_calls(&sim.http, &sim.url).await?,
-            reconciles: operator.reconciles().await?,
-            cpu_ns: cpu_ns(operator.pid),
+            reconciles,
+            cpu_ns: cpu_ns(pid),
         })
     }
 }

@@ -17,9 +17,10 @@ use testkit::sim::{API_KEY, EMAIL, Sim};
 use upstash_rotator::crd::RedisPasswordRotation;
 
 use crate::{
-    BENCH_PARALLEL, IDLE, Result, UNRELATED, bump, concurrently, create_databases, create_resources,
+    BENCH_PARALLEL, IDLE, Readings, Result, UNRELATED, bump, concurrently, create_databases,
+    create_resources,
     eso::{self, Eso},
-    probe::{self, ApiRequests, cpu_ns, memory_kib, sim_calls},
+    probe::{self, ApiRequests, memory_kib, sim_calls},
     process::Operator,
     ratio, resource_name,
     tracker::Tracker,
@@ -92,22 +93,9 @@ impl Start {
     }
 }
 
-/// Counters at one moment.
-struct Readings {
-    api: ApiRequests,
-    sim: BTreeMap<String, u64>,
-    reconciles: u64,
-    cpu_ns: u64,
-}
-
 impl Readings {
-    async fn take(client: &Client, sim: &Sim, peer: &Peer) -> Result<Self> {
-        Ok(Self {
-            api: ApiRequests::read(client).await?,
-            sim: sim_calls(&sim.http, &sim.url).await?,
-            reconciles: peer.reconciles().await?,
-            cpu_ns: cpu_ns(peer.pid()),
-        })
+    async fn of_peer(client: &Client, sim: &Sim, peer: &Peer) -> Result<Self> {
+        Self::at(client, sim, peer.reconciles().await?, peer.pid()).await
     }
 
     /// Upstash calls, apiserver writes and reads since `before`, less the
@@ -184,7 +172,7 @@ async fn operator_side(
     let tracker = Tracker::start(client, ns).await?;
     let peer = start.operator("peers-operator.log").await?;
     let mut side = empty_memory(&peer).await;
-    let before = Readings::take(client, sim, &peer).await?;
+    let before = Readings::of_peer(client, sim, &peer).await?;
     let started = Instant::now();
     create_resources(client, ns, "r", &ids).await?;
     tracker.wait_applied("r", size, 0, WAIT).await.map_err(|e| peer.failed(e))?;
@@ -195,7 +183,7 @@ async fn operator_side(
     .await?;
 
     let resources: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), ns);
-    let before = Readings::take(client, sim, &peer).await?;
+    let before = Readings::of_peer(client, sim, &peer).await?;
     let started = Instant::now();
     let names: Vec<String> = (0..burst).map(resource_name).collect();
     let patched = concurrently(names, BENCH_PARALLEL, |name| {
@@ -224,7 +212,7 @@ async fn eso_side(
     let written = eso::Written::start(client, ns).await?;
     let peer = start.eso("peers-eso.log").await?;
     let mut side = empty_memory(&peer).await;
-    let before = Readings::take(client, sim, &peer).await?;
+    let before = Readings::of_peer(client, sim, &peer).await?;
     let started = Instant::now();
     let items: Vec<(usize, String)> = ids.into_iter().enumerate().collect();
     let created = concurrently(items, BENCH_PARALLEL, |(i, id)| {
@@ -240,7 +228,7 @@ async fn eso_side(
         idle_then_restart(client, sim, &mut side, peer, size, || start.eso("peers-eso-restart.log")).await?;
 
     let hashes = written.hashes();
-    let before = Readings::take(client, sim, &peer).await?;
+    let before = Readings::of_peer(client, sim, &peer).await?;
     let started = Instant::now();
     let names: Vec<String> = (0..burst).map(resource_name).collect();
     let patched =
@@ -269,7 +257,7 @@ async fn first_sync(
     bench_writes: u64,
 ) -> Result<Value> {
     let took = started.elapsed();
-    let after = Readings::take(client, sim, peer).await?;
+    let after = Readings::of_peer(client, sim, peer).await?;
     let mut figures = after.since(before, bench_writes);
     figures["seconds"] = json!(took.as_secs_f64());
     figures["writes_per_resource"] = json!(ratio(figures["writes"].as_u64().unwrap_or(0), size));
@@ -290,9 +278,9 @@ where
     Fut: std::future::Future<Output = Result<Peer>>,
 {
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = Readings::take(client, sim, &peer).await?;
+    let before = Readings::of_peer(client, sim, &peer).await?;
     tokio::time::sleep(IDLE).await;
-    let after = Readings::take(client, sim, &peer).await?;
+    let after = Readings::of_peer(client, sim, &peer).await?;
     side["idle"] = after.since(&before, 0);
     let requests = after.api.since(&before.api);
     side["idle"]["apiserver_requests"] = json!(requests.all());
@@ -343,7 +331,7 @@ async fn burst_figures(
     burst: usize,
 ) -> Result<Value> {
     let took = started.elapsed();
-    let after = Readings::take(client, sim, peer).await?;
+    let after = Readings::of_peer(client, sim, peer).await?;
     // The bench's own writes: one patch per rotation.
     let mut figures = after.since(before, burst as u64);
     figures["seconds"] = json!(took.as_secs_f64());
