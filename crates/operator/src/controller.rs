@@ -13,7 +13,7 @@ use kube::{
         Controller, WatchStreamExt as _,
         controller::{Config as ControllerConfig, Error as ControllerError},
         events::{Recorder, Reporter},
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
@@ -23,7 +23,7 @@ use crate::{
         Account, AccountContext, Change, Changes, ClusterUpstashAccount, UpstashAccount,
         run_account_controllers,
     },
-    cache::{self, Caches, Index, Indexes, Key, KeyVersions, Rechecks, trim},
+    cache::{self, Caches, Index, Indexes, Key, KeyVersions, Rechecks, WrittenVersions, trim},
     crd::RedisPasswordRotation,
     http::Readiness,
     leader::Fence,
@@ -128,11 +128,12 @@ pub async fn run(
     let rechecks = Arc::new(Rechecks::default());
     let built: Vec<Scope> =
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings, &rechecks)).collect();
+    let indexes: Vec<Arc<Index>> = built.iter().map(|s| s.index.clone()).collect();
     let caches = Caches {
         rechecks,
         resources: built.iter().map(|s| s.controller.store()).collect(),
         written: built.iter().map(|s| s.written.clone()).collect(),
-        index: Indexes::new(built.iter().map(|s| s.index.clone()).collect()),
+        index: Indexes::new(indexes.clone()),
     };
     let stores = caches.resources.clone();
     let controllers: Vec<_> = built.into_iter().map(|s| s.controller).collect();
@@ -146,7 +147,8 @@ pub async fn run(
             cluster_namespace: settings.cluster_namespace.clone(),
             fence: runtime.fence.clone(),
         });
-        run_account_controllers(client.clone(), scopes.clone(), ctx, shutdown.clone())
+        let indexed = scopes.iter().cloned().zip(indexes.iter().cloned()).collect();
+        run_account_controllers(client.clone(), indexed, ctx, shutdown.clone())
     });
     let ctx = Arc::new(
         Context::new(Cluster::new(client, recorder), upstash, caches.clone(), runtime.metrics.clone())
@@ -158,8 +160,7 @@ pub async fn run(
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
-        if !cache::all_ready(&caches.resources, None).await || !cache::all_ready(&caches.written, None).await
-        {
+        if !cache::all_ready(&caches.resources, None).await || !caches.written_synced().await {
             return;
         }
         readiness.set(true);
@@ -248,7 +249,7 @@ where
 /// there, and the index of its resources.
 struct Scope {
     controller: Controller<RedisPasswordRotation>,
-    written: Store<PartialObjectMeta<Secret>>,
+    written: Arc<WrittenVersions>,
     index: Arc<Index>,
 }
 
@@ -268,11 +269,12 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
         )
         .default_backoff()
         .modify(trim::resource)
+        .reflect(writer)
+        // After the store: an account told of a new user finds it there.
         .map_ok(move |event| {
             index.observe(&event);
             event
         })
-        .reflect(writer)
         .applied_objects()
     };
     let controller = Controller::for_stream(resource_events, resources)
@@ -281,15 +283,21 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // The Secrets we write carry our label, so this watch never sees others;
     // their metadata is cached, to tell a Secret we wrote from one changed
     // since.
-    let (written, writer) = reflector::store();
+    let written = Arc::new(WrittenVersions::default());
     let owned = watcher::Config::default()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
         .page_size(cache::LIST_PAGE);
-    let written_events = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
-        .default_backoff()
-        .modify(|secret| trim::written_secret(&mut secret.metadata))
-        .reflect(writer)
-        .touched_objects();
+    let written_events = {
+        let written = written.clone();
+        watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
+            .default_backoff()
+            .modify(|secret| trim::written_secret(&mut secret.metadata))
+            .map_ok(move |event| {
+                written.observe(&event);
+                event
+            })
+            .touched_objects()
+    };
     // Credential Secrets carry no label of ours: watch metadata only (an
     // `Api<PartialObjectMeta<_>>` asks for nothing else), keep only the
     // versions of those some resource names, and pass a Secret on only when

@@ -1,7 +1,8 @@
 //! Wires the account controllers: one for `UpstashAccount`s per watched
 //! scope, one for `ClusterUpstashAccount`s when cluster accounts are on.
 //! Each is woken by its accounts, their credentials Secrets, and the
-//! resources that start or stop naming them.
+//! resources that start or stop naming them (told by the resource index,
+//! which the resource watch keeps: no second watch of every resource).
 
 use std::{future::Future, sync::Arc};
 
@@ -14,40 +15,43 @@ use kube::{
 };
 
 use super::{
-    triggers::{Change, Changes},
-    types::{Account, AccountKind, AccountRef, ClusterUpstashAccount, UpstashAccount},
+    types::{Account, AccountKind, ClusterUpstashAccount, UpstashAccount},
     validate::{AccountContext, error_policy, reconcile},
 };
-use crate::{controller::scoped, crd::RedisPasswordRotation};
+use crate::{
+    cache::{Index, Key},
+    controller::scoped,
+};
 
 /// How long an account's reconcile waits for its triggers to pause.
 const USERS_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs the account controllers until `shutdown` completes.
-pub async fn run_account_controllers(
+/// The account controllers, running until `shutdown` completes. `scopes`
+/// pairs each watched scope with the index of its resources. They listen to
+/// the indexes from this call on, before any resource event can pass.
+pub fn run_account_controllers(
     client: Client,
-    scopes: Vec<Option<String>>,
+    scopes: Vec<(Option<String>, Arc<Index>)>,
     ctx: Arc<AccountContext>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let mut runs = Vec::new();
-    for scope in &scopes {
+    for (scope, index) in &scopes {
         let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), scope.as_deref());
         let controller = Controller::new(accounts, watcher::Config::default());
         let secrets = scoped(&client, scope.as_deref());
         let controller = wake_on_secrets(controller, secrets);
-        let controller = wake_on_users(controller, scoped(&client, scope.as_deref()));
+        let controller = wake_on_users(controller, index);
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
     }
     if let Some(home) = ctx.cluster_namespace.clone() {
         let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
         let controller = Controller::new(accounts, watcher::Config::default());
         let controller = wake_on_secrets(controller, scoped(&client, Some(&home)));
-        let controller =
-            scopes.iter().fold(controller, |c, scope| wake_on_users(c, scoped(&client, scope.as_deref())));
+        let controller = scopes.iter().fold(controller, |c, (_, index)| wake_on_users(c, index));
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
     }
-    futures::future::join_all(runs).await;
+    futures::future::join_all(runs).map(|_| ())
 }
 
 async fn run<A: Account>(
@@ -92,25 +96,16 @@ fn wake_on_secrets<A: Account>(
 
 /// A resource that starts or stops naming an account (or is deleted) wakes
 /// it, so its list of users stays current; the resource's own status
-/// writes do not.
-fn wake_on_users<A: Account>(
-    controller: Controller<A>,
-    resources: Api<RedisPasswordRotation>,
-) -> Controller<A> {
-    let changes = Changes::<RedisPasswordRotation, Option<AccountRef>>::default();
-    let paged = watcher::Config::default().page_size(crate::cache::LIST_PAGE);
-    controller.watches(resources, paged, move |resource| {
-        let now = resource.spec.account_ref.clone();
-        let namespace = resource.namespace().unwrap_or_default();
-        let Change::News { before } = changes.record(&resource, now.clone()) else { return Vec::new() };
-        [before.flatten(), now]
-            .into_iter()
-            .flatten()
-            .filter(|r| r.kind == A::KIND)
-            .map(|r| match A::KIND {
-                AccountKind::UpstashAccount => ObjectRef::new(&r.name).within(&namespace),
-                AccountKind::ClusterUpstashAccount => ObjectRef::new(&r.name),
-            })
-            .collect::<Vec<_>>()
-    })
+/// writes do not (the index reports only changed account references).
+fn wake_on_users<A: Account>(controller: Controller<A>, index: &Index) -> Controller<A> {
+    let accounts = index.account_changes().filter_map(|key| {
+        std::future::ready(match key {
+            Key::Account { kind, namespace, name } if kind == A::KIND => match namespace {
+                Some(namespace) => Some(ObjectRef::new(&name).within(&namespace)),
+                None => Some(ObjectRef::new(&name)),
+            },
+            _ => None,
+        })
+    });
+    controller.reconcile_on(accounts)
 }

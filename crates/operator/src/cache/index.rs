@@ -1,18 +1,21 @@
 //! Resources by what they point at (their database, their key Secret, their
 //! account), kept up to date from the watch events that fill the resource
 //! cache. A Secret event, an account event or the database-conflict check
-//! then costs a lookup, not a scan of every resource.
+//! then costs a lookup, not a scan of every resource. The index also tells
+//! the account controllers which accounts gained or lost a user, so they
+//! need no watch of the resources of their own.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
 
+use futures::channel::mpsc;
 use kube::{
     ResourceExt as _,
     runtime::{reflector::ObjectRef, watcher},
 };
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::{account::AccountKind, crd::RedisPasswordRotation};
 
@@ -45,37 +48,83 @@ impl Key {
 
 type Ref = ObjectRef<RedisPasswordRotation>;
 
-/// One reference per resource, shared by its keys.
+/// One reference per resource, shared by its keys; one copy of each key,
+/// shared by its resources (many name the same key Secret or account).
 #[derive(Default)]
 struct Entries {
-    by_key: HashMap<Key, HashSet<Arc<Ref>>>,
-    keys_of: HashMap<Arc<Ref>, Vec<Key>>,
+    by_key: HashMap<Arc<Key>, HashSet<Arc<Ref>>>,
+    keys_of: HashMap<Arc<Ref>, Box<[Arc<Key>]>>,
 }
 
 impl Entries {
-    fn insert(&mut self, resource: &RedisPasswordRotation) {
+    /// Adds or updates `resource`; returns the accounts that gained or
+    /// lost it as a user.
+    fn insert(&mut self, resource: &RedisPasswordRotation) -> Vec<Key> {
         let object = Arc::new(plain_ref(resource));
         let keys = Key::of(resource);
-        if self.keys_of.get(&object) == Some(&keys) {
-            return;
+        if self.keys_of.get(&object).is_some_and(|known| known.iter().map(|k| &**k).eq(keys.iter())) {
+            return Vec::new();
         }
-        self.remove(&object);
+        let before = self.remove(&object);
+        let mut shared = Vec::with_capacity(keys.len());
         for key in &keys {
+            let key = match self.by_key.get_key_value(key) {
+                Some((known, _)) => known.clone(),
+                None => Arc::new(key.clone()),
+            };
             self.by_key.entry(key.clone()).or_default().insert(object.clone());
+            shared.push(key);
         }
-        self.keys_of.insert(object, keys);
+        self.keys_of.insert(object, shared.into_boxed_slice());
+        accounts_changed(plain(&before), keys.iter())
     }
 
-    fn remove(&mut self, object: &Ref) {
-        for key in self.keys_of.remove(object).unwrap_or_default() {
-            if let Some(set) = self.by_key.get_mut(&key) {
+    /// Drops `object`; returns the keys it had.
+    fn remove(&mut self, object: &Ref) -> Box<[Arc<Key>]> {
+        let keys = self.keys_of.remove(object).unwrap_or_default();
+        for key in &keys {
+            if let Some(set) = self.by_key.get_mut(key) {
                 set.remove(object);
                 if set.is_empty() {
-                    self.by_key.remove(&key);
+                    self.by_key.remove(key);
                 }
             }
         }
+        keys
     }
+
+    /// The accounts whose users differ between `self` and `other`.
+    fn accounts_changed_from(&self, other: &Entries) -> Vec<Key> {
+        let mut changed = Vec::new();
+        for (object, keys) in &self.keys_of {
+            let before = other.keys_of.get(object).map_or(&[][..], |k| &k[..]);
+            changed.extend(accounts_changed(plain(before), plain(keys)));
+        }
+        for (object, keys) in &other.keys_of {
+            if !self.keys_of.contains_key(object) {
+                changed.extend(accounts_changed(plain(keys), std::iter::empty()));
+            }
+        }
+        changed
+    }
+}
+
+/// The accounts in `before` or `after` when the two differ in accounts.
+fn accounts_changed<'a>(
+    before: impl Iterator<Item = &'a Key>,
+    after: impl Iterator<Item = &'a Key>,
+) -> Vec<Key> {
+    let is_account = |key: &&Key| matches!(key, Key::Account { .. });
+    let before: Vec<&Key> = before.filter(is_account).collect();
+    let after: Vec<&Key> = after.filter(is_account).collect();
+    if before == after {
+        return Vec::new();
+    }
+    before.into_iter().chain(after).cloned().collect()
+}
+
+fn plain(keys: &[Arc<Key>]) -> impl Iterator<Item = &Key> {
+    keys.iter().map(|k| &**k)
 }
 
 /// A reference without the version and uid `ObjectRef::from_obj` carries
@@ -91,27 +140,59 @@ pub struct Index {
     live: RwLock<Entries>,
     /// Filled during a relist, swapped in when it is complete, the way the
     /// reflector's store is.
-    relisting: parking_lot::Mutex<Option<Entries>>,
+    relisting: Mutex<Option<Entries>>,
+    /// The account controllers listening for accounts whose users changed.
+    listeners: Mutex<Vec<mpsc::UnboundedSender<Key>>>,
 }
 
 impl Index {
     /// Applies one event of the resource watch.
     pub fn observe(&self, event: &watcher::Event<RedisPasswordRotation>) {
-        match event {
+        let changed = match event {
             watcher::Event::Apply(resource) => self.live.write().insert(resource),
-            watcher::Event::Delete(resource) => self.live.write().remove(&plain_ref(resource)),
-            watcher::Event::Init => *self.relisting.lock() = Some(Entries::default()),
+            watcher::Event::Delete(resource) => {
+                let removed = self.live.write().remove(&plain_ref(resource));
+                accounts_changed(plain(&removed), std::iter::empty())
+            }
+            watcher::Event::Init => {
+                *self.relisting.lock() = Some(Entries::default());
+                Vec::new()
+            }
             watcher::Event::InitApply(resource) => {
                 if let Some(entries) = self.relisting.lock().as_mut() {
                     entries.insert(resource);
                 }
+                Vec::new()
             }
             watcher::Event::InitDone => {
-                if let Some(entries) = self.relisting.lock().take() {
-                    *self.live.write() = entries;
-                }
+                let Some(entries) = self.relisting.lock().take() else { return };
+                let mut live = self.live.write();
+                // What changed while the watch was down (at start: every
+                // account with a user).
+                let changed = entries.accounts_changed_from(&live);
+                *live = entries;
+                changed
             }
+        };
+        self.tell(changed);
+    }
+
+    /// Accounts (as `Key::Account`) that gained or lost a user from now on.
+    pub fn account_changes(&self) -> mpsc::UnboundedReceiver<Key> {
+        let (sender, receiver) = mpsc::unbounded();
+        self.listeners.lock().push(sender);
+        receiver
+    }
+
+    fn tell(&self, changed: Vec<Key>) {
+        if changed.is_empty() {
+            return;
         }
+        let changed: HashSet<Key> = changed.into_iter().collect();
+        // A listener that is gone (its controller stopped) is dropped.
+        self.listeners
+            .lock()
+            .retain(|listener| changed.iter().all(|key| listener.unbounded_send(key.clone()).is_ok()));
     }
 
     /// The resources that point at `key`.
@@ -182,5 +263,62 @@ mod tests {
         assert!(index.lookup(&db("db2")).is_empty());
         assert_eq!(names(index.lookup(&db("db3"))), ["c"]);
         assert!(index.lookup(&secret).is_empty());
+    }
+
+    fn using(name: &str, account: Option<&str>) -> RedisPasswordRotation {
+        let mut r = resource(name, "db", "k");
+        r.spec.account_ref =
+            account.map(|a| crate::account::AccountRef { kind: AccountKind::UpstashAccount, name: a.into() });
+        r
+    }
+
+    fn told(changes: &mut mpsc::UnboundedReceiver<Key>) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(key) = changes.try_recv() {
+            if let Key::Account { name, .. } = key {
+                names.push(name);
+            }
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn tells_which_accounts_gained_or_lost_a_user_and_nothing_else() {
+        let index = Index::default();
+        let mut changes = index.account_changes();
+        // The first list: every account with a user.
+        index.observe(&watcher::Event::Init);
+        index.observe(&watcher::Event::InitApply(using("a", Some("team"))));
+        index.observe(&watcher::Event::InitApply(using("b", Some("team"))));
+        index.observe(&watcher::Event::InitApply(using("c", None)));
+        assert!(told(&mut changes).is_empty(), "nothing until the list is complete");
+        index.observe(&watcher::Event::InitDone);
+        assert_eq!(told(&mut changes), ["team"], "one wake-up per account");
+
+        // A status write (same references) is not news; a new user, a
+        // moved one and a deleted one are, to both accounts involved.
+        let mut written = using("a", Some("team"));
+        written.metadata.resource_version = Some("9".into());
+        index.observe(&watcher::Event::Apply(written));
+        assert!(told(&mut changes).is_empty());
+        index.observe(&watcher::Event::Apply(using("c", Some("other"))));
+        assert_eq!(told(&mut changes), ["other"]);
+        index.observe(&watcher::Event::Apply(using("b", Some("other"))));
+        assert_eq!(told(&mut changes), ["other", "team"]);
+        index.observe(&watcher::Event::Delete(using("c", Some("other"))));
+        assert_eq!(told(&mut changes), ["other"]);
+
+        // A relist reports what changed while the watch was down.
+        index.observe(&watcher::Event::Init);
+        index.observe(&watcher::Event::InitApply(using("a", Some("team"))));
+        index.observe(&watcher::Event::InitApply(using("d", Some("new"))));
+        index.observe(&watcher::Event::InitDone);
+        assert_eq!(told(&mut changes), ["new", "other"], "b is gone, d is new, a is unchanged");
+
+        // A listener that is gone is dropped, not an error.
+        drop(changes);
+        index.observe(&watcher::Event::Delete(using("a", Some("team"))));
+        assert!(index.listeners.lock().is_empty());
     }
 }

@@ -5,17 +5,15 @@
 pub mod index;
 pub mod rechecks;
 pub mod trim;
+pub mod written;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    core::PartialObjectMeta,
-    runtime::reflector::{ObjectRef, Store},
-};
+use kube::runtime::reflector::Store;
 
 pub use index::{Index, Indexes, Key};
 pub use rechecks::{KeyVersions, Rechecks};
+pub use written::WrittenVersions;
 
 use crate::crd::RedisPasswordRotation;
 
@@ -34,8 +32,8 @@ pub const LIST_PAGE: u32 = 200;
 #[derive(Clone, Default)]
 pub struct Caches {
     pub resources: Vec<Store<RedisPasswordRotation>>,
-    /// Metadata of the Secrets the operator wrote (its label selects them).
-    pub written: Vec<Store<PartialObjectMeta<Secret>>>,
+    /// Versions of the Secrets the operator wrote (its label selects them).
+    pub written: Vec<std::sync::Arc<WrittenVersions>>,
     pub index: Indexes,
     /// Resources whose key changed: their next reconcile checks with it.
     pub rechecks: std::sync::Arc<Rechecks>,
@@ -51,12 +49,23 @@ impl Caches {
         name: &str,
         limit: Duration,
     ) -> Option<Option<String>> {
-        if !all_ready(&self.written, Some(tokio::time::Instant::now() + limit)).await {
-            return None;
+        let deadline = Some(tokio::time::Instant::now() + limit);
+        for written in &self.written {
+            if !written.synced(deadline).await {
+                return None;
+            }
         }
-        let key = ObjectRef::new(name).within(namespace);
-        let found = self.written.iter().find_map(|store| store.get(&key));
-        Some(found.and_then(|s| s.metadata.resource_version.clone()))
+        Some(self.written.iter().find_map(|written| written.version(namespace, name)))
+    }
+
+    /// Waits until every cache of written Secrets is synced.
+    pub async fn written_synced(&self) -> bool {
+        for written in &self.written {
+            if !written.synced(None).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether every resource cache is synced, waiting at most `limit`.
