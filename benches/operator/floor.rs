@@ -20,7 +20,10 @@ use kube::{
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use testkit::sim::Sim;
-use upstash_rotator::crd::RedisPasswordRotation;
+use upstash_rotator::{
+    crd::RedisPasswordRotation,
+    secret::{MANAGED_BY, MANAGED_BY_LABEL, ROTATION_ANNOTATION},
+};
 
 use crate::Result;
 
@@ -73,7 +76,10 @@ impl Floor {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
-                annotations: Some([("upstash-rotator.io/rotation".to_owned(), rotation.to_string())].into()),
+                // The operator's label and annotation: the bench's tracker
+                // watches labelled Secrets on both sides.
+                labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+                annotations: Some([(ROTATION_ANNOTATION.to_owned(), rotation.to_string())].into()),
                 ..Default::default()
             },
             data: Some(

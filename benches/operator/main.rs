@@ -128,11 +128,17 @@ async fn run(
     // resources too), at each concurrency.
     let created = create_resources(client, floor_ns, "f", &floor_ids).await?;
     let floor = Floor::new(client, floor_ns, created);
-    let mut floors = Vec::new();
+    // The instrument that sees the operator's rotations finish watches the
+    // floor's too, so it costs both sides the same.
+    let floor_tracker = Tracker::start(client, floor_ns).await?;
+    let (mut floors, mut floor_plane) = (Vec::new(), Vec::new());
     for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
+        let plane = probe::plane_cpu_ns();
         let took = floor.rotate_all(sim, round as i64 + 1, usize::from(*concurrency)).await?;
         floors.push(took.as_secs_f64());
+        floor_plane.push(per_rotation_ms(probe::plane_cpu_ns() - plane, burst));
     }
+    drop(floor_tracker);
     floor.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
     floor.secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
 
@@ -229,6 +235,7 @@ async fn run(
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rotation = round as i64 + 2;
         let before = Readings::take(client, sim, &running).await?;
+        let plane = probe::plane_cpu_ns();
         let started = Instant::now();
         let names: Vec<String> = (0..burst).map(resource_name).collect();
         let patched = concurrently(names, BENCH_PARALLEL, |name| {
@@ -242,6 +249,7 @@ async fn run(
             .await
             .map_err(|e| with_log(e, &running))?;
         let took = started.elapsed();
+        let plane = probe::plane_cpu_ns() - plane;
         let after = Readings::take(client, sim, &running).await?;
         let api = after.api.since(&before.api);
         // The bench's own writes: one counter patch per resource.
@@ -259,7 +267,9 @@ async fn run(
             "dry_runs_per_rotation": ratio(api.dry_runs(), burst),
             "reads_per_rotation": ratio(api.reads(), burst),
             "reconciles_per_rotation": ratio(after.reconciles - before.reconciles, burst),
-            "operator_cpu_ms_per_rotation": (after.cpu_ns - before.cpu_ns) as f64 / 1e6 / burst as f64,
+            "operator_cpu_ms_per_rotation": per_rotation_ms(after.cpu_ns - before.cpu_ns, burst),
+            "plane_cpu_ms_per_rotation": per_rotation_ms(plane, burst),
+            "floor_plane_cpu_ms_per_rotation": floor_plane[round],
         }));
         operator = Some(running);
     }
@@ -378,6 +388,11 @@ fn with_log(error: Box<dyn std::error::Error>, operator: &Operator) -> Box<dyn s
 
 fn resource_name(i: usize) -> String {
     format!("r{i:05}")
+}
+
+/// CPU time `ns` per rotation of a burst of `burst`, in ms.
+fn per_rotation_ms(ns: u64, burst: usize) -> f64 {
+    ns as f64 / 1e6 / burst as f64
 }
 
 fn ratio(count: u64, per: usize) -> f64 {

@@ -33,6 +33,17 @@ pub fn cpu_ns(pid: u32) -> u64 {
     read().unwrap_or(0)
 }
 
+/// CPU time used so far by the control plane's kube-apiserver and etcd
+/// (their pids as hack/testenv/up.sh records them), in ns.
+pub fn plane_cpu_ns() -> u64 {
+    let pids = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/testenv/pids");
+    ["kube-apiserver", "etcd"]
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(pids.join(name)).ok()?.trim().parse::<u32>().ok())
+        .map(cpu_ns)
+        .sum()
+}
+
 /// Sums of Prometheus counters by name and the label values asked for.
 pub fn counters(text: &str, name: &str, labels: &[&str]) -> BTreeMap<Vec<String>, f64> {
     let mut sums = BTreeMap::new();
