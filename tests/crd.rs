@@ -110,18 +110,18 @@ async fn invalid_ids_names_and_templates_are_rejected_at_admission() {
         (vec![], vec![("-x", "y")]),
     ] {
         let mut spec = world.spec();
-        spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
+        spec.secret_template = Some(Box::new(upstash_rotator::crd::SecretTemplate {
             labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             annotations: annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             ..Default::default()
-        });
+        }));
         let err = create(spec).await;
         assert!(err.contains("spec.secretTemplate"), "{labels:?} {annotations:?}: {err}");
     }
     // Valid ones pass.
     let mut spec = world.spec();
     spec.secret_name = Some("shop.redis-credentials".into());
-    spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
+    spec.secret_template = Some(Box::new(upstash_rotator::crd::SecretTemplate {
         labels: [
             ("app.kubernetes.io/part-of".to_owned(), "shop".to_owned()),
             ("empty".to_owned(), String::new()),
@@ -129,7 +129,7 @@ async fn invalid_ids_names_and_templates_are_rejected_at_admission() {
         .into(),
         annotations: [("example.com/owner".to_owned(), "team payments, on call: #ops".to_owned())].into(),
         ..Default::default()
-    });
+    }));
     world.create("good", spec).await;
 }
 
@@ -141,11 +141,11 @@ async fn schedules_that_could_never_rotate_are_rejected_at_admission() {
     let world = World::prepare("schedule-admission").await;
     let with = |every: &str, start: &str, duration: &str| {
         let mut spec = world.spec();
-        spec.schedule = Some(RotationSchedule {
+        spec.schedule = Some(Box::new(RotationSchedule {
             every: every.into(),
             windows: vec![MaintenanceWindow { start: start.into(), duration: duration.into() }],
             time_zone: Some("Europe/Berlin".into()),
-        });
+        }));
         spec
     };
     let never = "never matches a date";

@@ -15,11 +15,11 @@ use upstash_rotator::{conditions::Reason, reconcile::FINALIZER, secret};
 async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     let world = World::new("rotate").await;
     let mut spec = world.spec();
-    spec.secret_template = Some(upstash_rotator::crd::SecretTemplate {
+    spec.secret_template = Some(Box::new(upstash_rotator::crd::SecretTemplate {
         labels: [("app.kubernetes.io/part-of".to_owned(), "shop".to_owned())].into(),
         annotations: [("team".to_owned(), "payments".to_owned())].into(),
         ..Default::default()
-    });
+    }));
     world.create("cache", spec).await;
     let synced = world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
     let status = synced.status.clone().expect("status");

@@ -32,11 +32,11 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_counter_bump_does_not()
     // 65 s or more from now opens after that.
     let (open, start) = minute_ahead(SignedDuration::from_secs(65));
     let mut spec = world.spec();
-    spec.schedule = Some(RotationSchedule {
+    spec.schedule = Some(Box::new(RotationSchedule {
         every: "1m".into(),
         windows: vec![MaintenanceWindow { start, duration: "1m".into() }],
         time_zone: None,
-    });
+    }));
     world.create("cache", spec).await;
     let synced = world.wait_applied("cache", 0).await;
     let next = |r: &upstash_rotator::crd::RedisPasswordRotation| {

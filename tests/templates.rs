@@ -30,14 +30,14 @@ async fn keys(world: &World, name: &str) -> Vec<String> {
 async fn templated_keys_replace_the_defaults_and_follow_each_rotation() {
     let world = World::new("templates").await;
     let mut spec = world.spec();
-    spec.secret_template = Some(template(
+    spec.secret_template = Some(Box::new(template(
         &[
             ("DATABASE_URL", URL),
             ("redis.conf", "masterauth {{ password }}\nport {{ port }}\n"),
             ("upstash.json", "{{ {'url': restUrl, 'token': restToken, 'id': databaseId} | tojson }}"),
         ],
         false,
-    ));
+    )));
     world.create("cache", spec).await;
     world.wait_applied("cache", 0).await;
     assert_eq!(keys(&world, "cache").await, ["DATABASE_URL", "redis.conf", "upstash.json"]);
@@ -79,7 +79,7 @@ async fn templated_keys_replace_the_defaults_and_follow_each_rotation() {
 async fn merge_defaults_keeps_the_default_keys_beside_the_templates() {
     let world = World::new("templates-merge").await;
     let mut spec = world.spec();
-    spec.secret_template = Some(template(&[("DATABASE_URL", URL)], true));
+    spec.secret_template = Some(Box::new(template(&[("DATABASE_URL", URL)], true)));
     world.create("cache", spec).await;
     world.wait_applied("cache", 0).await;
     let mut expected: Vec<String> = secret::KEYS.iter().map(|k| (*k).to_owned()).collect();
@@ -116,7 +116,7 @@ async fn an_invalid_template_stops_before_the_reset_and_a_fixed_one_rotates() {
 async fn a_key_that_is_no_secret_key_is_refused_at_admission() {
     let world = World::prepare("templates-keys").await;
     let mut spec = world.spec();
-    spec.secret_template = Some(template(&[("not a key", "{{ password }}")], false));
+    spec.secret_template = Some(Box::new(template(&[("not a key", "{{ password }}")], false)));
     let refused =
         world.resources().create(&Default::default(), &RedisPasswordRotation::new("cache", spec)).await;
     let error = refused.expect_err("refused").to_string();

@@ -100,7 +100,7 @@ pub struct RedisPasswordRotationSpec {
 
     /// Extra labels and annotations for the written Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_template: Option<SecretTemplate>,
+    pub secret_template: Option<Box<SecretTemplate>>,
 
     /// What happens to the Secret when this resource is deleted: `Delete`
     /// (default) lets Kubernetes garbage-collect it with the resource; `Retain`
@@ -138,7 +138,7 @@ pub struct RedisPasswordRotationSpec {
     /// `status.scheduledRotations` and listed in `status.history`. Raising
     /// `spec.rotation` still rotates at once, whatever the windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<RotationSchedule>,
+    pub schedule: Option<Box<RotationSchedule>>,
 
     /// After each rotation, check on the REST data plane that the new
     /// credentials answer PING and the old ones are refused, retrying
@@ -400,7 +400,7 @@ pub struct RedisPasswordRotationStatus {
     /// The reset attempt of `pendingRotation`: recorded before each reset is
     /// sent, cleared with `pendingRotation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset: Option<ResetAttempt>,
+    pub reset: Option<Box<ResetAttempt>>,
     /// Fingerprint of the credentials the workloads of `spec.rolloutRestart`
     /// were last restarted for (or found running with, when they were first
     /// listed). A differing `credentialsFingerprint` means a restart is owed.

@@ -202,7 +202,7 @@ pub fn desired(
     credentials: &DatabaseCredentials,
     written: Written,
 ) -> Secret {
-    let data = data(resource.spec.secret_template.as_ref(), database, credentials);
+    let data = data(resource.spec.secret_template.as_deref(), database, credentials);
     let mut secret = desired_without_data(resource, written);
     if !data.contains_key(KEY_PASSWORD) || !data.contains_key(KEY_REST_TOKEN) {
         let annotations = secret.metadata.annotations.get_or_insert_default();

@@ -56,7 +56,8 @@ async fn rotate_wait_reports_success_and_failure() {
 async fn status_lists_resources_and_kubectl_runs_the_binary_as_its_upstash_plugin() {
     let world = World::new("cli-status").await;
     let mut spec = world.spec();
-    spec.schedule = Some(RotationSchedule { every: "720h".into(), windows: Vec::new(), time_zone: None });
+    spec.schedule =
+        Some(Box::new(RotationSchedule { every: "720h".into(), windows: Vec::new(), time_zone: None }));
     world.create("cache", spec).await;
     world.wait_applied("cache", 0).await;
 

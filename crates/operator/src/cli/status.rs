@@ -190,7 +190,7 @@ mod tests {
         r.metadata.namespace = Some("shop".into());
         r.spec.rotation = 3;
         r.spec.schedule =
-            Some(RotationSchedule { every: "720h".into(), windows: Vec::new(), time_zone: None });
+            Some(Box::new(RotationSchedule { every: "720h".into(), windows: Vec::new(), time_zone: None }));
         r.status = Some(RedisPasswordRotationStatus {
             rotation: Some(3),
             scheduled_rotations: Some(2),

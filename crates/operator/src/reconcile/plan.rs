@@ -376,7 +376,7 @@ fn upstash_fingerprint(obs: &Observation) -> Option<String> {
 /// The Secret data Upstash's read calls for.
 fn upstash_data(obs: &Observation) -> Option<std::collections::BTreeMap<String, k8s_openapi::ByteString>> {
     let database = obs.upstash.as_ref()?.as_ref().ok()?;
-    let template = obs.resource.spec.secret_template.as_ref();
+    let template = obs.resource.spec.secret_template.as_deref();
     Some(secret::data(template, database, database.credentials.as_ref()?))
 }
 

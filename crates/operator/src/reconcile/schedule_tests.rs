@@ -25,7 +25,7 @@ use crate::{
 
 fn schedule(fake: &Fake, every: &str, windows: Vec<MaintenanceWindow>) {
     let mut r = fake.world().resource.clone().expect("exists");
-    r.spec.schedule = Some(RotationSchedule { every: every.into(), windows, time_zone: None });
+    r.spec.schedule = Some(Box::new(RotationSchedule { every: every.into(), windows, time_zone: None }));
     fake.put_resource(r);
 }
 
@@ -144,7 +144,7 @@ async fn a_schedule_the_operator_cannot_read_stops_before_any_call_to_upstash() 
     let mut r = fake.world().resource.clone().expect("exists");
     let spec =
         RotationSchedule { every: "1h".into(), windows: Vec::new(), time_zone: Some("Mars/Olympus".into()) };
-    r.spec.schedule = Some(spec);
+    r.spec.schedule = Some(Box::new(spec));
     fake.put_resource(r);
     let failure = reconcile_now(&fake, &ctx).await.expect_err("invalid");
     assert_eq!(failure.error.reason().as_str(), "InvalidSchedule");

@@ -157,7 +157,7 @@ impl Draft {
         let rotation = Rotation { counter: target, scheduled: attempt.scheduled };
         let resetting = Message::Resetting { target: rotation, attempt: attempt.attempt };
         self.status.pending_rotation = Some(target);
-        self.status.reset = Some(attempt);
+        self.status.reset = Some(Box::new(attempt));
         self.set(ROTATING, true, Reason::ResetRequested, &resetting);
         self.set(READY, false, Reason::Rotating, &Message::RotationInProgress { target: rotation });
     }
@@ -230,7 +230,7 @@ pub fn status_patch(status: &RedisPasswordRotationStatus, resource: &RedisPasswo
             "nextRotationTime": s.next_rotation_time,
             "scheduledRotations": s.scheduled_rotations,
             "history": s.history,
-            "reset": s.reset.as_ref().map(reset_patch),
+            "reset": s.reset.as_deref().map(reset_patch),
             "conditions": s.conditions,
         }),
     )

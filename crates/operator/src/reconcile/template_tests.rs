@@ -14,10 +14,10 @@ use crate::{
 
 fn with_templates(fake: &Fake, data: &[(&str, &str)]) {
     let mut r = fake.world().resource.clone().unwrap_or_else(resource);
-    r.spec.secret_template = Some(SecretTemplate {
+    r.spec.secret_template = Some(Box::new(SecretTemplate {
         data: data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         ..Default::default()
-    });
+    }));
     fake.put_resource(r);
 }
 

@@ -318,14 +318,14 @@ fn interrupted(previous_credentials: Option<String>, deleting: bool) -> Fake {
     r.status = Some(RedisPasswordRotationStatus {
         rotation: Some(0),
         pending_rotation: Some(1),
-        reset: Some(ResetAttempt {
+        reset: Some(Box::new(ResetAttempt {
             holder: "gone".into(),
             attempt: 1,
             requested_at: MicroTime(Timestamp::UNIX_EPOCH),
             previous_credentials,
             blind_resets: 0,
             scheduled: None,
-        }),
+        })),
         ..Default::default()
     });
     fake.put_resource(r);
@@ -453,14 +453,14 @@ async fn hidden_credentials_reset_blind_with_a_warning_and_at_most_three_times()
     let mut r = fake.world().resource.clone().expect("exists");
     let status = r.status.get_or_insert_with(Default::default);
     status.pending_rotation = Some(2);
-    status.reset = Some(ResetAttempt {
+    status.reset = Some(Box::new(ResetAttempt {
         holder: "gone".into(),
         attempt: 3,
         requested_at: MicroTime(Timestamp::UNIX_EPOCH),
         previous_credentials: None,
         blind_resets: 3,
         scheduled: None,
-    });
+    }));
     r.spec.rotation = 2;
     fake.put_resource(r);
     take_calls(&fake);
