@@ -281,8 +281,8 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
 
     // The Secrets we write carry our label, so this watch never sees others;
-    // their metadata is cached, to tell a Secret we wrote from one changed
-    // since.
+    // their versions are kept, to tell a Secret we wrote from one changed
+    // since, and an event wakes the resource its annotation names.
     let written = Arc::new(WrittenVersions::default());
     let owned = watcher::Config::default()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
