@@ -160,7 +160,7 @@ pub async fn run(
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
-        if !cache::all_ready(&caches.resources, None).await || !caches.written_synced().await {
+        if !cache::all_ready(&caches.resources, None).await || !caches.written_synced(None).await {
             return;
         }
         readiness.set(true);

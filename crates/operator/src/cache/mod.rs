@@ -49,19 +49,17 @@ impl Caches {
         name: &str,
         limit: Duration,
     ) -> Option<Option<String>> {
-        let deadline = Some(tokio::time::Instant::now() + limit);
-        for written in &self.written {
-            if !written.synced(deadline).await {
-                return None;
-            }
+        if !self.written_synced(Some(tokio::time::Instant::now() + limit)).await {
+            return None;
         }
         Some(self.written.iter().find_map(|written| written.version(namespace, name)))
     }
 
-    /// Waits until every cache of written Secrets is synced.
-    pub async fn written_synced(&self) -> bool {
+    /// Waits until every cache of written Secrets is synced, or `deadline`
+    /// passes (`None`: as long as it takes).
+    pub async fn written_synced(&self, deadline: Option<tokio::time::Instant>) -> bool {
         for written in &self.written {
-            if !written.synced(None).await {
+            if !written.synced(deadline).await {
                 return false;
             }
         }
