@@ -98,8 +98,26 @@ const ROWS: &[Row] = &[
         goal: "< 40 MiB at 10,000",
     },
     Row {
+        label: "memory: of which the binary's code pages (RssFile, synced)",
+        pointer: "/memory/synced_file_kib",
+        unit: "KiB",
+        goal: "",
+    },
+    Row {
+        label: "memory: VmRSS, heap (RssAnon, synced)",
+        pointer: "/memory/synced_anon_kib",
+        unit: "KiB",
+        goal: "",
+    },
+    Row {
         label: "memory: VmHWM of a restarted operator",
         pointer: "/memory/restarted_hwm_kib",
+        unit: "KiB",
+        goal: "",
+    },
+    Row {
+        label: "memory: of which the binary's code pages (RssFile, restarted)",
+        pointer: "/memory/restarted_file_kib",
         unit: "KiB",
         goal: "",
     },
