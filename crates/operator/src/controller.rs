@@ -23,7 +23,10 @@ use crate::{
         Account, AccountContext, Change, Changes, ClusterUpstashAccount, UpstashAccount,
         run_account_controllers,
     },
-    cache::{self, Caches, Index, Indexes, Key, KeyVersions, Rechecks, WrittenVersions, trim},
+    cache::{
+        self, CachedRotation, Caches, Index, Indexes, Key, KeyVersions, Rechecks, ResourceRef,
+        WrittenVersions, cached, trim,
+    },
     crd::RedisPasswordRotation,
     http::Readiness,
     leader::Fence,
@@ -248,7 +251,7 @@ where
 /// One watched scope: its controller, the metadata of the Secrets written
 /// there, and the index of its resources.
 struct Scope {
-    controller: Controller<RedisPasswordRotation>,
+    controller: Controller<CachedRotation>,
     written: Arc<WrittenVersions>,
     index: Arc<Index>,
 }
@@ -260,22 +263,32 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // watch from it fails with 410 again and again, with growing backoff,
     // while raised counters go unseen (make chaos, apiserver-restart).
     let index = Arc::new(Index::default());
+    let written = Arc::new(WrittenVersions::default());
     let (resources, writer) = reflector::store();
     let resource_events = {
         let index = index.clone();
-        watcher(
+        let watch = watcher(
             scoped::<RedisPasswordRotation>(client, namespace),
             watcher::Config::default().page_size(cache::LIST_PAGE),
-        )
-        .default_backoff()
-        .modify(trim::resource)
-        .reflect(writer)
-        // After the store: an account told of a new user finds it there.
-        .map_ok(move |event| {
-            index.observe(&event);
-            event
-        })
-        .applied_objects()
+        );
+        // Resources are listed once the versions of the Secrets written for
+        // them are known (or `WRITTEN_WAIT` passed), so each reconciles as it
+        // arrives. Listed beside them, all of a restart's resources would
+        // queue for those versions at once: at 10,000, megabytes of
+        // scheduler entries at the memory peak.
+        let written = written.clone();
+        async move { written.synced(Some(tokio::time::Instant::now() + cache::WRITTEN_WAIT)).await }
+            .map(move |_| watch)
+            .flatten_stream()
+            .default_backoff()
+            .map_ok(cached::event)
+            .reflect(writer)
+            // After the store: an account told of a new user finds it there.
+            .map_ok(move |event| {
+                index.observe(&event);
+                event
+            })
+            .applied_objects()
     };
     let controller = Controller::for_stream(resource_events, resources)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
@@ -283,7 +296,6 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // The Secrets we write carry our label, so this watch never sees others;
     // their versions are kept, to tell a Secret we wrote from one changed
     // since, and an event wakes the resource its annotation names.
-    let written = Arc::new(WrittenVersions::default());
     let owned = watcher::Config::default()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
         .page_size(cache::LIST_PAGE);
@@ -337,13 +349,13 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
 /// An account's spec, its deletion, or a new check of its Secret wakes the
 /// resources that name it; its status writes listing them do not.
 fn wake_on_accounts(
-    controller: Controller<RedisPasswordRotation>,
+    controller: Controller<CachedRotation>,
     client: &Client,
     namespace: Option<&str>,
     cluster_accounts: bool,
     index: &Arc<Index>,
     rechecks: &Arc<Rechecks>,
-) -> Controller<RedisPasswordRotation> {
+) -> Controller<CachedRotation> {
     let accounts = account_events::<UpstashAccount>(scoped(client, namespace), index, rechecks);
     let controller = controller.watches_stream(accounts, users(index.clone(), rechecks.clone()));
     if !cluster_accounts {
@@ -388,7 +400,7 @@ fn account_key<A: Account>(account: &A) -> Key {
 fn users<A: Account>(
     index: Arc<Index>,
     rechecks: Arc<Rechecks>,
-) -> impl Fn(A) -> Vec<ObjectRef<RedisPasswordRotation>> + Send + Sync + 'static {
+) -> impl Fn(A) -> Vec<ResourceRef> + Send + Sync + 'static {
     let changes = Changes::<A, (Option<i64>, Option<String>)>::default();
     move |account| {
         let relevant = (

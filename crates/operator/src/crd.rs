@@ -528,6 +528,11 @@ impl RedisPasswordRotationSpec {
 impl RedisPasswordRotation {
     /// The Secret this resource writes.
     pub fn secret_name(&self) -> String {
-        self.spec.secret_name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        secret_name(self.spec.secret_name.as_deref(), self.metadata.name.as_deref())
     }
+}
+
+/// `spec.secretName`, else the resource's own name.
+pub fn secret_name(spec_secret_name: Option<&str>, resource_name: Option<&str>) -> String {
+    spec_secret_name.or(resource_name).unwrap_or_default().to_owned()
 }

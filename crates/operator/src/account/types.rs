@@ -219,7 +219,7 @@ pub trait Account:
     fn api(client: kube::Client, namespace: Option<&str>) -> kube::Api<Self>;
 
     /// Whether `resource` names this account in `spec.accountRef`.
-    fn used_by(&self, resource: &crate::crd::RedisPasswordRotation) -> bool {
+    fn used_by(&self, resource: &crate::cache::CachedRotation) -> bool {
         let named = resource
             .spec
             .account_ref

@@ -16,8 +16,8 @@ use upstash_api::UpstashClient;
 
 use super::types::{Account, AccountStatus};
 use crate::{
+    cache::CachedRotation,
     conditions::{self, Reason, VALIDATED},
-    crd::RedisPasswordRotation,
     leader::{Fence, LeaseExpired},
     reconcile::{Error, credentials::KeySecret},
 };
@@ -33,7 +33,7 @@ pub struct AccountContext {
     pub client: Client,
     pub upstash: UpstashClient,
     /// Every watched scope's resources, to find an account's users.
-    pub resources: Vec<Store<RedisPasswordRotation>>,
+    pub resources: Vec<Store<CachedRotation>>,
     /// Where `ClusterUpstashAccount` Secrets live.
     pub cluster_namespace: Option<String>,
     /// Closed once this process may have lost its lease: a status write
@@ -115,11 +115,7 @@ pub fn error_policy<A: Account>(account: Arc<A>, error: &AccountError, _: Arc<Ac
 
 /// Counts and lists (sorted, the first `LISTED_USERS`) the resources that
 /// name `account`.
-fn record_users<A: Account>(
-    account: &A,
-    stores: &[Store<RedisPasswordRotation>],
-    status: &mut AccountStatus,
-) {
+fn record_users<A: Account>(account: &A, stores: &[Store<CachedRotation>], status: &mut AccountStatus) {
     let mut users: Vec<String> = stores
         .iter()
         .flat_map(Store::state)
@@ -161,13 +157,13 @@ mod tests {
         crd::{CredentialsSecretRef, RedisPasswordRotationSpec},
     };
 
-    fn user(namespace: &str, name: &str, account: &str) -> RedisPasswordRotation {
+    fn user(namespace: &str, name: &str, account: &str) -> CachedRotation {
         let mut spec = RedisPasswordRotationSpec::new("db", "unused");
         spec.credentials_secret_ref = None;
         spec.account_ref = Some(AccountRef { kind: AccountKind::UpstashAccount, name: account.into() });
-        let mut r = RedisPasswordRotation::new(name, spec);
+        let mut r = crate::crd::RedisPasswordRotation::new(name, spec);
         r.metadata.namespace = Some(namespace.into());
-        r
+        CachedRotation::of(&r)
     }
 
     #[test]

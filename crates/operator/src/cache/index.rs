@@ -17,7 +17,8 @@ use kube::{
 };
 use parking_lot::{Mutex, RwLock};
 
-use crate::{account::AccountKind, crd::RedisPasswordRotation};
+use super::CachedRotation;
+use crate::account::AccountKind;
 
 /// Something resources point at.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -32,11 +33,11 @@ pub enum Key {
 
 impl Key {
     /// Everything `resource` points at.
-    pub fn of(resource: &RedisPasswordRotation) -> Vec<Key> {
+    pub fn of(resource: &CachedRotation) -> Vec<Key> {
         let namespace = resource.namespace().unwrap_or_default();
         let mut keys = vec![Key::Database(resource.spec.database_id.clone())];
-        if let Some(secret) = &resource.spec.credentials_secret_ref {
-            keys.push(Key::KeySecret { namespace: namespace.clone(), name: secret.name.clone() });
+        if let Some(secret) = &resource.spec.credentials_secret {
+            keys.push(Key::KeySecret { namespace: namespace.clone(), name: secret.clone() });
         }
         if let Some(account) = &resource.spec.account_ref {
             let namespace = (account.kind == AccountKind::UpstashAccount).then_some(namespace);
@@ -46,7 +47,9 @@ impl Key {
     }
 }
 
-type Ref = ObjectRef<RedisPasswordRotation>;
+/// A cached resource, as the controller queues it.
+pub type ResourceRef = ObjectRef<CachedRotation>;
+type Ref = ResourceRef;
 
 /// One reference per resource, shared by its keys; one copy of each key,
 /// shared by its resources (many name the same key Secret or account).
@@ -59,7 +62,7 @@ struct Entries {
 impl Entries {
     /// Adds or updates `resource`; returns the accounts that gained or
     /// lost it as a user.
-    fn insert(&mut self, resource: &RedisPasswordRotation) -> Vec<Key> {
+    fn insert(&mut self, resource: &CachedRotation) -> Vec<Key> {
         let object = Arc::new(plain_ref(resource));
         let keys = Key::of(resource);
         if self.keys_of.get(&object).is_some_and(|known| known.iter().map(|k| &**k).eq(keys.iter())) {
@@ -129,7 +132,7 @@ fn plain(keys: &[Arc<Key>]) -> impl Iterator<Item = &Key> {
 
 /// A reference without the version and uid `ObjectRef::from_obj` carries
 /// (they are not compared, and would only cost memory).
-fn plain_ref(resource: &RedisPasswordRotation) -> Ref {
+fn plain_ref(resource: &CachedRotation) -> Ref {
     ObjectRef::new(&resource.name_any()).within(&resource.namespace().unwrap_or_default())
 }
 
@@ -147,7 +150,7 @@ pub struct Index {
 
 impl Index {
     /// Applies one event of the resource watch.
-    pub fn observe(&self, event: &watcher::Event<RedisPasswordRotation>) {
+    pub fn observe(&self, event: &watcher::Event<CachedRotation>) {
         let changed = match event {
             watcher::Event::Apply(resource) => self.live.write().insert(resource),
             watcher::Event::Delete(resource) => {
@@ -220,16 +223,16 @@ impl Indexes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::RedisPasswordRotationSpec;
+    use crate::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
 
-    fn resource(name: &str, database: &str, key: &str) -> RedisPasswordRotation {
+    fn resource(name: &str, database: &str, key: &str) -> CachedRotation {
         let spec: RedisPasswordRotationSpec = serde_json::from_value(serde_json::json!({
             "databaseId": database, "credentialsSecretRef": {"name": key}
         }))
         .unwrap_or_else(|e| panic!("spec: {e}"));
         let mut r = RedisPasswordRotation::new(name, spec);
         r.metadata.namespace = Some("ns".into());
-        r
+        CachedRotation::of(&r)
     }
 
     fn names(refs: Vec<Ref>) -> Vec<String> {
@@ -265,7 +268,7 @@ mod tests {
         assert!(index.lookup(&secret).is_empty());
     }
 
-    fn using(name: &str, account: Option<&str>) -> RedisPasswordRotation {
+    fn using(name: &str, account: Option<&str>) -> CachedRotation {
         let mut r = resource(name, "db", "k");
         r.spec.account_ref =
             account.map(|a| crate::account::AccountRef { kind: AccountKind::UpstashAccount, name: a.into() });

@@ -2,6 +2,7 @@
 //! metadata of the Secrets it wrote, trimmed, and indexes that find the
 //! resources pointing at a database, a Secret or an account.
 
+pub mod cached;
 pub mod index;
 pub mod rechecks;
 pub mod trim;
@@ -11,11 +12,10 @@ use std::time::Duration;
 
 use kube::runtime::reflector::Store;
 
-pub use index::{Index, Indexes, Key};
+pub use cached::{CachedRotation, CachedStatus};
+pub use index::{Index, Indexes, Key, ResourceRef};
 pub use rechecks::{KeyVersions, Rechecks};
 pub use written::WrittenVersions;
-
-use crate::crd::RedisPasswordRotation;
 
 /// Page sizes of the lists behind the watches. A list is held a page at a
 /// time, whole objects as the apiserver sends them (`managedFields`
@@ -28,10 +28,15 @@ pub const SECRET_LIST_PAGE: u32 = 100;
 /// Resources and the Secrets the operator wrote.
 pub const LIST_PAGE: u32 = 200;
 
+/// How long a reconcile, or the first list of resources, waits for the
+/// versions of the Secrets the operator wrote before going on without them
+/// (a reconcile then reads its Secret from the apiserver).
+pub const WRITTEN_WAIT: Duration = Duration::from_secs(30);
+
 /// The caches of every watched scope.
 #[derive(Clone, Default)]
 pub struct Caches {
-    pub resources: Vec<Store<RedisPasswordRotation>>,
+    pub resources: Vec<Store<CachedRotation>>,
     /// Versions of the Secrets the operator wrote (its label selects them).
     pub written: Vec<std::sync::Arc<WrittenVersions>>,
     pub index: Indexes,
@@ -72,7 +77,7 @@ impl Caches {
     }
 
     /// The cached resources that point at `key`.
-    pub fn pointing_at(&self, key: &Key) -> Vec<std::sync::Arc<RedisPasswordRotation>> {
+    pub fn pointing_at(&self, key: &Key) -> Vec<std::sync::Arc<CachedRotation>> {
         self.index
             .lookup(key)
             .iter()

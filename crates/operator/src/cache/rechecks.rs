@@ -8,26 +8,22 @@
 use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    ResourceExt as _,
-    core::PartialObjectMeta,
-    runtime::{reflector::ObjectRef, watcher},
-};
+use kube::{ResourceExt as _, core::PartialObjectMeta, runtime::watcher};
 use parking_lot::Mutex;
 
-use crate::crd::RedisPasswordRotation;
+use super::ResourceRef;
 
 /// Resources whose next reconcile must not stop at rest.
 #[derive(Default)]
-pub struct Rechecks(Mutex<HashSet<ObjectRef<RedisPasswordRotation>>>);
+pub struct Rechecks(Mutex<HashSet<ResourceRef>>);
 
 impl Rechecks {
-    pub fn mark(&self, resources: &[ObjectRef<RedisPasswordRotation>]) {
+    pub fn mark(&self, resources: &[ResourceRef]) {
         self.0.lock().extend(resources.iter().cloned());
     }
 
     /// Whether `resource` was marked; the mark is used up.
-    pub fn take(&self, resource: &ObjectRef<RedisPasswordRotation>) -> bool {
+    pub fn take(&self, resource: &ResourceRef) -> bool {
         self.0.lock().remove(resource)
     }
 }
@@ -168,7 +164,7 @@ mod tests {
         assert_eq!(feed(watcher::Event::InitApply(secret("key-b", "7"))), ["key-b"]);
         assert_eq!(feed(watcher::Event::InitDone), ["key-c"]);
         let mark = Rechecks::default();
-        let resource = ObjectRef::new("cache").within("ns");
+        let resource = super::ResourceRef::new("cache").within("ns");
         mark.mark(std::slice::from_ref(&resource));
         assert!(mark.take(&resource));
         assert!(!mark.take(&resource), "used up");

@@ -8,31 +8,26 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 
 use super::FINALIZER;
-use crate::{
-    conditions::{self, CONSUMERS_RESTARTED, READY},
-    crd::RedisPasswordRotation,
-};
+use crate::cache::CachedRotation;
 
-/// Whether `resource` is at rest while its Secret has `secret_version`
-/// (`None`: there is no Secret).
-pub fn at_rest(resource: &RedisPasswordRotation, secret_version: Option<&str>, now: Timestamp) -> bool {
+/// Whether `resource` (cached, or a fresh read cut down the same way) is at
+/// rest while its Secret has `secret_version` (`None`: there is no Secret).
+pub fn at_rest(resource: &CachedRotation, secret_version: Option<&str>, now: Timestamp) -> bool {
     let Some(status) = &resource.status else { return false };
-    let condition = |type_| conditions::get(&status.conditions, type_).map(|c| c.status.as_str());
     // A scheduled resource rests only until its next rotation is due.
-    let schedule_quiet = resource.spec.schedule.is_none()
-        || status.next_rotation_time.as_ref().is_some_and(|next| next.0 > now);
+    let schedule_quiet = !resource.spec.scheduled || status.next_rotation_time.is_some_and(|next| next > now);
     resource.metadata.deletion_timestamp.is_none()
         && !resource.finalizers().iter().any(|f| f == FINALIZER)
-        && status.pending_rotation.is_none()
+        && !status.pending
         && status.rotation == Some(resource.spec.rotation)
         // The spec the status was written for.
         && status.observed_generation.is_some()
         && status.observed_generation == resource.metadata.generation
         && status.secret_resource_version.is_some()
         && status.secret_resource_version.as_deref() == secret_version
-        && condition(READY) == Some("True")
+        && status.ready
         // A restart that failed is retried by a full reconcile.
-        && condition(CONSUMERS_RESTARTED) != Some("False")
+        && !status.consumers_restart_failed
         && schedule_quiet
 }
 
@@ -44,7 +39,14 @@ mod tests {
     };
 
     use super::*;
-    use crate::crd::{RedisPasswordRotationSpec, RedisPasswordRotationStatus};
+    use crate::{
+        conditions::{CONSUMERS_RESTARTED, READY},
+        crd::{RedisPasswordRotation, RedisPasswordRotationSpec, RedisPasswordRotationStatus},
+    };
+
+    fn at_rest(resource: &RedisPasswordRotation, secret_version: Option<&str>, now: Timestamp) -> bool {
+        super::at_rest(&CachedRotation::of(resource), secret_version, now)
+    }
 
     fn condition(type_: &str, status: &str) -> Condition {
         Condition {

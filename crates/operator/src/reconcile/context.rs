@@ -201,22 +201,25 @@ impl<K, U> Context<K, U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
+    use crate::{
+        cache::CachedRotation,
+        crd::{RedisPasswordRotation, RedisPasswordRotationSpec},
+    };
     use kube::runtime::{
         reflector::{self, store::Writer},
         watcher,
     };
 
-    fn resource(uid: &str) -> RedisPasswordRotation {
+    fn resource(uid: &str) -> CachedRotation {
         let mut r = RedisPasswordRotation::new(uid, RedisPasswordRotationSpec::new("db", "api"));
         r.metadata.namespace = Some("ns".into());
         r.metadata.uid = Some(uid.into());
-        r
+        CachedRotation::of(&r)
     }
 
     #[tokio::test]
     async fn what_is_kept_for_a_deleted_resource_goes_with_it() {
-        let (store, mut writer): (_, Writer<RedisPasswordRotation>) = reflector::store();
+        let (store, mut writer): (_, Writer<CachedRotation>) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Apply(resource("live")));
         writer.apply_watcher_event(&watcher::Event::Apply(resource("gone")));
         // No doors: nothing here reaches the apiserver or Upstash.

@@ -20,7 +20,7 @@ use governor::{
 };
 use parking_lot::Mutex;
 
-use crate::{cache::Key, crd::RedisPasswordRotation};
+use crate::cache::{CachedRotation, Key};
 
 /// How often, and how many calls per account.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +63,7 @@ impl DriftCheck {
     /// process has not checked yet is treated as checked at a point of the
     /// last interval given by its uid, so a restart spreads the checks
     /// instead of making them all at once.
-    pub fn poll(&self, resource: &RedisPasswordRotation) -> Drift {
+    pub fn poll(&self, resource: &CachedRotation) -> Drift {
         let uid = resource.metadata.uid.clone().unwrap_or_default();
         let now = Instant::now();
         let spread = |uid: &str| now.checked_sub(self.offset(uid)).unwrap_or(now);
@@ -99,7 +99,7 @@ impl DriftCheck {
 
 /// The Upstash account a resource's calls count against: its account, or
 /// its key Secret.
-fn account_of(resource: &RedisPasswordRotation) -> Key {
+fn account_of(resource: &CachedRotation) -> Key {
     Key::of(resource)
         .into_iter()
         .find(|key| matches!(key, Key::Account { .. } | Key::KeySecret { .. }))
@@ -109,13 +109,13 @@ fn account_of(resource: &RedisPasswordRotation) -> Key {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::RedisPasswordRotationSpec;
+    use crate::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
 
-    fn resource(uid: &str, key: &str) -> RedisPasswordRotation {
+    fn resource(uid: &str, key: &str) -> CachedRotation {
         let mut r = RedisPasswordRotation::new(uid, RedisPasswordRotationSpec::new("db", key));
         r.metadata.namespace = Some("ns".into());
         r.metadata.uid = Some(uid.into());
-        r
+        CachedRotation::of(&r)
     }
 
     fn check(interval: Duration, per_minute: u32) -> DriftCheck {

@@ -55,8 +55,8 @@ pub use error::{Error, Failure, kube_message};
 pub use ops::{Cluster, KubeOps, MANAGER, UpstashOps};
 
 use crate::{
+    cache::CachedRotation,
     conditions::{READY, reason_of},
-    crd::RedisPasswordRotation,
     metrics::ReasonLabel,
 };
 use drift::Drift;
@@ -74,7 +74,7 @@ const STALE_RETRY: Duration = Duration::from_millis(500);
 /// Reconciles one resource.
 #[tracing::instrument(skip_all, fields(namespace = resource.namespace().unwrap_or_default(), name = resource.name_any()))]
 pub async fn reconcile<K: KubeOps, U: UpstashOps>(
-    resource: Arc<RedisPasswordRotation>,
+    resource: Arc<CachedRotation>,
     ctx: Arc<Context<K, U>>,
 ) -> Result<Action, Failure> {
     // Counts every exit, early ones and a cancelled reconcile included.
@@ -105,9 +105,10 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     // The caches were behind (an echo of a write that has not reached them
     // yet), but the fresh reads show the resource at rest.
     let secret_version = obs.target.as_ref().and_then(|s| s.metadata.resource_version.as_deref());
-    if check_fresh_reads
-        && at_rest::at_rest(&obs.resource, secret_version, obs.now)
-        && let Some(action) = resting(&ctx, &obs.resource)
+    let fresh = check_fresh_reads.then(|| CachedRotation::of(&obs.resource));
+    if let Some(fresh) = &fresh
+        && at_rest::at_rest(fresh, secret_version, obs.now)
+        && let Some(action) = resting(&ctx, fresh)
     {
         measure.ok();
         return Ok(action);
@@ -223,10 +224,6 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
     run.run(effects).await
 }
 
-/// How long a reconcile waits for the Secret caches to fill before it reads
-/// from the apiserver instead.
-const CACHE_WAIT: Duration = Duration::from_secs(30);
-
 /// What the caches decide before any read.
 enum Early {
     Done(Action),
@@ -241,13 +238,14 @@ enum Early {
 /// An echo of the operator's own writes stops at once; a resource at rest
 /// needs nothing, unless its key changed (it checks with the new one once)
 /// or a drift check is due.
-async fn on_caches<K, U>(ctx: &Context<K, U>, resource: &RedisPasswordRotation) -> Early {
+async fn on_caches<K, U>(ctx: &Context<K, U>, resource: &CachedRotation) -> Early {
     let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
     let uid = resource.uid().unwrap_or_default();
     if ctx.caches.rechecks.take(&ObjectRef::new(&name).within(&namespace)) {
         return Early::Read { check_fresh_reads: false };
     }
-    let Some(secret) = ctx.caches.written_version(&namespace, &resource.secret_name(), CACHE_WAIT).await
+    let Some(secret) =
+        ctx.caches.written_version(&namespace, &resource.secret_name(), crate::cache::WRITTEN_WAIT).await
     else {
         return Early::Read { check_fresh_reads: true };
     };
@@ -269,14 +267,14 @@ async fn on_caches<K, U>(ctx: &Context<K, U>, resource: &RedisPasswordRotation) 
 /// What a resource at rest does: wake up when its next scheduled rotation
 /// (or drift check) is due, and until then only on a change. `None`: a
 /// drift check is due now, so the reconcile goes on.
-fn resting<K, U>(ctx: &Context<K, U>, resource: &RedisPasswordRotation) -> Option<Action> {
+fn resting<K, U>(ctx: &Context<K, U>, resource: &CachedRotation) -> Option<Action> {
     let drift_wait = match ctx.drift.as_ref().map(|d| d.poll(resource)) {
         None => None,
         Some(Drift::Check) => return None,
         Some(Drift::Throttled(wait)) => return Some(Action::requeue(wait)),
         Some(Drift::NotDue(wait)) => Some(wait),
     };
-    let next = resource.status.as_ref().and_then(|s| s.next_rotation_time.as_ref()).map(|t| t.0);
+    let next = resource.status.as_ref().and_then(|s| s.next_rotation_time);
     let (namespace, name) = (resource.namespace().unwrap_or_default(), resource.name_any());
     ctx.metrics.scheduled(&namespace, &name, next.map(|t| t.as_second()));
     ctx.succeeded(&resource.uid().unwrap_or_default());
@@ -325,11 +323,7 @@ fn failed<K, U>(ctx: &Context<K, U>, uid: &str, fingerprint: Option<Fingerprint>
 
 /// Retries after the delay the failure chose (backoff, or as long as Upstash
 /// asked). A change to the resource or its Secrets still retries at once.
-pub fn error_policy<K, U>(
-    resource: Arc<RedisPasswordRotation>,
-    failure: &Failure,
-    _: Arc<Context<K, U>>,
-) -> Action {
+pub fn error_policy<K, U>(resource: Arc<CachedRotation>, failure: &Failure, _: Arc<Context<K, U>>) -> Action {
     tracing::warn!(
         namespace = resource.namespace().unwrap_or_default(),
         name = resource.name_any(),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta, jiff::Timestamp};
 use kube::ResourceExt as _;
 use upstash_api::{ApiCredentials, RedisDatabase, UpstashError};
 
@@ -122,14 +122,15 @@ impl Observation {
                 retry: Duration::from_secs(1),
             });
         }
-        let key = |r: &RedisPasswordRotation| {
+        // Oldest first; the name breaks a tie.
+        let key = |meta: &ObjectMeta| {
             (
-                r.metadata.creation_timestamp.clone().map(|t| t.0),
-                r.namespace().unwrap_or_default(),
-                r.name_any(),
+                meta.creation_timestamp.clone().map(|t| t.0),
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
             )
         };
-        let mine = key(&self.resource);
+        let mine = key(&self.resource.metadata);
         let database = Key::Database(self.resource.spec.database_id.clone());
         let older = ctx
             .caches
@@ -138,8 +139,8 @@ impl Observation {
             .filter(|o| o.uid().as_deref() != Some(self.uid.as_str()))
             .filter(|o| o.spec.database_id == self.resource.spec.database_id)
             .filter(|o| o.status.as_ref().is_some_and(|s| s.rotation.is_some()))
-            .filter(|o| key(o) < mine)
-            .min_by_key(|o| key(o));
+            .filter(|o| key(&o.metadata) < mine)
+            .min_by_key(|o| key(&o.metadata));
         self.conflict = older.map(|other| {
             if other.namespace() == self.resource.namespace() {
                 Conflict::SameNamespace(other.name_any())

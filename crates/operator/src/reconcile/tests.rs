@@ -71,7 +71,7 @@ pub(super) async fn reconcile_now(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -
 
 async fn reconcile_gated(fake: &Fake, ctx: &Arc<Context<Fake, Fake>>) -> Result<Action, Failure> {
     let stored = fake.world().resource.clone().expect("the resource exists");
-    reconcile(Arc::new(stored), ctx.clone()).await
+    reconcile(Arc::new(crate::cache::CachedRotation::from_owned(stored)), ctx.clone()).await
 }
 
 pub(super) fn status(fake: &Fake) -> RedisPasswordRotationStatus {
