@@ -138,7 +138,6 @@ pub async fn run(
         written: built.iter().map(|s| s.written.clone()).collect(),
         index: Indexes::new(indexes.clone()),
     };
-    let stores = caches.resources.clone();
     let controllers: Vec<_> = built.into_iter().map(|s| s.controller).collect();
     // Accounts get their status from the leader only, like resources; a
     // dry run writes no status at all.
@@ -146,7 +145,7 @@ pub async fn run(
         let ctx = Arc::new(AccountContext {
             client: client.clone(),
             upstash: upstash.clone(),
-            resources: stores.clone(),
+            index: caches.index.clone(),
             cluster_namespace: settings.cluster_namespace.clone(),
             fence: runtime.fence.clone(),
         });
@@ -377,19 +376,11 @@ fn account_events<A: Account>(
         .default_backoff()
         .map_ok(move |event| {
             if let watcher::Event::Delete(account) = &event {
-                rechecks.mark(&index.lookup(&account_key(account)));
+                rechecks.mark(&index.lookup(&account.index_key()));
             }
             event
         })
         .touched_objects()
-}
-
-fn account_key<A: Account>(account: &A) -> Key {
-    Key::Account {
-        kind: A::KIND,
-        namespace: account.meta().namespace.clone(),
-        name: account.meta().name.clone().unwrap_or_default(),
-    }
 }
 
 /// Maps an account event that is news (see `Changes`) to the resources of
@@ -411,7 +402,7 @@ fn users<A: Account>(
         if matches!(change, Change::Nothing) {
             return Vec::new();
         }
-        let users = index.lookup(&account_key(&account));
+        let users = index.lookup(&account.index_key());
         if matches!(change, Change::News { before: Some(_) }) {
             rechecks.mark(&users);
         }

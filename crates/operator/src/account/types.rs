@@ -218,16 +218,14 @@ pub trait Account:
     /// Its API: namespaced accounts in `namespace`, cluster ones cluster-wide.
     fn api(client: kube::Client, namespace: Option<&str>) -> kube::Api<Self>;
 
-    /// Whether `resource` names this account in `spec.accountRef`.
-    fn used_by(&self, resource: &crate::cache::CachedRotation) -> bool {
-        let named = resource
-            .spec
-            .account_ref
-            .as_ref()
-            .is_some_and(|r| r.kind == Self::KIND && Some(&r.name) == self.meta().name.as_ref());
-        named
-            && (Self::KIND == AccountKind::ClusterUpstashAccount
-                || resource.metadata.namespace == self.meta().namespace)
+    /// What the resource index files this account's users under: a
+    /// namespaced account is named only by resources of its namespace.
+    fn index_key(&self) -> crate::cache::Key {
+        crate::cache::Key::Account {
+            kind: Self::KIND,
+            namespace: self.meta().namespace.clone(),
+            name: self.meta().name.clone().unwrap_or_default(),
+        }
     }
 }
 

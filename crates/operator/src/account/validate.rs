@@ -9,14 +9,14 @@ use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time
 use kube::{
     Api, Client, ResourceExt as _,
     api::{Patch, PatchParams},
-    runtime::{controller::Action, reflector::Store},
+    runtime::controller::Action,
 };
 use serde_json::json;
 use upstash_api::UpstashClient;
 
 use super::types::{Account, AccountStatus};
 use crate::{
-    cache::CachedRotation,
+    cache::Indexes,
     conditions::{self, Reason, VALIDATED},
     leader::{Fence, LeaseExpired},
     reconcile::{Error, credentials::KeySecret},
@@ -32,8 +32,8 @@ const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60);
 pub struct AccountContext {
     pub client: Client,
     pub upstash: UpstashClient,
-    /// Every watched scope's resources, to find an account's users.
-    pub resources: Vec<Store<CachedRotation>>,
+    /// Every watched scope's resource index, to find an account's users.
+    pub index: Indexes,
     /// Where `ClusterUpstashAccount` Secrets live.
     pub cluster_namespace: Option<String>,
     /// Closed once this process may have lost its lease: a status write
@@ -57,7 +57,7 @@ pub async fn reconcile<A: Account>(
 ) -> Result<Action, AccountError> {
     let before = account.account_status().cloned().unwrap_or_default();
     let mut status = before.clone();
-    record_users(&*account, &ctx.resources, &mut status);
+    record_users(&*account, &ctx.index, &mut status);
 
     let home = account.namespace().or_else(|| ctx.cluster_namespace.clone()).unwrap_or_default();
     let reference = account.credentials_ref().clone();
@@ -114,13 +114,12 @@ pub fn error_policy<A: Account>(account: Arc<A>, error: &AccountError, _: Arc<Ac
 }
 
 /// Counts and lists (sorted, the first `LISTED_USERS`) the resources that
-/// name `account`.
-fn record_users<A: Account>(account: &A, stores: &[Store<CachedRotation>], status: &mut AccountStatus) {
-    let mut users: Vec<String> = stores
-        .iter()
-        .flat_map(Store::state)
-        .filter(|r| account.used_by(r))
-        .map(|r| format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()))
+/// name `account` (a lookup in the index, not a scan of every resource).
+fn record_users<A: Account>(account: &A, index: &Indexes, status: &mut AccountStatus) {
+    let mut users: Vec<String> = index
+        .lookup(&account.index_key())
+        .into_iter()
+        .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
         .collect();
     users.sort_unstable();
     status.resource_count = i64::try_from(users.len()).unwrap_or(i64::MAX);
@@ -149,11 +148,15 @@ fn retry_in(status: &AccountStatus, now: Timestamp) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use kube::runtime::{reflector, watcher};
+    use kube::runtime::watcher;
 
     use super::*;
     use crate::{
-        account::{AccountKind, AccountRef, UpstashAccount, UpstashAccountSpec},
+        account::{
+            AccountKind, AccountRef, ClusterUpstashAccount, ClusterUpstashAccountSpec, UpstashAccount,
+            UpstashAccountSpec,
+        },
+        cache::{CachedRotation, Index},
         crd::{CredentialsSecretRef, RedisPasswordRotationSpec},
     };
 
@@ -168,20 +171,45 @@ mod tests {
 
     #[test]
     fn users_are_those_naming_the_account_in_its_namespace_sorted_and_capped() {
-        let (store, mut writer) = reflector::store();
+        let index = Arc::new(Index::default());
         for i in (0..60).rev() {
-            writer.apply_watcher_event(&watcher::Event::Apply(user("ns", &format!("r{i:02}"), "team")));
+            index.observe(&watcher::Event::Apply(user("ns", &format!("r{i:02}"), "team")));
         }
-        writer.apply_watcher_event(&watcher::Event::Apply(user("elsewhere", "same-name", "team")));
-        writer.apply_watcher_event(&watcher::Event::Apply(user("ns", "other-account", "another")));
+        index.observe(&watcher::Event::Apply(user("elsewhere", "same-name", "team")));
+        index.observe(&watcher::Event::Apply(user("ns", "other-account", "another")));
         let spec = UpstashAccountSpec { credentials_secret_ref: CredentialsSecretRef::named("key") };
         let mut account = UpstashAccount::new("team", spec);
         account.metadata.namespace = Some("ns".into());
         let mut status = AccountStatus::default();
-        record_users(&account, &[store], &mut status);
+        record_users(&account, &Indexes::new(vec![index]), &mut status);
         assert_eq!(status.resource_count, 60);
         assert_eq!(status.resources.len(), LISTED_USERS);
         assert_eq!((status.resources[0].as_str(), status.resources[49].as_str()), ("ns/r00", "ns/r49"));
+    }
+
+    #[test]
+    fn a_cluster_account_counts_its_users_in_every_namespace() {
+        let index = Arc::new(Index::default());
+        let cluster = |namespace: &str, name: &str| {
+            let mut user = user(namespace, name, "shared");
+            user.spec.account_ref =
+                Some(AccountRef { kind: AccountKind::ClusterUpstashAccount, name: "shared".into() });
+            user
+        };
+        index.observe(&watcher::Event::Apply(cluster("a", "r")));
+        index.observe(&watcher::Event::Apply(cluster("b", "r")));
+        // The namespaced account of the same name in "a" is another account.
+        index.observe(&watcher::Event::Apply(user("a", "s", "shared")));
+        let spec = ClusterUpstashAccountSpec {
+            credentials_secret_ref: CredentialsSecretRef::named("key"),
+            allowed_namespaces: Default::default(),
+        };
+        let mut status = AccountStatus::default();
+        record_users(&ClusterUpstashAccount::new("shared", spec), &Indexes::new(vec![index]), &mut status);
+        assert_eq!(
+            (status.resource_count, status.resources.as_slice()),
+            (2, &["a/r".to_owned(), "b/r".to_owned()][..])
+        );
     }
 
     #[test]
