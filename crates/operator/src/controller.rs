@@ -262,32 +262,22 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // watch from it fails with 410 again and again, with growing backoff,
     // while raised counters go unseen (make chaos, apiserver-restart).
     let index = Arc::new(Index::default());
-    let written = Arc::new(WrittenVersions::default());
     let (resources, writer) = reflector::store();
     let resource_events = {
         let index = index.clone();
-        let watch = watcher(
+        watcher(
             scoped::<RedisPasswordRotation>(client, namespace),
             watcher::Config::default().page_size(cache::LIST_PAGE),
-        );
-        // Resources are listed once the versions of the Secrets written for
-        // them are known (or `WRITTEN_WAIT` passed), so each reconciles as it
-        // arrives. Listed beside them, all of a restart's resources would
-        // queue for those versions at once: at 10,000, megabytes of
-        // scheduler entries at the memory peak.
-        let written = written.clone();
-        async move { written.synced(Some(tokio::time::Instant::now() + cache::WRITTEN_WAIT)).await }
-            .map(move |_| watch)
-            .flatten_stream()
-            .default_backoff()
-            .map_ok(cached::event)
-            .reflect(writer)
-            // After the store: an account told of a new user finds it there.
-            .map_ok(move |event| {
-                index.observe(&event);
-                event
-            })
-            .applied_objects()
+        )
+        .default_backoff()
+        .map_ok(cached::event)
+        .reflect(writer)
+        // After the store: an account told of a new user finds it there.
+        .map_ok(move |event| {
+            index.observe(&event);
+            event
+        })
+        .applied_objects()
     };
     let controller = Controller::for_stream(resource_events, resources)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
@@ -295,6 +285,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // The Secrets we write carry our label, so this watch never sees others;
     // their versions are kept, to tell a Secret we wrote from one changed
     // since, and an event wakes the resource its annotation names.
+    let written = Arc::new(WrittenVersions::default());
     let owned = watcher::Config::default()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
         .page_size(cache::LIST_PAGE);

@@ -28,9 +28,9 @@ pub const SECRET_LIST_PAGE: u32 = 100;
 /// Resources and the Secrets the operator wrote.
 pub const LIST_PAGE: u32 = 200;
 
-/// How long a reconcile, or the first list of resources, waits for the
-/// versions of the Secrets the operator wrote before going on without them
-/// (a reconcile then reads its Secret from the apiserver).
+/// How long a reconcile waits for the versions of the Secrets the operator
+/// wrote before going on without them (it then reads its Secret from the
+/// apiserver).
 pub const WRITTEN_WAIT: Duration = Duration::from_secs(30);
 
 /// The caches of every watched scope.
