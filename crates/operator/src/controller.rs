@@ -3,6 +3,8 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use parking_lot::Mutex;
+
 use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _, future::Shared};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -136,6 +138,7 @@ pub async fn run(
         rechecks,
         resources: built.iter().map(|s| s.controller.store()).collect(),
         written: built.iter().map(|s| s.written.clone()).collect(),
+        keys: built.iter().map(|s| s.keys.clone()).collect(),
         index: Indexes::new(indexes.clone()),
     };
     let controllers: Vec<_> = built.into_iter().map(|s| s.controller).collect();
@@ -252,6 +255,7 @@ where
 struct Scope {
     controller: Controller<CachedRotation>,
     written: Arc<WrittenVersions>,
+    keys: Arc<Mutex<KeyVersions>>,
     index: Arc<Index>,
 }
 
@@ -304,13 +308,13 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     // `Api<PartialObjectMeta<_>>` asks for nothing else), keep only the
     // versions of those some resource names, and pass a Secret on only when
     // its version changed: a relist or a restart is no news.
-    let mut versions = KeyVersions::default();
-    let named = index.clone();
+    let keys = Arc::new(Mutex::new(KeyVersions::default()));
+    let (versions, named) = (keys.clone(), index.clone());
     let all_secrets = watcher::Config::default().page_size(cache::SECRET_LIST_PAGE);
     let changed_keys = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), all_secrets)
         .default_backoff()
         .map_ok(move |event| {
-            let changed = versions.changed(event, |namespace, name| {
+            let changed = versions.lock().changed(event, |namespace, name| {
                 let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
                 !named.lookup(&key).is_empty()
             });
@@ -333,7 +337,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
             recheck.mark(&users);
             users
         });
-    Scope { controller, written, index }
+    Scope { controller, written, keys, index }
 }
 
 /// An account's spec, its deletion, or a new check of its Secret wakes the

@@ -39,6 +39,8 @@ pub struct Caches {
     pub resources: Vec<Store<CachedRotation>>,
     /// Versions of the Secrets the operator wrote (its label selects them).
     pub written: Vec<std::sync::Arc<WrittenVersions>>,
+    /// Versions of the key Secrets resources name.
+    pub keys: Vec<std::sync::Arc<parking_lot::Mutex<KeyVersions>>>,
     pub index: Indexes,
     /// Resources whose key changed: their next reconcile checks with it.
     pub rechecks: std::sync::Arc<Rechecks>,
@@ -58,6 +60,16 @@ impl Caches {
             return None;
         }
         Some(self.written.iter().find_map(|written| written.version(namespace, name)))
+    }
+
+    /// The version of Secret `name` in `namespace` as the watches last
+    /// delivered it: one the operator wrote, or a key Secret some resource
+    /// names. Does not wait for the caches to fill.
+    pub fn secret_version(&self, namespace: &str, name: &str) -> Option<String> {
+        self.written
+            .iter()
+            .find_map(|written| written.version(namespace, name))
+            .or_else(|| self.keys.iter().find_map(|keys| keys.lock().version(namespace, name)))
     }
 
     /// Waits until every cache of written Secrets is synced, or `deadline`

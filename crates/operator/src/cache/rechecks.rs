@@ -86,6 +86,11 @@ impl KeyVersions {
         }
     }
 
+    /// The last version seen of Secret `name` in `namespace`.
+    pub fn version(&self, namespace: &str, name: &str) -> Option<String> {
+        self.seen.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+
     /// Records `secret`'s version; whether that is a change worth a check.
     fn update(
         &mut self,

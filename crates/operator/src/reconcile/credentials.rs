@@ -1,15 +1,18 @@
 //! Where a resource's Upstash API key comes from: its own Secret
 //! (`spec.credentialsSecretRef`), an `UpstashAccount` in its namespace, or a
 //! `ClusterUpstashAccount` that allows its namespace (`spec.accountRef`).
-//! Resolved fresh from the apiserver on every reconcile, before any call to
-//! Upstash: a namespace the platform team just removed gets no call.
+//! Resolved from the apiserver on every reconcile, before any call to
+//! Upstash: a namespace the platform team just removed gets no call. The
+//! accounts are quorum reads; the key Secret is at least as new as the
+//! version its watch delivered (`Seen`).
 
 use k8s_openapi::api::core::v1::Secret;
 use upstash_api::ApiCredentials;
 
 use super::{
     error::{Error, Result},
-    ops::KubeOps,
+    observe::Seen,
+    ops::{Freshness, KubeOps},
 };
 use crate::{
     account::{AccountKind, AccountRef, NotAllowed},
@@ -104,6 +107,7 @@ pub async fn resolve<K: KubeOps>(
     resource: &RedisPasswordRotation,
     namespace: &str,
     cluster_namespace: Option<&str>,
+    seen: &Seen,
 ) -> Result<KeySource> {
     let spec = &resource.spec;
     let Some(account) = &spec.account_ref else {
@@ -113,7 +117,8 @@ pub async fn resolve<K: KubeOps>(
             let why = "set spec.credentialsSecretRef or spec.accountRef".to_owned();
             return Ok(KeySource::refused(Refusal::NotFound(why), None));
         };
-        let secret = kube.get_secret(namespace, &reference.name).await?;
+        let secret =
+            kube.get_secret(namespace, &reference.name, seen.secret(namespace, &reference.name)).await?;
         return Ok(KeySource::own(secret, reference));
     };
     match account.kind {
@@ -169,7 +174,7 @@ async fn lent<K: KubeOps>(
     account: &AccountRef,
     account_version: Option<String>,
 ) -> Result<KeySource> {
-    let secret = kube.get_secret(namespace, &reference.name).await?;
+    let secret = kube.get_secret(namespace, &reference.name, Freshness::Latest).await?;
     let described = format!("Secret {} of {account}", reference.name);
     Ok(KeySource { found: Ok(KeySecret { secret, reference, described }), account_version })
 }

@@ -17,7 +17,7 @@ use upstash_api::{ApiCredentials, DatabaseCredentials, Ping, RedisDatabase, Upst
 
 use super::{
     messages::Notice,
-    ops::{ApplyMode, KubeOps, UpstashOps},
+    ops::{ApplyMode, Freshness, KubeOps, UpstashOps},
 };
 use crate::{
     account::{ClusterUpstashAccount, UpstashAccount},
@@ -180,7 +180,12 @@ impl Fake {
 }
 
 impl KubeOps for Fake {
-    async fn get_resource(&self, _: &str, _: &str) -> kube::Result<Option<RedisPasswordRotation>> {
+    async fn get_resource(
+        &self,
+        _: &str,
+        _: &str,
+        _: Freshness<'_>,
+    ) -> kube::Result<Option<RedisPasswordRotation>> {
         let mut world = self.0.lock();
         match world.enter(Call::GetResource) {
             Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
@@ -188,7 +193,7 @@ impl KubeOps for Fake {
         }
     }
 
-    async fn get_secret(&self, _: &str, name: &str) -> kube::Result<Option<Secret>> {
+    async fn get_secret(&self, _: &str, name: &str, _: Freshness<'_>) -> kube::Result<Option<Secret>> {
         let mut world = self.0.lock();
         match world.enter(Call::GetSecret(name.to_owned())) {
             Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),

@@ -89,7 +89,7 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
         Early::Read { check_fresh_reads } => check_fresh_reads,
     };
     let observed = match ctx.fence.check() {
-        Ok(()) => observe::read(&ctx, &namespace, &name).await,
+        Ok(()) => observe::read(&ctx, &namespace, &name, &observe::Seen::of(&ctx.caches, &resource)).await,
         Err(e) => Err(e.into()),
     };
     let obs = match observed {

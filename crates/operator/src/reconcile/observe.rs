@@ -1,6 +1,8 @@
 //! Observe: every fact one reconcile decides on, gathered once. The resource
-//! is read fresh from the apiserver (never from the cache), so a stale view
-//! can never start a second reset.
+//! and its Secrets are read from the apiserver, never from the operator's
+//! caches: at least as new as the versions the watches delivered, and every
+//! write a decision leads to carries the read's `resourceVersion` as its
+//! precondition, so a stale view can never start a second reset.
 
 use std::time::Duration;
 
@@ -12,9 +14,14 @@ use super::{
     context::{Context, Fingerprint, Remembered},
     credentials::{self, KeySource},
     error::{Error, Result},
-    ops::{KubeOps, UpstashOps},
+    ops::{Freshness, KubeOps, UpstashOps},
 };
-use crate::{cache::Key, conditions::Reason, crd::RedisPasswordRotation, schedule::Schedule};
+use crate::{
+    cache::{CachedRotation, Caches, Key},
+    conditions::Reason,
+    crd::RedisPasswordRotation,
+    schedule::Schedule,
+};
 
 /// What one reconcile knows before it decides.
 pub struct Observation {
@@ -46,17 +53,57 @@ pub enum Conflict {
     OtherNamespace,
 }
 
+/// The versions the watches last delivered of the resource and of the
+/// Secrets it names: each read is at least that new. A Secret no watch has
+/// delivered yet is read from etcd.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    resource: Option<String>,
+    /// `(namespace, name, resourceVersion)`
+    secrets: Vec<(String, String, String)>,
+}
+
+impl Seen {
+    pub fn of(caches: &Caches, resource: &CachedRotation) -> Self {
+        let namespace = resource.namespace().unwrap_or_default();
+        let names = std::iter::once(resource.secret_name()).chain(resource.spec.credentials_secret.clone());
+        let secrets = names
+            .filter_map(|name| {
+                let version = caches.secret_version(&namespace, &name)?;
+                Some((namespace.clone(), name, version))
+            })
+            .collect();
+        Self { resource: resource.resource_version(), secrets }
+    }
+
+    pub fn resource(&self) -> Freshness<'_> {
+        self.resource.as_deref().map_or(Freshness::Latest, Freshness::NotOlderThan)
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Freshness<'_> {
+        self.secrets
+            .iter()
+            .find(|(ns, n, _)| ns == namespace && n == name)
+            .map_or(Freshness::Latest, |(_, _, version)| Freshness::NotOlderThan(version))
+    }
+}
+
 /// The resource and its Secrets, read from the apiserver; `None` when the
 /// resource is gone.
 pub async fn read<K: KubeOps, U: UpstashOps>(
     ctx: &Context<K, U>,
     namespace: &str,
     name: &str,
+    seen: &Seen,
 ) -> Result<Option<Observation>> {
-    let Some(resource) = ctx.kube.get_resource(namespace, name).await? else { return Ok(None) };
+    let Some(resource) = ctx.kube.get_resource(namespace, name, seen.resource()).await? else {
+        return Ok(None);
+    };
     let uid = resource.uid().unwrap_or_default();
-    let target = ctx.kube.get_secret(namespace, &resource.secret_name()).await?;
-    let key = credentials::resolve(&ctx.kube, &resource, namespace, ctx.cluster_namespace.as_deref()).await?;
+    let target_name = resource.secret_name();
+    let target = ctx.kube.get_secret(namespace, &target_name, seen.secret(namespace, &target_name)).await?;
+    let cluster_namespace = ctx.cluster_namespace.as_deref();
+    let key = credentials::resolve(&ctx.kube, &resource, namespace, cluster_namespace, seen).await?;
     let pending = resource.status.as_ref().and_then(|s| s.pending_rotation);
     let remembered = ctx.remembered(&uid).filter(|r| pending == Some(r.target));
     Ok(Some(Observation {
@@ -159,5 +206,55 @@ impl Observation {
     /// Reads the database from Upstash (the only Upstash read of a reconcile).
     pub async fn read_upstash<K, U: UpstashOps>(&mut self, ctx: &Context<K, U>, auth: &ApiCredentials) {
         self.upstash = Some(ctx.upstash.get_database(auth, &self.resource.spec.database_id).await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kube::{core::PartialObjectMeta, runtime::watcher};
+
+    use super::*;
+    use crate::cache::{KeyVersions, WrittenVersions};
+
+    fn secret(namespace: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {
+        let mut secret = PartialObjectMeta::<Secret>::default();
+        secret.metadata.namespace = Some(namespace.into());
+        secret.metadata.name = Some(name.into());
+        secret.metadata.resource_version = Some(version.into());
+        secret
+    }
+
+    #[test]
+    fn reads_are_at_least_as_new_as_what_the_watches_delivered() {
+        let written = Arc::new(WrittenVersions::default());
+        written.observe(&watcher::Event::Apply(secret("ns", "app-redis", "41")));
+        let mut keys = KeyVersions::default();
+        keys.changed(watcher::Event::Apply(secret("ns", "key", "7")), |_, _| true);
+        let caches = Caches {
+            written: vec![written],
+            keys: vec![Arc::new(parking_lot::Mutex::new(keys))],
+            ..Default::default()
+        };
+        let resource: RedisPasswordRotation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "upstash-rotator.io/v1alpha1", "kind": "RedisPasswordRotation",
+            "metadata": {"name": "app", "namespace": "ns", "resourceVersion": "100"},
+            "spec": {"databaseId": "db", "credentialsSecretRef": {"name": "key"}, "secretName": "app-redis"}
+        }))
+        .unwrap_or_else(|e| panic!("resource: {e}"));
+        let seen = Seen::of(&caches, &CachedRotation::of(&resource));
+        assert_eq!(seen.resource(), Freshness::NotOlderThan("100"));
+        assert_eq!(seen.secret("ns", "app-redis"), Freshness::NotOlderThan("41"));
+        assert_eq!(seen.secret("ns", "key"), Freshness::NotOlderThan("7"));
+        // Another namespace's Secret of that name, or a name the spec took
+        // since the cache saw it: nothing was delivered, so etcd answers.
+        assert_eq!(seen.secret("other", "key"), Freshness::Latest);
+        assert_eq!(seen.secret("ns", "renamed"), Freshness::Latest);
+
+        // A resource no watch delivered a Secret for reads both from etcd.
+        let seen = Seen::of(&Caches::default(), &CachedRotation::of(&resource));
+        assert_eq!(seen.secret("ns", "app-redis"), Freshness::Latest);
+        assert_eq!(seen.secret("ns", "key"), Freshness::Latest);
     }
 }

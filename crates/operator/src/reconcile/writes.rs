@@ -11,7 +11,7 @@ use super::{
     checks::writable,
     error::{Error, Result, kube_message},
     execute::Run,
-    ops::{ApplyMode, KubeOps, UpstashOps},
+    ops::{ApplyMode, Freshness, KubeOps, UpstashOps},
     plan::Guard,
     status::{conditions_patch, status_patch},
 };
@@ -46,7 +46,8 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
                 written => return written.map_err(|e| Error::from_write(e, &format!("Secret {name}"))),
             }
         }
-        let current = self.ctx.kube.get_secret(&self.namespace, &name).await?;
+        // After a 409 only the newest version will do.
+        let current = self.ctx.kube.get_secret(&self.namespace, &name, Freshness::Latest).await?;
         self.write_secret_over(current, desired, guard, rotation)
             .await?
             .map_err(|e| Error::from_write(e, &format!("Secret {name}")))
