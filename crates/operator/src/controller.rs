@@ -282,6 +282,15 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
             event
         })
         .applied_objects()
+        // The controller queues a reference to each object that triggers it,
+        // and a start queues every resource. Version and uid are never
+        // compared (the reconcile reads the object from the store), so the
+        // queue need not hold them.
+        .map_ok(|mut resource| {
+            resource.metadata.resource_version = None;
+            resource.metadata.uid = None;
+            resource
+        })
     };
     let controller = Controller::for_stream(resource_events, resources)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
