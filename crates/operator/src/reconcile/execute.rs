@@ -86,7 +86,15 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
     pub async fn run(&mut self, effects: Vec<Effect>) -> Result<()> {
         let mut queue = VecDeque::from(effects);
         while let Some(effect) = queue.pop_front() {
-            match self.apply(effect).await? {
+            let flow = match (effect, queue.front()) {
+                (Effect::Publish(notice), Some(&Effect::Verify { target })) => {
+                    queue.pop_front();
+                    self.publish_while_verifying(&notice, target).await;
+                    Flow::Continue
+                }
+                (effect, _) => self.apply(effect).await?,
+            };
+            match flow {
                 Flow::Continue => {}
                 Flow::Stop => break,
                 Flow::Instead(next) => {
@@ -285,6 +293,22 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
 
     pub async fn publish(&self, notice: &Notice) {
         self.ctx.kube.publish(&self.resource.object_ref(&()), notice).await;
+        self.count(notice);
+    }
+
+    /// A rotation's event goes out while its credentials are checked: still
+    /// before the status that records the rotation (a crash in between
+    /// repeats the event, never loses it), but not on the path to it.
+    async fn publish_while_verifying(&mut self, notice: &Notice, target: i64) {
+        // Counted first: the rotation's duration ends with its Secret write,
+        // not with the check.
+        self.count(notice);
+        let (ctx, on) = (self.ctx, self.resource.object_ref(&()));
+        tokio::join!(ctx.kube.publish(&on, notice), self.verify(target));
+    }
+
+    /// The rotation metrics of a published notice.
+    fn count(&self, notice: &Notice) {
         let result = match notice {
             Notice::Rotated { .. } => "rotated",
             Notice::Recovered { .. } => "recovered",

@@ -84,6 +84,10 @@ pub struct World {
     pub data_plane_down: bool,
     /// Nor does RESP.
     pub resp_down: bool,
+    /// An event create completes only once the data plane has been asked
+    /// (or after 2 s): whether events wait for the check after a rotation.
+    pub slow_events: bool,
+    pinged: Arc<tokio::sync::Notify>,
     version: u64,
 }
 
@@ -282,6 +286,14 @@ impl KubeOps for Fake {
     }
 
     async fn publish(&self, _: &ObjectReference, notice: &Notice) {
+        let pinged = {
+            let world = self.0.lock();
+            world.slow_events.then(|| world.pinged.clone())
+        };
+        if let Some(pinged) = pinged {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pinged.notified()).await;
+        }
+        // Logged when it completes.
         self.0.lock().enter(Call::Publish(notice.reason()));
     }
 }
@@ -341,6 +353,7 @@ impl Fake {
         let mut world = self.0.lock();
         let current = world.credentials.as_ref().is_some_and(|c| c.rest_token == token);
         let fault = world.enter(Call::Ping(current));
+        world.pinged.notify_one();
         if fault.is_some() || world.data_plane_down {
             return Err(UpstashError::Transport("cannot connect: injected".into()));
         }

@@ -59,6 +59,22 @@ async fn an_uneventful_check_asks_twice_and_sleeps_not_at_all() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_rotation_event_is_sent_while_the_check_runs_and_before_the_status() {
+    let fake = world();
+    let ctx = rotate_with(&fake).await;
+    // The event completes only once the data plane was asked: sent one
+    // after the other, the PING would come after it.
+    fake.world().slow_events = true;
+    reconcile_now(&fake, &ctx).await.expect("rotated");
+    let calls = take_calls(&fake);
+    let ping = calls.iter().position(|c| matches!(c, Call::Ping(_)));
+    let event = calls.iter().position(|c| *c == Call::Publish("Rotated"));
+    let status = calls.iter().rposition(|c| *c == Call::PatchStatus);
+    assert!(ping < event && event < status && ping.is_some(), "{calls:?}");
+    assert_eq!(done(&fake, 1), Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_check_is_reported_and_never_answered_with_a_reset() {
     for (lag, down, reason) in [(u32::MAX, false, "VerificationFailed"), (0, true, "VerificationUnavailable")]
     {
