@@ -153,7 +153,7 @@ pub async fn run(
             fence: runtime.fence.clone(),
         });
         let indexed = scopes.iter().cloned().zip(indexes.iter().cloned()).collect();
-        run_account_controllers(client.clone(), indexed, ctx, shutdown.clone())
+        run_account_controllers(client.clone(), indexed, caches.resources.clone(), ctx, shutdown.clone())
     });
     let ctx = Arc::new(
         Context::new(Cluster::new(client, recorder), upstash, caches.clone(), runtime.metrics.clone())
@@ -320,7 +320,8 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     let keys = Arc::new(Mutex::new(KeyVersions::default()));
     let (versions, named) = (keys.clone(), index.clone());
     let all_secrets = watcher::Config::default().page_size(cache::SECRET_LIST_PAGE);
-    let changed_keys = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), all_secrets)
+    let all_secrets = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), all_secrets);
+    let changed_keys = cache::after_listed(vec![controller.store()], all_secrets)
         .default_backoff()
         .map_ok(move |event| {
             let changed = versions.lock().changed(event, |namespace, name| {

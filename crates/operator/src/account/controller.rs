@@ -11,7 +11,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt as _,
     core::PartialObjectMeta,
-    runtime::{Controller, controller::Config as ControllerConfig, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller, WatchStreamExt as _,
+        controller::Config as ControllerConfig,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 
 use super::{
@@ -19,7 +24,7 @@ use super::{
     validate::{AccountContext, error_policy, reconcile},
 };
 use crate::{
-    cache::{Index, Key},
+    cache::{CachedRotation, Index, Key, after_listed},
     controller::scoped,
 };
 
@@ -28,10 +33,12 @@ const USERS_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The account controllers, running until `shutdown` completes. `scopes`
 /// pairs each watched scope with the index of its resources. They listen to
-/// the indexes from this call on, before any resource event can pass.
+/// the indexes from this call on, before any resource event can pass; they
+/// list Secrets once every store of `resources` holds its first list.
 pub fn run_account_controllers(
     client: Client,
     scopes: Vec<(Option<String>, Arc<Index>)>,
+    resources: Vec<Store<CachedRotation>>,
     ctx: Arc<AccountContext>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -40,14 +47,14 @@ pub fn run_account_controllers(
         let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), scope.as_deref());
         let controller = Controller::new(accounts, watcher::Config::default());
         let secrets = scoped(&client, scope.as_deref());
-        let controller = wake_on_secrets(controller, secrets);
+        let controller = wake_on_secrets(controller, secrets, resources.clone());
         let controller = wake_on_users(controller, index);
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
     }
     if let Some(home) = ctx.cluster_namespace.clone() {
         let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
         let controller = Controller::new(accounts, watcher::Config::default());
-        let controller = wake_on_secrets(controller, scoped(&client, Some(&home)));
+        let controller = wake_on_secrets(controller, scoped(&client, Some(&home)), resources);
         let controller = scopes.iter().fold(controller, |c, (_, index)| wake_on_users(c, index));
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
     }
@@ -75,14 +82,16 @@ async fn run<A: Account>(
 }
 
 /// A change of a credentials Secret (metadata only) wakes the accounts
-/// that name it.
+/// that name it. Secrets are listed after the resources (`after_listed`).
 fn wake_on_secrets<A: Account>(
     controller: Controller<A>,
     secrets: Api<PartialObjectMeta<Secret>>,
+    resources: Vec<Store<CachedRotation>>,
 ) -> Controller<A> {
     let accounts = controller.store();
     let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
-    controller.watches(secrets, all_secrets, move |secret| {
+    let events = after_listed(resources, watcher(secrets, all_secrets).touched_objects());
+    controller.watches_stream(events, move |secret| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
         accounts
             .state()

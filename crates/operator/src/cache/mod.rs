@@ -98,6 +98,22 @@ impl Caches {
     }
 }
 
+/// `stream`, polled only once every store in `stores` holds its first list.
+/// At a start the Secrets are then listed after the resources, not during:
+/// their list pages and the controller's queue of every resource do not add
+/// up to one memory peak.
+pub fn after_listed<S: futures::Stream>(
+    stores: Vec<Store<CachedRotation>>,
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> {
+    use futures::StreamExt as _;
+    futures::stream::once(async move {
+        all_ready(&stores, None).await;
+        stream
+    })
+    .flatten()
+}
+
 /// Waits until every store in `stores` is ready (see `ready`).
 pub async fn all_ready<K>(stores: &[Store<K>], deadline: Option<tokio::time::Instant>) -> bool
 where
@@ -127,5 +143,37 @@ where
             Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => return false,
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use futures::StreamExt as _;
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stream_after_listed_is_not_polled_before_the_resources_are_listed() {
+        let (store, mut writer) = reflector::store::<CachedRotation>();
+        let polled = Arc::new(AtomicBool::new(false));
+        let seen = polled.clone();
+        let secrets = futures::stream::poll_fn(move |_| {
+            seen.store(true, Ordering::SeqCst);
+            std::task::Poll::Ready(Some("a Secret"))
+        })
+        .take(1);
+        let mut delayed = Box::pin(after_listed(vec![store], secrets));
+        assert!(futures::poll!(delayed.next()).is_pending());
+        assert!(!polled.load(Ordering::SeqCst), "listed before the resources");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        assert_eq!(delayed.next().await, Some("a Secret"));
+        assert_eq!(delayed.next().await, None);
     }
 }
