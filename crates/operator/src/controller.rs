@@ -3,8 +3,6 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
-
 use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _, future::Shared};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -19,6 +17,7 @@ use kube::{
         watcher,
     },
 };
+use parking_lot::Mutex;
 
 use crate::{
     account::{
