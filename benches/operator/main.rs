@@ -305,6 +305,7 @@ async fn run(
     results["memory"]["restarted_with_unrelated_hwm_kib"] = json!(median(&peaks));
     results["memory"]["restarted_with_unrelated_hwm_kib_starts"] = json!(peaks);
     let touched = 2000.min(UNRELATED);
+    probe::quiet(operator.pid, Duration::from_secs(30)).await;
     let cpu_before = cpu_ns(operator.pid);
     let labelled = concurrently(names[..touched].to_vec(), BENCH_PARALLEL, |name| {
         let others = others.clone();

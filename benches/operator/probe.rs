@@ -33,6 +33,20 @@ pub fn cpu_ns(pid: u32) -> u64 {
     read().unwrap_or(0)
 }
 
+/// Waits (at most `limit`) until process `pid` is quiet: less than 5 ms of
+/// CPU in 500 ms. A start's lists may still be running after its last
+/// reconcile; a per-event cost measured over them would count them too.
+pub async fn quiet(pid: u32, limit: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        let before = cpu_ns(pid);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if cpu_ns(pid).saturating_sub(before) < 5_000_000 {
+            return;
+        }
+    }
+}
+
 /// CPU time used so far by the control plane's kube-apiserver and etcd
 /// (their pids as hack/testenv/up.sh records them), in ns.
 pub fn plane_cpu_ns() -> u64 {
