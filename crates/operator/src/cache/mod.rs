@@ -59,16 +59,19 @@ impl Caches {
         if !self.written_synced(Some(tokio::time::Instant::now() + limit)).await {
             return None;
         }
-        Some(self.written.iter().find_map(|written| written.version(namespace, name)))
+        Some(self.written_now(namespace, name))
+    }
+
+    /// The version of a Secret the operator wrote, as the cache has it now.
+    fn written_now(&self, namespace: &str, name: &str) -> Option<String> {
+        self.written.iter().find_map(|written| written.version(namespace, name))
     }
 
     /// The version of Secret `name` in `namespace` as the watches last
     /// delivered it: one the operator wrote, or a key Secret some resource
     /// names. Does not wait for the caches to fill.
     pub fn secret_version(&self, namespace: &str, name: &str) -> Option<String> {
-        self.written
-            .iter()
-            .find_map(|written| written.version(namespace, name))
+        self.written_now(namespace, name)
             .or_else(|| self.keys.iter().find_map(|keys| keys.lock().version(namespace, name)))
     }
 

@@ -59,8 +59,10 @@ pub enum Conflict {
 #[derive(Clone, Debug, Default)]
 pub struct Seen {
     resource: Option<String>,
-    /// `(namespace, name, resourceVersion)`
-    secrets: Vec<(String, String, String)>,
+    /// The resource's namespace: the Secrets below are all in it.
+    namespace: String,
+    /// `(name, resourceVersion)`
+    secrets: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -70,10 +72,10 @@ impl Seen {
         let secrets = names
             .filter_map(|name| {
                 let version = caches.secret_version(&namespace, &name)?;
-                Some((namespace.clone(), name, version))
+                Some((name, version))
             })
             .collect();
-        Self { resource: resource.resource_version(), secrets }
+        Self { resource: resource.resource_version(), namespace, secrets }
     }
 
     pub fn resource(&self) -> Freshness<'_> {
@@ -83,8 +85,8 @@ impl Seen {
     pub fn secret(&self, namespace: &str, name: &str) -> Freshness<'_> {
         self.secrets
             .iter()
-            .find(|(ns, n, _)| ns == namespace && n == name)
-            .map_or(Freshness::Latest, |(_, _, version)| Freshness::NotOlderThan(version))
+            .find(|(n, _)| namespace == self.namespace && n == name)
+            .map_or(Freshness::Latest, |(_, version)| Freshness::NotOlderThan(version))
     }
 }
 
