@@ -50,6 +50,8 @@ pub struct Context<K = Cluster, U = UpstashClient> {
     /// Versions replaced by this process's writes, to tell caches behind
     /// them.
     pub replaced: super::replaced::Replaced,
+    /// API-key Secrets as last read, reused while their version holds.
+    pub key_secrets: super::key_secrets::KeySecrets,
 }
 
 /// What a resource and its Secrets looked like when a reconcile started:
@@ -94,6 +96,7 @@ impl<K, U> Context<K, U> {
             remembered: Mutex::default(),
             failures: Mutex::default(),
             replaced: Default::default(),
+            key_secrets: Default::default(),
         }
     }
 

@@ -4,13 +4,15 @@
 //! Resolved from the apiserver on every reconcile, before any call to
 //! Upstash: a namespace the platform team just removed gets no call. The
 //! accounts are quorum reads; the key Secret is at least as new as the
-//! version its watch delivered (`Seen`).
+//! version its watch delivered (`Seen`), and not read again while that
+//! version holds (`KeySecrets`).
 
 use k8s_openapi::api::core::v1::Secret;
 use upstash_api::ApiCredentials;
 
 use super::{
     error::{Error, Result},
+    key_secrets::KeySecrets,
     observe::Seen,
     ops::{Freshness, KubeOps},
 };
@@ -104,6 +106,7 @@ impl KeySecret {
 /// where `ClusterUpstashAccount` Secrets live; `None` turns them off.
 pub async fn resolve<K: KubeOps>(
     kube: &K,
+    key_secrets: &KeySecrets,
     resource: &RedisPasswordRotation,
     namespace: &str,
     cluster_namespace: Option<&str>,
@@ -117,8 +120,8 @@ pub async fn resolve<K: KubeOps>(
             let why = "set spec.credentialsSecretRef or spec.accountRef".to_owned();
             return Ok(KeySource::refused(Refusal::NotFound(why), None));
         };
-        let secret =
-            kube.get_secret(namespace, &reference.name, seen.secret(namespace, &reference.name)).await?;
+        let freshness = seen.secret(namespace, &reference.name);
+        let secret = key_secrets.get(kube, namespace, &reference.name, freshness).await?;
         return Ok(KeySource::own(secret, reference));
     };
     match account.kind {

@@ -16,6 +16,7 @@ pub mod drift;
 mod dry_run;
 mod error;
 mod execute;
+mod key_secrets;
 pub mod messages;
 mod observe;
 pub mod ops;

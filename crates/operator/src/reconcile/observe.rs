@@ -1,6 +1,7 @@
 //! Observe: every fact one reconcile decides on, gathered once. The resource
 //! and its Secrets are read from the apiserver, never from the operator's
-//! caches: at least as new as the versions the watches delivered, and every
+//! caches: at least as new as the versions the watches delivered (an API-key
+//! Secret is the copy of an earlier read of exactly that version), and every
 //! write a decision leads to carries the read's `resourceVersion` as its
 //! precondition, so a stale view can never start a second reset.
 
@@ -103,9 +104,17 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
     };
     let uid = resource.uid().unwrap_or_default();
     let target_name = resource.secret_name();
-    let target = ctx.kube.get_secret(namespace, &target_name, seen.secret(namespace, &target_name)).await?;
     let cluster_namespace = ctx.cluster_namespace.as_deref();
-    let key = credentials::resolve(&ctx.kube, &resource, namespace, cluster_namespace, seen).await?;
+    // Independent reads, at once: the Secret and the key.
+    let (target, key) = tokio::try_join!(
+        async {
+            ctx.kube
+                .get_secret(namespace, &target_name, seen.secret(namespace, &target_name))
+                .await
+                .map_err(Error::from)
+        },
+        credentials::resolve(&ctx.kube, &ctx.key_secrets, &resource, namespace, cluster_namespace, seen),
+    )?;
     let pending = resource.status.as_ref().and_then(|s| s.pending_rotation);
     let remembered = ctx.remembered(&uid).filter(|r| pending == Some(r.target));
     Ok(Some(Observation {
