@@ -136,10 +136,10 @@ async fn run(
     let floor_tracker = Tracker::start(client, floor_ns).await?;
     let (mut floors, mut floor_plane) = (Vec::new(), Vec::new());
     for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
-        let plane = probe::plane_cpu_ns();
+        let plane = probe::plane_cpu_ns()?;
         let took = floor.rotate_all(sim, round as i64 + 1, usize::from(*concurrency)).await?;
         floors.push(took.as_secs_f64());
-        floor_plane.push(per_rotation_ms(probe::plane_cpu_ns() - plane, burst));
+        floor_plane.push(per_rotation_ms(probe::plane_cpu_ns()? - plane, burst));
     }
     drop(floor_tracker);
     floor.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
@@ -246,7 +246,7 @@ async fn run(
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rotation = round as i64 + 2;
         let before = Readings::take(client, sim, &running).await?;
-        let plane = probe::plane_cpu_ns();
+        let plane = probe::plane_cpu_ns()?;
         let started = Instant::now();
         let names: Vec<String> = (0..burst).map(resource_name).collect();
         let patched = concurrently(names, BENCH_PARALLEL, |name| {
@@ -260,7 +260,7 @@ async fn run(
             .await
             .map_err(|e| with_log(e, &running))?;
         let took = started.elapsed();
-        let plane = probe::plane_cpu_ns() - plane;
+        let plane = probe::plane_cpu_ns()? - plane;
         let after = Readings::take(client, sim, &running).await?;
         let api = after.api.since(&before.api);
         // The bench's own writes: one counter patch per resource.

@@ -11,13 +11,16 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, api::PostParams};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, PostParams},
+};
 use serde_json::{Value, json};
 use testkit::sim::{API_KEY, EMAIL, Sim};
 use upstash_rotator::crd::RedisPasswordRotation;
 
 use crate::{
-    BENCH_PARALLEL, IDLE, Readings, Result, UNRELATED, bump, concurrently, create_databases,
+    BENCH_PARALLEL, Floor, IDLE, Readings, Result, UNRELATED, bump, concurrently, create_databases,
     create_resources,
     eso::{self, Eso},
     probe::{self, ApiRequests, memory_kib, sim_calls},
@@ -133,9 +136,16 @@ pub async fn run(
     // second): the operator's Secrets would have it busy during the idle
     // window. Waiting once keeps that off both sides' figures.
     tokio::time::sleep(Duration::from_secs(40)).await;
+    // The floor first, in the namespace the unrelated Secrets fill later.
+    let floor_seconds = floor_burst(client, sim, unrelated_ns, burst).await?;
     let mut results = json!({});
     results["operator"] = operator_side(client, sim, &start, operator_ns, size, burst).await?;
     results["eso"] = eso_side(client, sim, &start, eso_ns, size, burst).await?;
+    for side in ["operator", "eso"] {
+        let seconds = results[side]["burst"]["seconds"].as_f64().ok_or("a burst without its time")?;
+        results[side]["burst"]["floor_seconds"] = json!(floor_seconds);
+        results[side]["burst"]["ratio_to_floor"] = json!(seconds / floor_seconds);
+    }
 
     // 10,000 unrelated Secrets elsewhere: the memory of each, restarted on
     // everything above.
@@ -156,6 +166,21 @@ pub async fn run(
     results["operator"]["binary_bytes"] = json!(std::fs::metadata(crate::process::binary())?.len());
     results["eso"]["binary_bytes"] = json!(std::fs::metadata(eso_dir.join("external-secrets"))?.len());
     Ok(results)
+}
+
+/// The floor's burst (benches/operator/floor.rs) at the same concurrency,
+/// alone on the plane and watched by the same instrument: what each side's
+/// burst is measured against.
+async fn floor_burst(client: &Client, sim: &Sim, ns: &str, burst: usize) -> Result<f64> {
+    let ids = create_databases(sim, "peer-floor", burst).await?;
+    let created = create_resources(client, ns, "f", &ids).await?;
+    let floor = Floor::new(client, ns, created);
+    let tracker = Tracker::start(client, ns).await?;
+    let took = floor.rotate_all(sim, 1, usize::from(CONCURRENCY)).await?;
+    drop(tracker);
+    floor.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    floor.secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    Ok(took.as_secs_f64())
 }
 
 async fn operator_side(

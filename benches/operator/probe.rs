@@ -48,14 +48,24 @@ pub async fn quiet(pid: u32, limit: std::time::Duration) {
 }
 
 /// CPU time used so far by the control plane's kube-apiserver and etcd
-/// (their pids as hack/testenv/up.sh records them), in ns.
-pub fn plane_cpu_ns() -> u64 {
+/// (their pids as hack/testenv/up.sh records them), in ns. A missing pid
+/// file or process is an error: a 0 would read as a free control plane.
+pub fn plane_cpu_ns() -> crate::Result<u64> {
     let pids = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/testenv/pids");
-    ["kube-apiserver", "etcd"]
-        .iter()
-        .filter_map(|name| std::fs::read_to_string(pids.join(name)).ok()?.trim().parse::<u32>().ok())
-        .map(cpu_ns)
-        .sum()
+    let mut total = 0;
+    for name in ["kube-apiserver", "etcd"] {
+        let file = pids.join(name);
+        let pid = std::fs::read_to_string(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .trim()
+            .parse::<u32>()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        match cpu_ns(pid) {
+            0 => return Err(format!("{name} (pid {pid}) has no CPU time to read in /proc").into()),
+            used => total += used,
+        }
+    }
+    Ok(total)
 }
 
 /// Sums of Prometheus counters by name and the label values asked for.

@@ -262,6 +262,13 @@ const PEER_ROWS: &[Row] = &[
     },
     Row { label: "rotation burst: time", pointer: "/burst/seconds", unit: "s", goal: "" },
     Row {
+        label: "rotation burst: the floor, same run and concurrency",
+        pointer: "/burst/floor_seconds",
+        unit: "s",
+        goal: "",
+    },
+    Row { label: "rotation burst: time / floor", pointer: "/burst/ratio_to_floor", unit: "×", goal: "" },
+    Row {
         label: "rotation burst: Upstash resets",
         pointer: "/burst/upstash_resets",
         unit: "",
@@ -305,7 +312,9 @@ leader election for either. ESO does this job the way someone would misuse it fo
 generator that `POST`s the reset (its API key header in a Secret, as a user would keep it) and an `ExternalSecret`
 with `refreshPolicy: OnChange` and `refreshInterval: 0s` (a new password when its annotations change, none on a
 timer), so a rotation is an annotation bump where the operator's is a counter bump. \"Resources\" are
-`RedisPasswordRotation`s for one, generator + `ExternalSecret` pairs for the other.
+`RedisPasswordRotation`s for one, generator + `ExternalSecret` pairs for the other. The floor (the same hand-made
+minimum as above, at concurrency 4) runs first in the same run, alone on the plane: the `time / floor` row measures
+both sides against it.
 
 ESO is not crash-safe for this job, whatever it costs:
 
