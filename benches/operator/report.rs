@@ -448,10 +448,11 @@ watches the floor's namespace too, and the floor's Secrets carry the operator's 
 the same. The floor has no watch of its own, though any controller needs one to learn of a raised counter. The
 operator does more per rotation, and each of those is a safety or a report users asked for:
 
-- it reads the resource, its API key and the Secret it writes (for its data and owner) from the apiserver, not from
-  its own caches, each at least as new as its watch delivered it (served from the apiserver's watch cache, not from
-  etcd); the intent and the Secret write carry those reads' `resourceVersion`s as preconditions, so the Secret write
-  after the reset reuses the read instead of reading again;
+- it reads the resource and the Secret it writes (for its data and owner) from the apiserver, not from its own
+  caches, each at least as new as its watch delivered it (served from the apiserver's watch cache, not from etcd);
+  the intent and the Secret write carry those reads' `resourceVersion`s as preconditions, so the Secret write after
+  the reset reuses the read instead of reading again. The API key's Secret is read once per version: while its watch
+  reports the version last read, that read's copy serves (a burst on one key reads it once);
 - it proves with a server-side dry run that the Secret write will be accepted before it resets;
 - it publishes an event per rotation, before the final status: the `Rotated` and `ResetRepeated` events are the
   record people and `make chaos` count rotations and repeated resets by, so a process killed after its status write
