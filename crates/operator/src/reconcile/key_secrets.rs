@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::ops::{Freshness, KubeOps};
 
 /// How many key Secrets are kept (a few accounts is the common case; past
-/// this, one is dropped for each new one).
+/// this, an arbitrary one makes room for each new one).
 const KEPT: usize = 64;
 
 /// Keyed by namespace and name.
@@ -42,9 +42,9 @@ impl KeySecrets {
             Some(secret) => {
                 if kept.len() >= KEPT
                     && !kept.contains_key(&key)
-                    && let Some(oldest) = kept.keys().next().cloned()
+                    && let Some(any) = kept.keys().next().cloned()
                 {
-                    kept.remove(&oldest);
+                    kept.remove(&any);
                 }
                 kept.insert(key, secret.clone());
             }
@@ -95,5 +95,25 @@ mod tests {
         // The same name in another namespace is another Secret.
         let _ = kept.get(&fake, "other", "key", Freshness::NotOlderThan(&second)).await;
         assert_eq!(reads(&fake), 4);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_is_forgotten_and_the_copies_are_bounded() {
+        let fake = Fake::default();
+        fake.put_secret(api_key_secret("key"));
+        let version = fake.world().secrets["key"].metadata.resource_version.clone().unwrap_or_default();
+        let kept = KeySecrets::default();
+        for n in 0..KEPT + 10 {
+            let _ = kept.get(&fake, &format!("ns-{n}"), "key", Freshness::NotOlderThan(&version)).await;
+        }
+        assert_eq!(kept.0.lock().len(), KEPT);
+
+        let ns0 = ("ns-0".to_owned(), "key".to_owned());
+        let _ = kept.get(&fake, "ns-0", "key", Freshness::NotOlderThan(&version)).await;
+        assert!(kept.0.lock().contains_key(&ns0));
+        fake.world().secrets.remove("key");
+        let gone = kept.get(&fake, "ns-0", "key", Freshness::Latest).await;
+        assert!(matches!(gone, Ok(None)));
+        assert!(!kept.0.lock().contains_key(&ns0), "a Secret that is gone is not kept");
     }
 }
