@@ -15,7 +15,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client,
-    api::{ObjectMeta, Patch, PatchParams},
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -44,6 +44,14 @@ impl Floor {
             databases: created.into_iter().map(|(name, id, _)| (name, id)).collect(),
             versions: Mutex::new(versions),
         }
+    }
+
+    /// Deletes the floor's resources and Secrets, before the operator runs
+    /// (it would reconcile them).
+    pub async fn remove(&self) -> Result<()> {
+        self.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+        self.secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+        Ok(())
     }
 
     /// Rotates every floor resource to `rotation`, `concurrency` at a time.

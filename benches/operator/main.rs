@@ -142,8 +142,7 @@ async fn run(
         floor_plane.push(per_rotation_ms(probe::plane_cpu_ns()? - plane, burst));
     }
     drop(floor_tracker);
-    floor.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
-    floor.secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    floor.remove().await?;
 
     let tracker = Tracker::start(client, ns).await?;
     let operator = Operator::start(&sim.url, 4, logs.join("operator-empty.log")).await?;

@@ -11,10 +11,7 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    Api, Client,
-    api::{DeleteParams, ListParams, PostParams},
-};
+use kube::{Api, Client, api::PostParams};
 use serde_json::{Value, json};
 use testkit::sim::{API_KEY, EMAIL, Sim};
 use upstash_rotator::crd::RedisPasswordRotation;
@@ -178,8 +175,7 @@ async fn floor_burst(client: &Client, sim: &Sim, ns: &str, burst: usize) -> Resu
     let tracker = Tracker::start(client, ns).await?;
     let took = floor.rotate_all(sim, 1, usize::from(CONCURRENCY)).await?;
     drop(tracker);
-    floor.resources.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
-    floor.secrets.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    floor.remove().await?;
     Ok(took.as_secs_f64())
 }
 
