@@ -14,6 +14,8 @@ eval "$(hack/testenv/up.sh)"
 # The benchmark drives the release binaries, built first; the operator is
 # measured as the image runs it, a static musl binary (the Dockerfile's build).
 cargo build --locked --release --workspace --bins
+# A fresh machine's toolchain may lack the musl target (the Dockerfile adds it too).
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 cargo build --locked --release --target x86_64-unknown-linux-musl -p upstash-rotator --bin upstash-rotator
 export BENCH_OPERATOR_BINARY=$PWD/target/x86_64-unknown-linux-musl/release/upstash-rotator
 case "${BENCH_SIZE:=1000}" in
