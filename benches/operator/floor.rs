@@ -5,6 +5,11 @@
 //! returned, one reset, the Secret apply, the final status patch. No dry
 //! run, no event, no verification, no read: what the operator does beyond
 //! this is what the ratio shows.
+//!
+//! `Extras` adds the operator's other requests to the floor, one kind at a
+//! time (the ladder in docs/benchmarks.md), so each is priced in the same
+//! run: what is left between the last rung and the operator is the cost of
+//! being a controller (its watches, its queue, its own CPU).
 
 use std::{
     collections::HashMap,
@@ -14,8 +19,9 @@ use std::{
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
 use kube::{
-    Api, Client,
-    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
+    Api, Client, Resource as _,
+    api::{DeleteParams, GetParams, ListParams, ObjectMeta, Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -27,12 +33,29 @@ use upstash_rotator::{
 
 use crate::Result;
 
-/// Floor resources by name: their database and last `resourceVersion`.
+/// The operator's requests beyond the floor's, each made as the operator
+/// makes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Reads the resource, then its Secret, each at least as new as the
+    /// last write seen (served by the apiserver's watch cache).
+    pub reads: bool,
+    /// A server-side dry run of the Secret apply before the intent.
+    pub dry_run: bool,
+    /// An event (events.k8s.io, kube-runtime's `Recorder`) before the final
+    /// status.
+    pub event: bool,
+}
+
+/// Floor resources by name: their database and last `resourceVersion`s.
 pub struct Floor {
     pub resources: Api<RedisPasswordRotation>,
     pub secrets: Api<Secret>,
     pub databases: Vec<(String, String)>,
     versions: Mutex<HashMap<String, String>>,
+    /// Each resource's Secret as last written: what a read must be as new as.
+    secret_versions: Mutex<HashMap<String, String>>,
+    recorder: Recorder,
 }
 
 impl Floor {
@@ -43,6 +66,8 @@ impl Floor {
             secrets: Api::namespaced(client.clone(), namespace),
             databases: created.into_iter().map(|(name, id, _)| (name, id)).collect(),
             versions: Mutex::new(versions),
+            secret_versions: Mutex::default(),
+            recorder: Recorder::new(client.clone(), Reporter { controller: "floor".into(), instance: None }),
         }
     }
 
@@ -54,20 +79,31 @@ impl Floor {
         Ok(())
     }
 
-    /// Rotates every floor resource to `rotation`, `concurrency` at a time.
-    pub async fn rotate_all(&self, sim: &Sim, rotation: i64, concurrency: usize) -> Result<Duration> {
+    /// Rotates every floor resource to `rotation`, `concurrency` at a time,
+    /// with `extras` on top of the floor's requests.
+    pub async fn rotate_all(
+        &self,
+        sim: &Sim,
+        rotation: i64,
+        concurrency: usize,
+        extras: Extras,
+    ) -> Result<Duration> {
         let started = Instant::now();
         futures::stream::iter(self.databases.iter().map(Ok::<_, Box<dyn std::error::Error>>))
-            .try_for_each_concurrent(concurrency, |(name, id)| self.rotate(sim, name, id, rotation))
+            .try_for_each_concurrent(concurrency, |(name, id)| self.rotate(sim, name, id, rotation, extras))
             .await?;
         Ok(started.elapsed())
     }
 
-    async fn rotate(&self, sim: &Sim, name: &str, id: &str, rotation: i64) -> Result<()> {
+    async fn rotate(&self, sim: &Sim, name: &str, id: &str, rotation: i64, extras: Extras) -> Result<()> {
         let version = self.versions.lock().get(name).cloned().ok_or("no version")?;
         let params = PatchParams::default();
         let counter = json!({"metadata": {"resourceVersion": version}, "spec": {"rotation": rotation}});
         let raised = self.resources.patch(name, &params, &Patch::Merge(&counter)).await?;
+        let existing = if extras.reads { self.read(name, &raised).await? } else { None };
+        if extras.dry_run {
+            self.dry_run(name, rotation, existing).await?;
+        }
         let now = Timestamp::now().to_string();
         let intent = json!({
             "metadata": {"resourceVersion": raised.metadata.resource_version},
@@ -82,14 +118,7 @@ impl Floor {
         let db: Value = response.json().await?;
         let text = |key: &str| ByteString(db[key].as_str().unwrap_or_default().as_bytes().to_vec());
         let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                // The operator's label and annotation: the bench's tracker
-                // watches labelled Secrets on both sides.
-                labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
-                annotations: Some([(ROTATION_ANNOTATION.to_owned(), rotation.to_string())].into()),
-                ..Default::default()
-            },
+            metadata: secret_metadata(name, rotation),
             data: Some(
                 [
                     ("UPSTASH_REDIS_PASSWORD", text("password")),
@@ -107,6 +136,19 @@ impl Floor {
         };
         let applied =
             self.secrets.patch(name, &PatchParams::apply("floor").force(), &Patch::Apply(&secret)).await?;
+        if let Some(written) = &applied.metadata.resource_version {
+            self.secret_versions.lock().insert(name.to_owned(), written.clone());
+        }
+        if extras.event {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "Rotated".into(),
+                note: Some(format!("rotation {rotation} applied: Secret {name} holds the new credentials")),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            self.recorder.publish(&event, &raised.object_ref(&())).await?;
+        }
         let done = json!({
             "metadata": {"resourceVersion": stored.metadata.resource_version},
             "status": {
@@ -122,6 +164,30 @@ impl Floor {
         self.versions.lock().insert(name.to_owned(), version);
         Ok(())
     }
+
+    /// The operator's reads: the resource at least as new as the counter
+    /// patch, then its Secret at least as new as the last write of it.
+    async fn read(&self, name: &str, raised: &RedisPasswordRotation) -> Result<Option<Secret>> {
+        let at = raised.metadata.resource_version.as_deref().ok_or("no version")?;
+        self.resources.get_with(name, &GetParams::at(at)).await?;
+        let written = self.secret_versions.lock().get(name).cloned();
+        Ok(match written {
+            Some(version) => Some(self.secrets.get_with(name, &GetParams::at(&version)).await?),
+            None => self.secrets.get_opt(name).await?,
+        })
+    }
+
+    /// The operator's proof that the Secret write will be accepted: the
+    /// apply, dry run, with the data already there.
+    async fn dry_run(&self, name: &str, rotation: i64, existing: Option<Secret>) -> Result<()> {
+        // The ladder runs after the floor's rounds: the Secret exists.
+        let data = existing.and_then(|s| s.data).unwrap_or_default();
+        let probe =
+            Secret { metadata: secret_metadata(name, rotation), data: Some(data), ..Default::default() };
+        let params = PatchParams::apply("floor").force().dry_run();
+        self.secrets.patch(name, &params, &Patch::Apply(&probe)).await?;
+        Ok(())
+    }
 }
 
 /// Runs `make` for every item, `concurrency` at a time.
@@ -131,4 +197,15 @@ where
     Fut: std::future::Future,
 {
     Ok(futures::stream::iter(items.into_iter().map(make)).buffer_unordered(concurrency).collect().await)
+}
+
+/// A floor Secret's metadata: the operator's label and annotation, since the
+/// bench's tracker watches labelled Secrets on both sides.
+fn secret_metadata(name: &str, rotation: i64) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+        annotations: Some([(ROTATION_ANNOTATION.to_owned(), rotation.to_string())].into()),
+        ..Default::default()
+    }
 }

@@ -7,6 +7,7 @@
 
 mod eso;
 mod floor;
+mod ladder;
 mod logged;
 mod peers;
 mod probe;
@@ -31,7 +32,7 @@ use serde_json::{Value, json};
 use testkit::sim::{API_KEY, EMAIL, Sim};
 use upstash_rotator::crd::{RedisPasswordRotation, RedisPasswordRotationSpec};
 
-use floor::{Floor, concurrently};
+use floor::{Extras, Floor, concurrently};
 use probe::{ApiRequests, cpu_ns, memory_kib, sim_calls};
 use process::Operator;
 use tracker::Tracker;
@@ -137,10 +138,16 @@ async fn run(
     let (mut floors, mut floor_plane) = (Vec::new(), Vec::new());
     for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
         let plane = probe::plane_cpu_ns()?;
-        let took = floor.rotate_all(sim, round as i64 + 1, usize::from(*concurrency)).await?;
+        let took =
+            floor.rotate_all(sim, round as i64 + 1, usize::from(*concurrency), Extras::default()).await?;
         floors.push(took.as_secs_f64());
         floor_plane.push(per_rotation_ms(probe::plane_cpu_ns()? - plane, burst));
     }
+    let plain = |concurrency| {
+        let round = CONCURRENCIES.iter().position(|c| *c == concurrency)?;
+        Some((floors[round], floor_plane[round]))
+    };
+    let mut ladder = ladder::climb(&floor, sim, burst, CONCURRENCIES.len() as i64 + 1, plain).await?;
     drop(floor_tracker);
     floor.remove().await?;
 
@@ -283,7 +290,9 @@ async fn run(
         }));
         operator = Some(running);
     }
+    ladder::with_operator(&mut ladder, &bursts);
     results["bursts"] = json!(bursts);
+    results["ladder"] = ladder;
 
     // Unrelated Secrets elsewhere: what they cost a restarted operator, and
     // what one event on them costs.

@@ -17,7 +17,7 @@ use testkit::sim::{API_KEY, EMAIL, Sim};
 use upstash_rotator::crd::RedisPasswordRotation;
 
 use crate::{
-    BENCH_PARALLEL, Floor, IDLE, Readings, Result, UNRELATED, bump, concurrently, create_databases,
+    BENCH_PARALLEL, Extras, Floor, IDLE, Readings, Result, UNRELATED, bump, concurrently, create_databases,
     create_resources,
     eso::{self, Eso},
     probe::{self, ApiRequests, memory_kib, sim_calls},
@@ -173,7 +173,7 @@ async fn floor_burst(client: &Client, sim: &Sim, ns: &str, burst: usize) -> Resu
     let created = create_resources(client, ns, "f", &ids).await?;
     let floor = Floor::new(client, ns, created);
     let tracker = Tracker::start(client, ns).await?;
-    let took = floor.rotate_all(sim, 1, usize::from(CONCURRENCY)).await?;
+    let took = floor.rotate_all(sim, 1, usize::from(CONCURRENCY), Extras::default()).await?;
     drop(tracker);
     floor.remove().await?;
     Ok(took.as_secs_f64())

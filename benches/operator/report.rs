@@ -174,6 +174,46 @@ const BURST_ROWS: &[Row] = &[
     },
 ];
 
+/// The floor's ladder (benches/operator/ladder.rs), one column per
+/// concurrency.
+const LADDER_ROWS: &[Row] = &[
+    Row { label: "the floor: time", pointer: "/floor/seconds", unit: "s", goal: "" },
+    Row {
+        label: "+ 2 reads (the resource, its Secret): time",
+        pointer: "/rungs/reads/seconds",
+        unit: "s",
+        goal: "",
+    },
+    Row {
+        label: "+ dry run of the Secret apply: time",
+        pointer: "/rungs/dry_run/seconds",
+        unit: "s",
+        goal: "",
+    },
+    Row { label: "+ event: time", pointer: "/rungs/event/seconds", unit: "s", goal: "" },
+    Row { label: "the operator: time", pointer: "/operator/seconds", unit: "s", goal: "" },
+    Row { label: "+ 2 reads / floor", pointer: "/rungs/reads/ratio_to_floor", unit: "×", goal: "" },
+    Row { label: "+ dry run / floor", pointer: "/rungs/dry_run/ratio_to_floor", unit: "×", goal: "" },
+    Row { label: "+ event / floor", pointer: "/rungs/event/ratio_to_floor", unit: "×", goal: "" },
+    Row { label: "the operator / floor", pointer: "/operator/ratio_to_floor", unit: "×", goal: "≤ 1.3" },
+    Row {
+        label: "the operator / the last rung (the cost of being a controller)",
+        pointer: "/operator/ratio_to_last_rung",
+        unit: "×",
+        goal: "",
+    },
+    Row {
+        label: "kube-apiserver + etcd CPU per rotation: the floor",
+        pointer: "/floor/plane_cpu_ms_per_rotation",
+        unit: "ms",
+        goal: "",
+    },
+    Row { label: "… + 2 reads", pointer: "/rungs/reads/plane_cpu_ms_per_rotation", unit: "ms", goal: "" },
+    Row { label: "… + dry run", pointer: "/rungs/dry_run/plane_cpu_ms_per_rotation", unit: "ms", goal: "" },
+    Row { label: "… + event", pointer: "/rungs/event/plane_cpu_ms_per_rotation", unit: "ms", goal: "" },
+    Row { label: "… the operator", pointer: "/operator/plane_cpu_ms_per_rotation", unit: "ms", goal: "" },
+];
+
 /// Saves `results` and regenerates the page from every size saved.
 pub fn write(docs: &Path, results: &Value) -> Result<()> {
     save(&docs.join("benchmarks"), results)?;
@@ -345,6 +385,17 @@ fn page(runs: &[Value]) -> String {
         let columns: Vec<String> =
             bursts.iter().map(|b| format!("concurrency {}", b["concurrency"])).collect();
         md.push_str(&table(BURST_ROWS, &columns, &bursts));
+        let ladder = run["ladder"].as_array().cloned().unwrap_or_default();
+        if !ladder.is_empty() {
+            md.push_str(&format!(
+                "\n### What each request costs: the floor's ladder ({} resources present)\n\n",
+                run["size"]
+            ));
+            md.push_str(LADDER_TEXT);
+            let columns: Vec<String> =
+                ladder.iter().map(|s| format!("concurrency {}", s["concurrency"])).collect();
+            md.push_str(&table(LADDER_ROWS, &columns, &ladder));
+        }
     }
     md.push_str("\n## Runs\n\n");
     for run in runs {
@@ -408,6 +459,17 @@ pub fn image_size() -> Value {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok())
         .map_or(Value::Null, Value::from)
 }
+
+const LADDER_TEXT: &str = "The floor again, in the same run, with the operator's other requests added one kind at a time, each made as
+the operator makes it: the resource and its Secret read at least as new as the last write (served by the
+apiserver's watch cache), the Secret apply as a server-side dry run with the data already there, an event through
+kube-runtime's `Recorder`. The last rung makes every request the operator makes for a rotation; what separates it
+from the operator is being a controller: its watches (the resources, the Secrets it wrote, every Secret's
+metadata), its queue, the echoes of its own writes, and its own CPU on the same two cores. Each rung is one run of
+1,000 rotations: runs of the same code on the same machine differ by up to about 0.15× per rung, so only the larger
+steps are findings.
+
+";
 
 const HEADER: &str = "# Benchmarks
 

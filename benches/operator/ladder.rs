@@ -1,0 +1,79 @@
+//! The floor's ladder: the floor again with the operator's other requests
+//! added one kind at a time (`floor::Extras`), at the concurrencies the
+//! burst goal names. Each rung's time and control-plane CPU, next to the
+//! floor's and the operator's of the same run, price every request the
+//! operator makes beyond the floor; what is left between the last rung and
+//! the operator is the cost of being a controller.
+
+use serde_json::{Value, json};
+use testkit::sim::Sim;
+
+use crate::{
+    Result,
+    floor::{Extras, Floor},
+    per_rotation_ms, probe,
+};
+
+/// The concurrencies the burst goal names: the default, and 16.
+pub const CONCURRENCIES: [u16; 2] = [4, 16];
+
+/// The rungs, each adding one kind of request to the one before.
+const RUNGS: [(&str, Extras); 3] = [
+    ("reads", Extras { reads: true, dry_run: false, event: false }),
+    ("dry_run", Extras { reads: true, dry_run: true, event: false }),
+    ("event", Extras { reads: true, dry_run: true, event: true }),
+];
+
+/// Climbs the ladder at each concurrency, rotating every floor resource to
+/// `rotation` and onwards; `floor` gives the plain floor's seconds and CPU
+/// per rotation at a concurrency, from the same run.
+pub async fn climb(
+    floor: &Floor,
+    sim: &Sim,
+    burst: usize,
+    mut rotation: i64,
+    plain: impl Fn(u16) -> Option<(f64, f64)>,
+) -> Result<Value> {
+    let mut steps = Vec::new();
+    for concurrency in CONCURRENCIES {
+        let (floor_seconds, floor_plane) = plain(concurrency).ok_or("no floor at this concurrency")?;
+        let mut rungs = serde_json::Map::new();
+        for (key, extras) in RUNGS {
+            let plane = probe::plane_cpu_ns()?;
+            let took = floor.rotate_all(sim, rotation, usize::from(concurrency), extras).await?;
+            let plane = per_rotation_ms(probe::plane_cpu_ns()? - plane, burst);
+            rotation += 1;
+            rungs.insert(
+                key.into(),
+                json!({
+                    "seconds": took.as_secs_f64(),
+                    "ratio_to_floor": took.as_secs_f64() / floor_seconds,
+                    "plane_cpu_ms_per_rotation": plane,
+                }),
+            );
+        }
+        steps.push(json!({
+            "concurrency": concurrency,
+            "floor": {"seconds": floor_seconds, "plane_cpu_ms_per_rotation": floor_plane},
+            "rungs": rungs,
+        }));
+    }
+    Ok(json!(steps))
+}
+
+/// Adds the operator's burst at each rung's concurrency, and its ratio to
+/// the last rung (the floor making every request the operator makes).
+pub fn with_operator(ladder: &mut Value, bursts: &[Value]) {
+    let Some(steps) = ladder.as_array_mut() else { return };
+    for step in steps {
+        let burst = bursts.iter().find(|b| b["concurrency"] == step["concurrency"]);
+        let (Some(burst), Some(last)) = (burst, step["rungs"]["event"]["seconds"].as_f64()) else { continue };
+        let seconds = burst["seconds"].as_f64().unwrap_or(0.0);
+        step["operator"] = json!({
+            "seconds": seconds,
+            "ratio_to_floor": burst["ratio_to_floor"],
+            "ratio_to_last_rung": seconds / last,
+            "plane_cpu_ms_per_rotation": burst["plane_cpu_ms_per_rotation"],
+        });
+    }
+}
