@@ -466,8 +466,8 @@ apiserver's watch cache), the Secret apply as a server-side dry run with the dat
 kube-runtime's `Recorder`. The last rung makes every request the operator makes for a rotation; what separates it
 from the operator is being a controller: its watches (the resources, the Secrets it wrote, every Secret's
 metadata), its queue, the echoes of its own writes, and its own CPU on the same two cores. Each rung is one run of
-1,000 rotations: runs of the same code on the same machine differ by up to about 0.15× per rung, so only the larger
-steps are findings.
+1,000 rotations, and runs of the same code on the same machine have differed by up to 0.6× on one rung: one run's
+steps are an indication, several runs' are a finding.
 
 ";
 
