@@ -15,7 +15,9 @@ eval "$(hack/testenv/up.sh)"
 # measured as the image runs it, a static musl binary (the Dockerfile's build).
 cargo build --locked --release --workspace --bins
 # A fresh machine's toolchain may lack the musl target (the Dockerfile adds it too).
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -x x86_64-unknown-linux-musl >/dev/null; then
+  rustup target add x86_64-unknown-linux-musl
+fi
 cargo build --locked --release --target x86_64-unknown-linux-musl -p upstash-rotator --bin upstash-rotator
 export BENCH_OPERATOR_BINARY=$PWD/target/x86_64-unknown-linux-musl/release/upstash-rotator
 case "${BENCH_SIZE:=1000}" in
