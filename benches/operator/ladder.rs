@@ -25,7 +25,7 @@ const RUNGS: [(&str, Extras); 3] = [
 ];
 
 /// Climbs the ladder at each concurrency, rotating every floor resource to
-/// `rotation` and onwards; `floor` gives the plain floor's seconds and CPU
+/// `rotation` and onwards; `plain` gives the plain floor's seconds and CPU
 /// per rotation at a concurrency, from the same run.
 pub async fn climb(
     floor: &Floor,
@@ -67,7 +67,10 @@ pub fn with_operator(ladder: &mut Value, bursts: &[Value]) {
     let Some(steps) = ladder.as_array_mut() else { return };
     for step in steps {
         let burst = bursts.iter().find(|b| b["concurrency"] == step["concurrency"]);
-        let (Some(burst), Some(last)) = (burst, step["rungs"]["event"]["seconds"].as_f64()) else { continue };
+        let (last_rung, _) = RUNGS[RUNGS.len() - 1];
+        let (Some(burst), Some(last)) = (burst, step["rungs"][last_rung]["seconds"].as_f64()) else {
+            continue;
+        };
         let seconds = burst["seconds"].as_f64().unwrap_or(0.0);
         step["operator"] = json!({
             "seconds": seconds,
