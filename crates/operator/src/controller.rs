@@ -21,12 +21,14 @@ use parking_lot::Mutex;
 
 use crate::{
     account::{
-        Account, AccountContext, Change, Changes, ClusterUpstashAccount, UpstashAccount,
+        Account, AccountContext, AccountScope, Change, Changes, ClusterUpstashAccount, UpstashAccount,
         run_account_controllers,
     },
     cache::{
         self, CachedRotation, Caches, Index, Indexes, Key, KeyVersions, Rechecks, ResourceRef,
-        WrittenVersions, cached, trim,
+        WrittenVersions, cached,
+        every_secret::{self, AccountFeed},
+        trim,
     },
     crd::RedisPasswordRotation,
     http::Readiness,
@@ -140,9 +142,11 @@ pub async fn run(
         keys: built.iter().map(|s| s.keys.clone()).collect(),
         index: Indexes::new(indexes.clone()),
     };
-    let controllers: Vec<_> = built.into_iter().map(|s| s.controller).collect();
+    let (controllers, account_feeds): (Vec<_>, Vec<_>) =
+        built.into_iter().map(|s| (s.controller, s.account_feed)).unzip();
     // Accounts get their status from the leader only, like resources; a
-    // dry run writes no status at all.
+    // dry run writes no status at all (and drops the account feeds, which
+    // the Secret watches then skip).
     let accounts = (!settings.dry_run).then(|| {
         let ctx = Arc::new(AccountContext {
             client: client.clone(),
@@ -151,8 +155,15 @@ pub async fn run(
             cluster_namespace: settings.cluster_namespace.clone(),
             fence: runtime.fence.clone(),
         });
-        let indexed = scopes.iter().cloned().zip(indexes.iter().cloned()).collect();
-        run_account_controllers(client.clone(), indexed, caches.resources.clone(), ctx, shutdown.clone())
+        let scopes = scopes.iter().zip(&indexes).zip(account_feeds);
+        let scopes = scopes
+            .map(|((namespace, index), secrets)| AccountScope {
+                namespace: namespace.clone(),
+                index: index.clone(),
+                secrets,
+            })
+            .collect();
+        run_account_controllers(client.clone(), scopes, caches.resources.clone(), ctx, shutdown.clone())
     });
     let ctx = Arc::new(
         Context::new(Cluster::new(client, recorder), upstash, caches.clone(), runtime.metrics.clone())
@@ -250,12 +261,14 @@ where
 }
 
 /// One watched scope: its controller, the metadata of the Secrets written
-/// there, and the index of its resources.
+/// there, the index of its resources, and the Secrets its account
+/// controller hears of.
 struct Scope {
     controller: Controller<CachedRotation>,
     written: Arc<WrittenVersions>,
     keys: Arc<Mutex<KeyVersions>>,
     index: Arc<Index>,
+    account_feed: AccountFeed,
 }
 
 fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks: &Arc<Rechecks>) -> Scope {
@@ -312,24 +325,20 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
             })
             .touched_objects()
     };
-    // Credential Secrets carry no label of ours: watch metadata only (an
-    // `Api<PartialObjectMeta<_>>` asks for nothing else), keep only the
-    // versions of those some resource names, and pass a Secret on only when
-    // its version changed: a relist or a restart is no news.
+    // Credential Secrets carry no label of ours: one watch of every
+    // Secret's metadata (an `Api<PartialObjectMeta<_>>` asks for nothing
+    // else) feeds the account controller, keeps the versions of those some
+    // resource names, and passes a Secret on only when its version changed:
+    // a relist or a restart is no news.
     let keys = Arc::new(Mutex::new(KeyVersions::default()));
-    let (versions, named) = (keys.clone(), index.clone());
-    let all_secrets = watcher::Config::default().page_size(cache::SECRET_LIST_PAGE);
-    let all_secrets = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), all_secrets);
-    let changed_keys = cache::after_listed(vec![controller.store()], all_secrets)
-        .default_backoff()
-        .map_ok(move |event| {
-            let changed = versions.lock().changed(event, |namespace, name| {
-                let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
-                !named.lookup(&key).is_empty()
-            });
-            futures::stream::iter(changed.into_iter().map(Ok))
-        })
-        .try_flatten();
+    let (to_accounts, account_feed) = every_secret::account_feed();
+    let changed_keys = every_secret::key_secret_changes(
+        scoped(client, namespace),
+        controller.store(),
+        keys.clone(),
+        index.clone(),
+        to_accounts,
+    );
     let cluster_accounts = settings.cluster_namespace.is_some();
     let controller = wake_on_accounts(controller, client, namespace, cluster_accounts, &index, rechecks);
     let (by_key_secret, recheck) = (index.clone(), rechecks.clone());
@@ -346,7 +355,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
             recheck.mark(&users);
             users
         });
-    Scope { controller, written, keys, index }
+    Scope { controller, written, keys, index, account_feed }
 }
 
 /// An account's spec, its deletion, or a new check of its Secret wakes the

@@ -24,38 +24,58 @@ use super::{
     validate::{AccountContext, error_policy, reconcile},
 };
 use crate::{
-    cache::{CachedRotation, Index, Key, after_listed},
+    cache::{
+        CachedRotation, Index, Key, after_listed,
+        every_secret::{self, AccountFeed},
+    },
     controller::scoped,
 };
 
 /// How long an account's reconcile waits for its triggers to pause.
 const USERS_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The account controllers, running until `shutdown` completes. `scopes`
-/// pairs each watched scope with the index of its resources. They listen to
-/// the indexes from this call on, before any resource event can pass; they
-/// list Secrets once every store of `resources` holds its first list.
+/// One watched scope, as its account controller sees it.
+pub struct AccountScope {
+    /// `None`: every namespace.
+    pub namespace: Option<String>,
+    /// The index of the scope's resources.
+    pub index: Arc<Index>,
+    /// The scope's Secrets, from the resource controller's watch.
+    pub secrets: AccountFeed,
+}
+
+/// The account controllers, running until `shutdown` completes, one per
+/// scope. They listen to the indexes from this call on, before any
+/// resource event can pass; the cluster accounts' own Secrets are listed
+/// once every store of `resources` holds its first list.
 pub fn run_account_controllers(
     client: Client,
-    scopes: Vec<(Option<String>, Arc<Index>)>,
+    scopes: Vec<AccountScope>,
     resources: Vec<Store<CachedRotation>>,
     ctx: Arc<AccountContext>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
     let mut runs = Vec::new();
-    for (scope, index) in &scopes {
-        let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), scope.as_deref());
+    let mut indexes = Vec::new();
+    for AccountScope { namespace, index, secrets } in scopes {
+        let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), namespace.as_deref());
         let controller = Controller::new(accounts, watcher::Config::default());
-        let secrets = scoped(&client, scope.as_deref());
-        let controller = wake_on_secrets(controller, secrets, resources.clone());
-        let controller = wake_on_users(controller, index);
+        let controller = wake_on_secrets(controller, every_secret::triggers(secrets));
+        let controller = wake_on_users(controller, &index);
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
+        indexes.push(index);
     }
     if let Some(home) = ctx.cluster_namespace.clone() {
         let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
         let controller = Controller::new(accounts, watcher::Config::default());
-        let controller = wake_on_secrets(controller, scoped(&client, Some(&home)), resources);
-        let controller = scopes.iter().fold(controller, |c, (_, index)| wake_on_users(c, index));
+        // A watch of its own: one namespace's Secrets, which no scope may
+        // cover.
+        let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
+        let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
+        let secrets =
+            after_listed(resources, watcher(secrets, all_secrets)).default_backoff().touched_objects();
+        let controller = wake_on_secrets(controller, secrets);
+        let controller = indexes.iter().fold(controller, |c, index| wake_on_users(c, index));
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(runs).map(|_| ())
@@ -82,16 +102,13 @@ async fn run<A: Account>(
 }
 
 /// A change of a credentials Secret (metadata only) wakes the accounts
-/// that name it. Secrets are listed after the resources (`after_listed`).
+/// that name it.
 fn wake_on_secrets<A: Account>(
     controller: Controller<A>,
-    secrets: Api<PartialObjectMeta<Secret>>,
-    resources: Vec<Store<CachedRotation>>,
+    secrets: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
 ) -> Controller<A> {
     let accounts = controller.store();
-    let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
-    let events = after_listed(resources, watcher(secrets, all_secrets).touched_objects());
-    controller.watches_stream(events, move |secret| {
+    controller.watches_stream(secrets, move |secret| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
         accounts
             .state()

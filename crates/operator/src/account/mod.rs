@@ -9,7 +9,7 @@ mod triggers;
 mod types;
 mod validate;
 
-pub use controller::run_account_controllers;
+pub use controller::{AccountScope, run_account_controllers};
 pub use triggers::{Change, Changes};
 pub use types::*;
 pub use validate::AccountContext;

@@ -3,6 +3,7 @@
 //! resources pointing at a database, a Secret or an account.
 
 pub mod cached;
+pub mod every_secret;
 pub mod index;
 pub mod rechecks;
 pub mod trim;

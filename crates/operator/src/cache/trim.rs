@@ -14,6 +14,17 @@ pub fn written_secret(meta: &mut ObjectMeta) {
     meta.annotations = resource.map(|name| [(RESOURCE_ANNOTATION.to_owned(), name)].into());
 }
 
+/// Keeps from a Secret of anyone's its name, namespace and version: all the
+/// key versions and the account controller read.
+pub fn name_and_version(meta: &mut ObjectMeta) {
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        resource_version: meta.resource_version.take(),
+        ..ObjectMeta::default()
+    };
+}
+
 /// Drops what no cache reads: labels, annotations (a last-applied copy of
 /// the spec among them), `managedFields` and owner references.
 pub fn identity_only(meta: &mut ObjectMeta) {
