@@ -24,41 +24,37 @@ const RUNGS: [(&str, Extras); 3] = [
     ("event", Extras { reads: true, dry_run: true, event: true }),
 ];
 
-/// Climbs the ladder at each concurrency, rotating every floor resource to
-/// `rotation` and onwards; `plain` gives the plain floor's seconds and CPU
-/// per rotation at a concurrency, from the same run.
+/// Climbs the ladder at `concurrency`, rotating every floor resource to
+/// `rotation` and onwards; `plain` is the plain floor's seconds and CPU per
+/// rotation at that concurrency, measured just before.
 pub async fn climb(
     floor: &Floor,
     sim: &Sim,
     burst: usize,
     mut rotation: i64,
-    plain: impl Fn(u16) -> Option<(f64, f64)>,
+    concurrency: u16,
+    (floor_seconds, floor_plane): (f64, f64),
 ) -> Result<Value> {
-    let mut steps = Vec::new();
-    for concurrency in CONCURRENCIES {
-        let (floor_seconds, floor_plane) = plain(concurrency).ok_or("no floor at this concurrency")?;
-        let mut rungs = serde_json::Map::new();
-        for (key, extras) in RUNGS {
-            let plane = probe::plane_cpu_ns()?;
-            let took = floor.rotate_all(sim, rotation, usize::from(concurrency), extras).await?;
-            let plane = per_rotation_ms(probe::plane_cpu_ns()? - plane, burst);
-            rotation += 1;
-            rungs.insert(
-                key.into(),
-                json!({
-                    "seconds": took.as_secs_f64(),
-                    "ratio_to_floor": took.as_secs_f64() / floor_seconds,
-                    "plane_cpu_ms_per_rotation": plane,
-                }),
-            );
-        }
-        steps.push(json!({
-            "concurrency": concurrency,
-            "floor": {"seconds": floor_seconds, "plane_cpu_ms_per_rotation": floor_plane},
-            "rungs": rungs,
-        }));
+    let mut rungs = serde_json::Map::new();
+    for (key, extras) in RUNGS {
+        let plane = probe::plane_cpu_ns()?;
+        let took = floor.rotate_all(sim, rotation, usize::from(concurrency), extras).await?;
+        let plane = per_rotation_ms(probe::plane_cpu_ns()? - plane, burst);
+        rotation += 1;
+        rungs.insert(
+            key.into(),
+            json!({
+                "seconds": took.as_secs_f64(),
+                "ratio_to_floor": took.as_secs_f64() / floor_seconds,
+                "plane_cpu_ms_per_rotation": plane,
+            }),
+        );
     }
-    Ok(json!(steps))
+    Ok(json!({
+        "concurrency": concurrency,
+        "floor": {"seconds": floor_seconds, "plane_cpu_ms_per_rotation": floor_plane},
+        "rungs": rungs,
+    }))
 }
 
 /// Adds the operator's burst at each rung's concurrency, and its ratio to

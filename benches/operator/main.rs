@@ -128,29 +128,6 @@ async fn run(
     results["sim_create_s"] = json!(started.elapsed().as_secs_f64());
     let floor_ids = create_databases(sim, "floor", burst).await?;
 
-    // The floor, before the operator runs (it would reconcile the floor's
-    // resources too), at each concurrency.
-    let created = create_resources(client, floor_ns, "f", &floor_ids).await?;
-    let floor = Floor::new(client, floor_ns, created);
-    // The instrument that sees the operator's rotations finish watches the
-    // floor's too, so it costs both sides the same.
-    let floor_tracker = Tracker::start(client, floor_ns).await?;
-    let (mut floors, mut floor_plane) = (Vec::new(), Vec::new());
-    for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
-        let plane = probe::plane_cpu_ns()?;
-        let took =
-            floor.rotate_all(sim, round as i64 + 1, usize::from(*concurrency), Extras::default()).await?;
-        floors.push(took.as_secs_f64());
-        floor_plane.push(per_rotation_ms(probe::plane_cpu_ns()? - plane, burst));
-    }
-    let plain = |concurrency| {
-        let round = CONCURRENCIES.iter().position(|c| *c == concurrency)?;
-        Some((floors[round], floor_plane[round]))
-    };
-    let mut ladder = ladder::climb(&floor, sim, burst, CONCURRENCIES.len() as i64 + 1, plain).await?;
-    drop(floor_tracker);
-    floor.remove().await?;
-
     let tracker = Tracker::start(client, ns).await?;
     let operator = Operator::start(&sim.url, 4, logs.join("operator-empty.log")).await?;
     results["memory"] = json!({"empty_rss_kib": memory_kib(operator.pid, "VmRSS:"), "empty_hwm_kib": memory_kib(operator.pid, "VmHWM:")});
@@ -239,14 +216,21 @@ async fn run(
         "status_p50": percentile(&mut to_status, 0.50), "status_p99": percentile(&mut to_status, 0.99),
     });
 
-    // Rotation bursts at each concurrency, against the floor's.
+    // Rotation bursts at each concurrency, each right after the floor's at
+    // the same concurrency (and its ladder, where the goal names it), with
+    // the operator stopped meanwhile: this machine's speed drifts over
+    // minutes, and two bursts minutes apart would carry that drift into
+    // their ratio.
     let prefix = if size > BURST { "r00" } else { "r" };
     let mut bursts = Vec::new();
+    let mut ladder = Vec::new();
     let mut operator = Some(operator);
     for (round, concurrency) in CONCURRENCIES.iter().enumerate() {
         if let Some(running) = operator.take() {
             running.stop().await?;
         }
+        let (floor, floor_plane, step) = floor_round(client, sim, floor_ns, &floor_ids, *concurrency).await?;
+        ladder.extend(step);
         let log = logs.join(format!("operator-burst-{concurrency}.log"));
         let running = Operator::start(&sim.url, *concurrency, log).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -271,7 +255,6 @@ async fn run(
         let api = after.api.since(&before.api);
         // The bench's own writes: one counter patch per resource.
         let bench_writes = burst as u64;
-        let floor = floors[round];
         bursts.push(json!({
             "concurrency": concurrency,
             "seconds": took.as_secs_f64(),
@@ -286,10 +269,11 @@ async fn run(
             "reconciles_per_rotation": ratio(after.reconciles - before.reconciles, burst),
             "operator_cpu_ms_per_rotation": per_rotation_ms(after.cpu_ns - before.cpu_ns, burst),
             "plane_cpu_ms_per_rotation": per_rotation_ms(plane, burst),
-            "floor_plane_cpu_ms_per_rotation": floor_plane[round],
+            "floor_plane_cpu_ms_per_rotation": floor_plane,
         }));
         operator = Some(running);
     }
+    let mut ladder = json!(ladder);
     ladder::with_operator(&mut ladder, &bursts);
     results["bursts"] = json!(bursts);
     results["ladder"] = ladder;
@@ -430,6 +414,35 @@ async fn restart(
 
 fn with_log(error: Box<dyn std::error::Error>, operator: &Operator) -> Box<dyn std::error::Error> {
     format!("{error}; the operator's log ends with:\n{}", operator.log_tail()).into()
+}
+
+/// The floor at `concurrency` (its seconds and control-plane CPU per
+/// rotation), then its ladder where the burst goal names `concurrency`, on
+/// floor resources created for the round and deleted after it: the
+/// operator, stopped meanwhile, would reconcile them.
+async fn floor_round(
+    client: &Client,
+    sim: &Sim,
+    namespace: &str,
+    databases: &[String],
+    concurrency: u16,
+) -> Result<(f64, f64, Option<Value>)> {
+    let created = create_resources(client, namespace, "f", databases).await?;
+    let floor = Floor::new(client, namespace, created);
+    // The instrument that sees the operator's rotations finish watches the
+    // floor's too, so it costs both sides the same.
+    let tracker = Tracker::start(client, namespace).await?;
+    let plane = probe::plane_cpu_ns()?;
+    let took = floor.rotate_all(sim, 1, usize::from(concurrency), Extras::default()).await?;
+    let plain = (took.as_secs_f64(), per_rotation_ms(probe::plane_cpu_ns()? - plane, databases.len()));
+    let step = if ladder::CONCURRENCIES.contains(&concurrency) {
+        Some(ladder::climb(&floor, sim, databases.len(), 2, concurrency, plain).await?)
+    } else {
+        None
+    };
+    drop(tracker);
+    floor.remove().await?;
+    Ok((plain.0, plain.1, step))
 }
 
 fn resource_name(i: usize) -> String {

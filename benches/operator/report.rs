@@ -460,14 +460,14 @@ pub fn image_size() -> Value {
         .map_or(Value::Null, Value::from)
 }
 
-const LADDER_TEXT: &str = "The floor again, in the same run, with the operator's other requests added one kind at a time, each made as
-the operator makes it: the resource and its Secret read at least as new as the last write (served by the
-apiserver's watch cache), the Secret apply as a server-side dry run with the data already there, an event through
-kube-runtime's `Recorder`. The last rung makes every request the operator makes for a rotation; what separates it
-from the operator is being a controller: its watches (the resources, the Secrets it wrote, every Secret's
-metadata), its queue, the echoes of its own writes, and its own CPU on the same two cores. Each rung is one run of
-1,000 rotations, and runs of the same code on the same machine have differed by up to 0.6× on one rung: one run's
-steps are an indication, several runs' are a finding.
+const LADDER_TEXT: &str = "The floor again, right after its plain burst at the same concurrency, with the operator's other requests
+added one kind at a time, each made as the operator makes it: the resource and its Secret read at least as new as
+the last write (served by the apiserver's watch cache), the Secret apply as a server-side dry run with the data
+already there, an event through kube-runtime's `Recorder`. The last rung makes every request the operator makes for
+a rotation; what separates it from the operator is being a controller: its watches (the resources, the Secrets it
+wrote, every Secret's metadata), its queue, the echoes of its own writes, and its own CPU on the same two cores.
+Each rung is one run of 1,000 rotations, and runs of the same code on the same machine have differed by up to 0.6×
+on one rung: one run's steps are an indication, several runs' are a finding.
 
 ";
 
@@ -493,6 +493,9 @@ How each phase runs:
 - **Latency**: 100 counter bumps one after the other; the bench watches the Secrets and the resources.
 - **Burst**: the operator restarted at the concurrency shown, then 1,000 counters raised at once (32 requests in
   flight); from the first patch until every rotation is applied (the bench's own patches are inside that time).
+  Right before each, with the operator stopped, the floor's burst at the same concurrency (and its ladder, at 4 and
+  16): the speed of a shared machine drifts over minutes, so the two sides of a ratio are measured seconds apart,
+  with the same objects present.
 - **Memory**: `VmHWM` (the peak) and `VmRSS` from `/proc`. The unrelated Secrets are 10,000 Secrets in another
   namespace; the operator watches every Secret's metadata (for API-key Secrets) but keeps only the versions of those
   a resource names.
@@ -501,7 +504,8 @@ How each phase runs:
   `/proc/<pid>/task/*/schedstat`) divided by the events.
 
 **The floor** is the least a crash-safe rotation can cost, done by hand in the bench with the same clients on the
-same kind of objects (`RedisPasswordRotation`s and Secrets in another namespace, before the operator starts): per
+same kind of objects (1,000 `RedisPasswordRotation`s and their Secrets in another namespace, created for each round
+and deleted after it, while the operator is stopped, since it would reconcile them): per
 resource, the counter patch (the same write the bench makes to start each of the operator's rotations, so both sides
 carry it), the intent status patch on the version that patch returned, the reset, the Secret apply, the final status
 patch; at the same concurrency as the operator. It checks nothing, reads nothing and publishes no event. The bench's
