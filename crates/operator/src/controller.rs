@@ -285,7 +285,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
             scoped::<RedisPasswordRotation>(client, namespace),
             watcher::Config::default().page_size(cache::LIST_PAGE),
         )
-        .default_backoff()
+        .backoff(cache::retry::watch_backoff())
         .map_ok(cached::event)
         .reflect(writer)
         // After the store: an account told of a new user finds it there.
@@ -317,7 +317,7 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     let written_events = {
         let written = written.clone();
         watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
-            .default_backoff()
+            .backoff(cache::retry::watch_backoff())
             .modify(|secret| trim::written_secret(&mut secret.metadata))
             .map_ok(move |event| {
                 written.observe(&event);
@@ -386,7 +386,7 @@ fn account_events<A: Account>(
 ) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static {
     let (index, rechecks) = (index.clone(), rechecks.clone());
     watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(cache::retry::watch_backoff())
         .map_ok(move |event| {
             if let watcher::Event::Delete(account) = &event {
                 rechecks.mark(&index.lookup(&account.index_key()));

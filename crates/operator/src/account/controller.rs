@@ -72,8 +72,9 @@ pub fn run_account_controllers(
         // cover.
         let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
         let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
-        let secrets =
-            after_listed(resources, watcher(secrets, all_secrets)).default_backoff().touched_objects();
+        let secrets = after_listed(resources, watcher(secrets, all_secrets))
+            .backoff(crate::cache::retry::watch_backoff())
+            .touched_objects();
         let controller = wake_on_secrets(controller, secrets);
         let controller = indexes.iter().fold(controller, |c, index| wake_on_users(c, index));
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());

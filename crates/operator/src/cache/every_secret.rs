@@ -46,7 +46,7 @@ pub fn key_secret_changes(
     accounts: AccountSender,
 ) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
     let config = watcher::Config::default().page_size(SECRET_LIST_PAGE);
-    let events = after_listed(vec![resources], watcher(api, config)).default_backoff();
+    let events = after_listed(vec![resources], watcher(api, config)).backoff(super::retry::watch_backoff());
     let named = move |namespace: &str, name: &str| {
         let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
         !index.lookup(&key).is_empty()

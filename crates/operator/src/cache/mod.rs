@@ -6,6 +6,7 @@ pub mod cached;
 pub mod every_secret;
 pub mod index;
 pub mod rechecks;
+pub mod retry;
 pub mod trim;
 pub mod written;
 
