@@ -155,8 +155,9 @@ async fn run(
         "operator_cpu_ms": (after.cpu_ns - before.cpu_ns) as f64 / 1e6,
     });
 
-    // Idle: nothing changes.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Idle: nothing changes, once the plane's own controllers are done
+    // with the first sync's objects.
+    probe::apiserver_quiet(client, Duration::from_secs(180)).await?;
     let before = Readings::take(client, sim, &operator).await?;
     tokio::time::sleep(IDLE).await;
     let after = Readings::take(client, sim, &operator).await?;

@@ -47,6 +47,26 @@ pub async fn quiet(pid: u32, limit: std::time::Duration) {
     }
 }
 
+/// Waits (at most `limit`) until the apiserver is quiet: at most 5 requests
+/// in 5 s from all its clients, these reads included. After a burst of new
+/// objects the plane's own controllers catch up for a while (the garbage
+/// collector checks each new owner it has not seen, at
+/// kube-controller-manager's 20 requests per second); an idle window
+/// measured over that would count their work, not the operator's.
+pub async fn apiserver_quiet(client: &Client, limit: std::time::Duration) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut before = ApiRequests::read(client).await?;
+    while started.elapsed() < limit {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let now = ApiRequests::read(client).await?;
+        if now.since(&before).all() <= 5 {
+            break;
+        }
+        before = now;
+    }
+    Ok(())
+}
+
 /// CPU time used so far by the control plane's kube-apiserver and etcd
 /// (their pids as hack/testenv/up.sh records them), in ns. A missing pid
 /// file or process is an error: a 0 would read as a free control plane.

@@ -486,7 +486,8 @@ How each phase runs:
 - **First sync**: the bench creates every resource (32 requests in flight) and waits until all are `Ready` at
   rotation 0. Counts are differences of the simulator's request log, the apiserver's `apiserver_request_total` and
   the operator's `upstash_rotator_reconciles_total`; the bench's own creates are subtracted.
-- **Idle**: 60 s with nothing changing, 5 s after the first sync.
+- **Idle**: 60 s with nothing changing, after the first sync, once the apiserver is quiet (at most 5 requests in 5 s;
+  kube-controller-manager's garbage collector checks each new owner it has not seen yet, at 20 requests per second).
 - **Restart**: SIGTERM, then a new process; \"every resource reconciled\" is when its reconcile counter reaches the
   number of resources. The restart's memory peak is the median of 3 starts, one after the other (each start's is
   in the JSON file); the other restart figures are the last start's.
