@@ -37,8 +37,8 @@ use crate::Result;
 /// makes it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Extras {
-    /// Reads the resource, then its Secret, each at least as new as the
-    /// last write seen (served by the apiserver's watch cache).
+    /// Reads the Secret at least as new as the last write of it (served by
+    /// the apiserver's watch cache); the resource comes from the watch.
     pub reads: bool,
     /// A server-side dry run of the Secret apply before the intent.
     pub dry_run: bool,
@@ -100,7 +100,7 @@ impl Floor {
         let params = PatchParams::default();
         let counter = json!({"metadata": {"resourceVersion": version}, "spec": {"rotation": rotation}});
         let raised = self.resources.patch(name, &params, &Patch::Merge(&counter)).await?;
-        let existing = if extras.reads { self.read(name, &raised).await? } else { None };
+        let existing = if extras.reads { self.read(name).await? } else { None };
         if extras.dry_run {
             self.dry_run(name, rotation, existing).await?;
         }
@@ -165,11 +165,9 @@ impl Floor {
         Ok(())
     }
 
-    /// The operator's reads: the resource at least as new as the counter
-    /// patch, then its Secret at least as new as the last write of it.
-    async fn read(&self, name: &str, raised: &RedisPasswordRotation) -> Result<Option<Secret>> {
-        let at = raised.metadata.resource_version.as_deref().ok_or("no version")?;
-        self.resources.get_with(name, &GetParams::at(at)).await?;
+    /// The operator's read: the Secret at least as new as the last write of
+    /// it (the resource comes from its watch).
+    async fn read(&self, name: &str) -> Result<Option<Secret>> {
         let written = self.secret_versions.lock().get(name).cloned();
         Ok(match written {
             Some(version) => Some(self.secrets.get_with(name, &GetParams::at(&version)).await?),

@@ -25,7 +25,7 @@ use crate::{
         run_account_controllers,
     },
     cache::{
-        self, CachedRotation, Caches, Index, Indexes, Key, KeyVersions, Rechecks, ResourceRef,
+        self, CachedRotation, Caches, Index, Indexes, Key, KeyVersions, Rechecks, ResourceRef, WorkingCopies,
         WrittenVersions, cached,
         every_secret::{self, AccountFeed},
         trim,
@@ -132,11 +132,13 @@ pub async fn run(
     let shutdown = shutdown.boxed().shared();
 
     let rechecks = Arc::new(Rechecks::default());
+    let working = Arc::new(WorkingCopies::default());
     let built: Vec<Scope> =
-        scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings, &rechecks)).collect();
+        scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings, &rechecks, &working)).collect();
     let indexes: Vec<Arc<Index>> = built.iter().map(|s| s.index.clone()).collect();
     let caches = Caches {
         rechecks,
+        working,
         resources: built.iter().map(|s| s.controller.store()).collect(),
         written: built.iter().map(|s| s.written.clone()).collect(),
         keys: built.iter().map(|s| s.keys.clone()).collect(),
@@ -271,7 +273,13 @@ struct Scope {
     account_feed: AccountFeed,
 }
 
-fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks: &Arc<Rechecks>) -> Scope {
+fn build(
+    client: &Client,
+    namespace: Option<&str>,
+    settings: &Settings,
+    rechecks: &Arc<Rechecks>,
+    working: &Arc<WorkingCopies>,
+) -> Scope {
     // Every list is a quorum read (the default semantic), not one served
     // from the apiserver's watch cache: after an apiserver restart a cached
     // list can carry a version the new watch cache already dropped, and the
@@ -280,13 +288,17 @@ fn build(client: &Client, namespace: Option<&str>, settings: &Settings, rechecks
     let index = Arc::new(Index::default());
     let (resources, writer) = reflector::store();
     let resource_events = {
-        let index = index.clone();
+        let (index, working) = (index.clone(), working.clone());
         watcher(
             scoped::<RedisPasswordRotation>(client, namespace),
             watcher::Config::default().page_size(cache::LIST_PAGE),
         )
         .backoff(cache::retry::watch_backoff())
-        .map_ok(cached::event)
+        // Before the store: the reconcile this event starts finds its copy.
+        .map_ok(move |mut event| {
+            working.observe(&mut event);
+            cached::event(event)
+        })
         .reflect(writer)
         // After the store: an account told of a new user finds it there.
         .map_ok(move |event| {

@@ -3,8 +3,8 @@
 //! it is at rest), in a type of its own. The CRD type is about 830 bytes
 //! before any of its strings; this one is about half, and its conditions
 //! are two flags. At 10,000 resources that is megabytes of the operator's
-//! memory. Every decision that could reset a password works on a fresh
-//! read of the whole resource.
+//! memory. Every decision works on the whole resource: the working copy of
+//! the version the watch delivered (`working`), or a read.
 
 use std::borrow::Cow;
 

@@ -8,6 +8,7 @@ pub mod index;
 pub mod rechecks;
 pub mod retry;
 pub mod trim;
+pub mod working;
 pub mod written;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use kube::runtime::reflector::Store;
 pub use cached::{CachedRotation, CachedStatus};
 pub use index::{Index, Indexes, Key, ResourceRef};
 pub use rechecks::{KeyVersions, Rechecks};
+pub use working::WorkingCopies;
 pub use written::WrittenVersions;
 
 /// Page sizes of the lists behind the watches. A list is held a page at a
@@ -46,6 +48,8 @@ pub struct Caches {
     pub index: Indexes,
     /// Resources whose key changed: their next reconcile checks with it.
     pub rechecks: std::sync::Arc<Rechecks>,
+    /// Whole copies of the resources that ask for work, as last watched.
+    pub working: std::sync::Arc<WorkingCopies>,
 }
 
 impl Caches {

@@ -90,7 +90,13 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
         Early::Read { check_fresh_reads } => check_fresh_reads,
     };
     let observed = match ctx.fence.check() {
-        Ok(()) => observe::read(&ctx, &namespace, &name, &observe::Seen::of(&ctx.caches, &resource)).await,
+        Ok(()) => {
+            // The version the watch delivered, when it asks for work: the
+            // writes it leads to carry that version as their precondition.
+            let copy = ctx.caches.working.take(&uid, resource.resource_version().as_deref());
+            let seen = observe::Seen::of(&ctx.caches, &resource);
+            observe::read(&ctx, &namespace, &name, &seen, copy).await
+        }
         Err(e) => Err(e.into()),
     };
     let obs = match observed {

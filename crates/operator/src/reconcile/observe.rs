@@ -1,9 +1,11 @@
 //! Observe: every fact one reconcile decides on, gathered once. The resource
-//! and its Secrets are read from the apiserver, never from the operator's
-//! caches: at least as new as the versions the watches delivered (an API-key
-//! Secret is the copy of an earlier read of exactly that version), and every
-//! write a decision leads to carries the read's `resourceVersion` as its
-//! precondition, so a stale view can never start a second reset.
+//! is the version its watch delivered when it asks for work (a working copy,
+//! `cache::working`), else a read; its Secrets are read from the apiserver,
+//! never from the operator's caches: at least as new as the versions the
+//! watches delivered (an API-key Secret is the copy of an earlier read of
+//! exactly that version). Every write a decision leads to carries the
+//! `resourceVersion` it was decided on as its precondition, so a stale view
+//! can never start a second reset.
 
 use std::time::Duration;
 
@@ -92,15 +94,21 @@ impl Seen {
 }
 
 /// The resource and its Secrets, read from the apiserver; `None` when the
-/// resource is gone.
+/// resource is gone. `copy`: the resource as its watch delivered it at the
+/// version the reconcile was started for, which then is not read again.
 pub async fn read<K: KubeOps, U: UpstashOps>(
     ctx: &Context<K, U>,
     namespace: &str,
     name: &str,
     seen: &Seen,
+    copy: Option<RedisPasswordRotation>,
 ) -> Result<Option<Observation>> {
-    let Some(resource) = ctx.kube.get_resource(namespace, name, seen.resource()).await? else {
-        return Ok(None);
+    let resource = match copy {
+        Some(copy) => copy,
+        None => match ctx.kube.get_resource(namespace, name, seen.resource()).await? {
+            Some(resource) => resource,
+            None => return Ok(None),
+        },
     };
     let uid = resource.uid().unwrap_or_default();
     let target_name = resource.secret_name();

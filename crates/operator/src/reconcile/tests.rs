@@ -194,6 +194,43 @@ async fn a_rotation_records_its_intent_before_the_reset_and_the_secret_before_th
     assert_eq!(after_reads(take_calls(&fake)), []);
 }
 
+/// The raised counter's watch event, as the resource watch hands it to the
+/// working copies.
+fn watched(fake: &Fake, ctx: &Context<Fake, Fake>) -> RedisPasswordRotation {
+    let stored = fake.world().resource.clone().expect("exists");
+    ctx.caches.working.observe(&mut kube::runtime::watcher::Event::Apply(stored.clone()));
+    stored
+}
+
+#[tokio::test]
+async fn a_rotation_decided_on_the_watched_version_does_not_read_the_resource() {
+    let (fake, ctx) = ready_to_rotate().await;
+    watched(&fake, &ctx);
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    let expected: Vec<Call> = rotation_calls().into_iter().filter(|c| *c != Call::GetResource).collect();
+    assert_eq!(take_calls(&fake), expected);
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_watched_version_that_is_behind_fails_its_intent_and_the_next_reconcile_reads() {
+    let (fake, ctx) = ready_to_rotate().await;
+    let behind = watched(&fake, &ctx);
+    // Another writer stores a newer version before the reconcile runs.
+    let mut newer = behind.clone();
+    newer.metadata.labels = Some([("team".to_owned(), "payments".to_owned())].into());
+    fake.put_resource(newer);
+    let cached = Arc::new(crate::cache::CachedRotation::from_owned(behind));
+    let action = reconcile(cached, ctx.clone()).await.expect("a 409 is not a failure");
+    assert_eq!(action, Action::requeue(std::time::Duration::from_millis(500)));
+    let calls = take_calls(&fake);
+    assert!(!calls.contains(&Call::GetResource) && !calls.contains(&Call::Reset), "{calls:?}");
+    assert_eq!(fake.world().resets, 0);
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    assert_eq!(take_calls(&fake), rotation_calls(), "the copy served once; this reconcile reads");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
 #[tokio::test]
 async fn a_retained_secret_holds_the_deletion_with_a_finalizer_while_the_reset_is_in_flight() {
     let (fake, ctx) = ready_to_rotate_with(DeletionPolicy::Retain).await;
