@@ -2,9 +2,11 @@
 //! added one kind at a time (`floor::Extras`), at the concurrencies the
 //! burst goal names. Each rung's time and control-plane CPU, next to the
 //! floor's and the operator's of the same run, price every request the
-//! operator makes beyond the floor; what is left between the last rung and
-//! the operator is the cost of being a controller.
+//! operator makes beyond the floor. The last rung also holds the operator's
+//! watches; what is left between it and the operator is the operator's own
+//! work: its queue, the echoes of its writes, its CPU.
 
+use kube::Client;
 use serde_json::{Value, json};
 use testkit::sim::Sim;
 
@@ -12,22 +14,26 @@ use crate::{
     Result,
     floor::{Extras, Floor},
     per_rotation_ms, probe,
+    watches::Watches,
 };
 
 /// The concurrencies the burst goal names: the default, and 16.
 pub const CONCURRENCIES: [u16; 2] = [4, 16];
 
-/// The rungs, each adding one kind of request to the one before.
-const RUNGS: [(&str, Extras); 3] = [
-    ("reads", Extras { reads: true, dry_run: false, event: false }),
-    ("dry_run", Extras { reads: true, dry_run: true, event: false }),
-    ("event", Extras { reads: true, dry_run: true, event: true }),
+/// The rungs, each adding one kind of request to the one before; the last
+/// (`true`) with the operator's watches open.
+const RUNGS: [(&str, Extras, bool); 4] = [
+    ("reads", Extras { reads: true, dry_run: false, event: false }, false),
+    ("dry_run", Extras { reads: true, dry_run: true, event: false }, false),
+    ("event", Extras { reads: true, dry_run: true, event: true }, false),
+    ("watches", Extras { reads: true, dry_run: true, event: true }, true),
 ];
 
 /// Climbs the ladder at `concurrency`, rotating every floor resource to
 /// `rotation` and onwards; `plain` is the plain floor's seconds and CPU per
 /// rotation at that concurrency, measured just before.
 pub async fn climb(
+    client: &Client,
     floor: &Floor,
     sim: &Sim,
     burst: usize,
@@ -36,10 +42,13 @@ pub async fn climb(
     (floor_seconds, floor_plane): (f64, f64),
 ) -> Result<Value> {
     let mut rungs = serde_json::Map::new();
-    for (key, extras) in RUNGS {
+    for (key, extras, watched) in RUNGS {
+        // Opened (and listed) before the rung's clock starts.
+        let watches = if watched { Some(Watches::open(client).await?) } else { None };
         let plane = probe::plane_cpu_ns()?;
         let took = floor.rotate_all(sim, rotation, usize::from(concurrency), extras).await?;
         let plane = per_rotation_ms(probe::plane_cpu_ns()? - plane, burst);
+        drop(watches);
         rotation += 1;
         rungs.insert(
             key.into(),
@@ -63,7 +72,7 @@ pub fn with_operator(ladder: &mut Value, bursts: &[Value]) {
     let Some(steps) = ladder.as_array_mut() else { return };
     for step in steps {
         let burst = bursts.iter().find(|b| b["concurrency"] == step["concurrency"]);
-        let (last_rung, _) = RUNGS[RUNGS.len() - 1];
+        let (last_rung, ..) = RUNGS[RUNGS.len() - 1];
         let (Some(burst), Some(last)) = (burst, step["rungs"][last_rung]["seconds"].as_f64()) else {
             continue;
         };
