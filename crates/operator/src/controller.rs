@@ -316,7 +316,7 @@ fn build(
             resource
         })
     };
-    let controller = Controller::for_stream(resource_events, resources)
+    let controller = cache::retry::backed_off(Controller::for_stream(resource_events, resources))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
 
     // The Secrets we write carry our label, so this watch never sees others;

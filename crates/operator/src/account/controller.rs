@@ -59,7 +59,7 @@ pub fn run_account_controllers(
     let mut indexes = Vec::new();
     for AccountScope { namespace, index, secrets } in scopes {
         let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), namespace.as_deref());
-        let controller = Controller::new(accounts, watcher::Config::default());
+        let controller = controller_of(accounts);
         let controller = wake_on_secrets(controller, every_secret::triggers(secrets));
         let controller = wake_on_users(controller, &index);
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
@@ -67,7 +67,7 @@ pub fn run_account_controllers(
     }
     if let Some(home) = ctx.cluster_namespace.clone() {
         let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
-        let controller = Controller::new(accounts, watcher::Config::default());
+        let controller = controller_of(accounts);
         // A watch of its own: one namespace's Secrets, which no scope may
         // cover.
         let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
@@ -80,6 +80,13 @@ pub fn run_account_controllers(
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(runs).map(|_| ())
+}
+
+/// A controller of the accounts of `api`. Its own watch has no backoff but
+/// the controller's (`cache::retry`), which is kube-runtime's 30 s one
+/// unless set.
+fn controller_of<A: Account>(api: Api<A>) -> Controller<A> {
+    crate::cache::retry::backed_off(Controller::new(api, watcher::Config::default()))
 }
 
 async fn run<A: Account>(
