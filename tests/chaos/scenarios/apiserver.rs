@@ -1,5 +1,6 @@
 //! Scenario 8: kube-apiserver stopped and started again mid-burst, with the
-//! same command line and the same etcd (hack/testenv/restart-apiserver.sh).
+//! same command line and the same etcd (hack/testenv/restart-apiserver.sh),
+//! down for up to 5 s, or for 12 to 30 s one time in four.
 //! Runs alone: every other namespace would feel it too.
 
 use std::{path::PathBuf, time::Duration};
@@ -103,7 +104,10 @@ fn chaos(stage: &Stage, mut rng: Rng) -> BoxFuture<'_, ()> {
                 let _ = wait_for_intent(stage, Duration::from_secs(5)).await;
             }
             let signal = if rng.chance(50) { "TERM" } else { "KILL" };
-            let down = rng.millis(0, 5000);
+            // Mostly a restart; one in four a longer outage (a control
+            // plane upgrade, an etcd election), through which every watch
+            // meets error after error.
+            let down = if rng.chance(25) { rng.millis(12_000, 30_000) } else { rng.millis(0, 5000) };
             match restart(signal, down).await {
                 Ok(()) => {
                     stage.count_fault();
