@@ -13,8 +13,7 @@ use testkit::sim::Sim;
 use crate::{
     Result,
     floor::{Extras, Floor},
-    per_rotation_ms, probe,
-    watches::Watches,
+    per_rotation_ms, probe, watches,
 };
 
 /// The concurrencies the burst goal names: the default, and 16.
@@ -44,11 +43,11 @@ pub async fn climb(
     let mut rungs = serde_json::Map::new();
     for (key, extras, watched) in RUNGS {
         // Opened (and listed) before the rung's clock starts.
-        let watches = if watched { Some(Watches::open(client).await?) } else { None };
+        let open = if watched { Some(watches::open(client).await?) } else { None };
         let plane = probe::plane_cpu_ns()?;
         let took = floor.rotate_all(sim, rotation, usize::from(concurrency), extras).await?;
         let plane = per_rotation_ms(probe::plane_cpu_ns()? - plane, burst);
-        drop(watches);
+        drop(open);
         rotation += 1;
         rungs.insert(
             key.into(),

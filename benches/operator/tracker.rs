@@ -21,24 +21,54 @@ use crate::Result;
 pub struct Tracker {
     resources: Store<RedisPasswordRotation>,
     secrets: Store<PartialObjectMeta<Secret>>,
-    tasks: Vec<JoinHandle<()>>,
+    _watched: Watched,
+}
+
+/// Watches kept in stores, each by a task of its own; dropped, they stop.
+#[derive(Default)]
+pub struct Watched(Vec<JoinHandle<()>>);
+
+impl Watched {
+    /// Starts a watch of `api` into a new store.
+    pub fn store<K>(&mut self, api: Api<K>, config: watcher::Config) -> Store<K>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, config).default_backoff().reflect(writer);
+        self.0.push(tokio::spawn(stream.for_each(|_| std::future::ready(()))));
+        store
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Waits until `store` holds its first list, at most `limit`.
+pub async fn listed<K>(store: &Store<K>, limit: Duration) -> Result<()>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    tokio::time::timeout(limit, store.wait_until_ready()).await??;
+    Ok(())
 }
 
 impl Tracker {
     pub async fn start(client: &Client, namespace: &str) -> Result<Self> {
-        let (resources, writer) = reflector::store();
-        let api: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), namespace);
-        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-        let mut tasks = vec![tokio::spawn(stream.for_each(|_| std::future::ready(())))];
-        let (secrets, writer) = reflector::store();
-        let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), namespace);
+        let mut watched = Watched::default();
+        let resources = watched.store(Api::namespaced(client.clone(), namespace), watcher::Config::default());
         let labelled = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let stream = watcher(api, labelled).default_backoff().reflect(writer);
-        tasks.push(tokio::spawn(stream.for_each(|_| std::future::ready(()))));
-        let tracker = Self { resources, secrets, tasks };
-        tokio::time::timeout(Duration::from_secs(60), tracker.resources.wait_until_ready()).await??;
-        tokio::time::timeout(Duration::from_secs(60), tracker.secrets.wait_until_ready()).await??;
-        Ok(tracker)
+        let secrets = watched.store(Api::namespaced(client.clone(), namespace), labelled);
+        listed(&resources, Duration::from_secs(60)).await?;
+        listed(&secrets, Duration::from_secs(60)).await?;
+        Ok(Self { resources, secrets, _watched: watched })
     }
 
     fn applied(resource: &RedisPasswordRotation, rotation: i64) -> bool {
@@ -96,13 +126,5 @@ impl Tracker {
     pub fn secret_rotation(&self, namespace: &str, name: &str) -> Option<i64> {
         let key = reflector::ObjectRef::new(name).within(namespace);
         self.secrets.get(&key)?.metadata.annotations.as_ref()?.get(ROTATION_ANNOTATION)?.parse().ok()
-    }
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }

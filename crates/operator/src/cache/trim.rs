@@ -25,6 +25,18 @@ pub fn name_and_version(meta: &mut ObjectMeta) {
     };
 }
 
+/// The annotation `kubectl apply` keeps a copy of the whole object in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from a whole resource kept for a reconcile what no reconcile reads:
+/// `managedFields` and kubectl's last-applied copy of the object.
+pub fn unread(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// Drops what no cache reads: labels, annotations (a last-applied copy of
 /// the spec among them), `managedFields` and owner references.
 pub fn identity_only(meta: &mut ObjectMeta) {

@@ -14,14 +14,12 @@ use std::collections::HashMap;
 use kube::{ResourceExt as _, runtime::watcher};
 use parking_lot::Mutex;
 
+use super::trim;
 use crate::crd::RedisPasswordRotation;
 
 /// At most this many copies are kept (a burst of raised counters): a few
 /// kilobytes each, so a few megabytes at most. Beyond it, reconciles read.
 pub const MAX_COPIES: usize = 1024;
-
-/// The annotation `kubectl apply` keeps a copy of the whole object in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Copies by uid, filled from the resource watches of every scope.
 #[derive(Default)]
@@ -60,10 +58,7 @@ impl WorkingCopies {
         if copies.len() >= MAX_COPIES && !copies.contains_key(&uid) {
             return;
         }
-        resource.metadata.managed_fields = None;
-        if let Some(annotations) = resource.metadata.annotations.as_mut() {
-            annotations.remove(LAST_APPLIED);
-        }
+        trim::unread(&mut resource.metadata);
         copies.insert(uid, resource.clone());
     }
 
@@ -101,7 +96,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     use super::*;
-    use crate::crd::{RedisPasswordRotationSpec, RedisPasswordRotationStatus};
+    use crate::{
+        cache::trim::LAST_APPLIED,
+        crd::{RedisPasswordRotationSpec, RedisPasswordRotationStatus},
+    };
 
     fn resource(uid: &str, version: &str, asked: i64, applied: Option<i64>) -> RedisPasswordRotation {
         let mut r = RedisPasswordRotation::new(uid, RedisPasswordRotationSpec::new("db", "key"));
