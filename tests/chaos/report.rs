@@ -18,6 +18,8 @@ pub struct ScenarioReport {
     pub count: Count,
     pub leaks: u64,
     pub converge: Vec<Duration>,
+    /// Rounds that converged, but in more than half the time allowed.
+    pub slow_rounds: u32,
     /// One line per violation or notable event.
     pub details: Vec<String>,
     /// The scenario could not run to the end (harness or environment).

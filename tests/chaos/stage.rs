@@ -13,7 +13,10 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::{StreamExt as _, future::join_all};
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret, events::v1::Event};
+use k8s_openapi::{
+    api::{coordination::v1::Lease, core::v1::Secret, events::v1::Event},
+    jiff::Timestamp,
+};
 use kube::{
     Api, Client,
     api::{ListParams, Patch, PatchParams, PostParams},
@@ -63,6 +66,10 @@ pub struct Snapshot {
 pub struct RoundResult {
     pub ledgers: Vec<Ledger>,
     pub converged_after: Option<Duration>,
+    /// What converging was allowed, and when the faults were healed (wall
+    /// clock, to find the moment in the operators' logs).
+    pub limit: Duration,
+    pub healed_at: Timestamp,
 }
 
 pub struct Stage {
@@ -567,6 +574,7 @@ impl Stage {
     /// then lets late resets arrive, then checks. Faults must be healed first.
     pub async fn finish_round(&self, snapshot: Snapshot, mut tracks: Vec<Track>) -> RoundResult {
         let healed = Instant::now();
+        let healed_at = Timestamp::now();
         let deadline = healed + self.knobs.converge_limit;
         let mut converged_after = None;
         // Why each resource is not converged, as last seen before the deadline.
@@ -646,7 +654,7 @@ impl Stage {
                 stuck,
             });
         }
-        RoundResult { ledgers, converged_after }
+        RoundResult { ledgers, converged_after, limit: self.knobs.converge_limit, healed_at }
     }
 
     /// The Secret does not hold Upstash's current password.

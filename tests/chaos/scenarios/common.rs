@@ -86,9 +86,25 @@ pub fn absorb(report: &mut ScenarioReport, result: RoundResult) {
         report.count.add(&ledger.count());
         report.details.extend(ledger.describe());
     }
+    let round = report.runs + 1;
     match result.converged_after {
-        Some(d) => report.converge.push(d),
-        None => report.details.push(format!("round {} did not converge in time", report.runs + 1)),
+        Some(d) => {
+            report.converge.push(d);
+            // Within the limit, but slow enough to be worth a look.
+            if d > result.limit / 2 {
+                report.slow_rounds += 1;
+                report.details.push(format!(
+                    "round {round} converged in {:.1} s, over half its limit of {} s (faults healed at {:.0} UTC)",
+                    d.as_secs_f64(),
+                    result.limit.as_secs(),
+                    result.healed_at
+                ));
+            }
+        }
+        None => report.details.push(format!(
+            "round {round} did not converge in time (faults healed at {:.0} UTC)",
+            result.healed_at
+        )),
     }
 }
 
@@ -115,7 +131,7 @@ pub async fn close(stage: &Stage, ctx: &Ctx, report: &mut ScenarioReport) {
     }
     let dir = ctx.log_dir.join(&stage.ns.name);
     save_logs(&dir, &fleet.logs(), |t| leaks::redact(t, &needles));
-    if report.failed() {
+    if report.failed() || report.slow_rounds > 0 {
         let shown = dir.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&dir);
         report.details.push(format!("operator logs (redacted): {}", shown.display()));
     }
