@@ -289,7 +289,7 @@ fn build(
     let (resources, writer) = reflector::store();
     let resource_events = {
         let (index, working) = (index.clone(), working.clone());
-        watcher(
+        let events = watcher(
             scoped::<RedisPasswordRotation>(client, namespace),
             watcher::Config::default().page_size(cache::LIST_PAGE),
         )
@@ -314,7 +314,8 @@ fn build(
             resource.metadata.resource_version = None;
             resource.metadata.uid = None;
             resource
-        })
+        });
+        cache::retry::errors_logged(events, "RedisPasswordRotation")
     };
     let controller = cache::retry::backed_off(Controller::for_stream(resource_events, resources))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
@@ -328,14 +329,15 @@ fn build(
         .page_size(cache::LIST_PAGE);
     let written_events = {
         let written = written.clone();
-        watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
+        let events = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)
             .backoff(cache::retry::watch_backoff())
             .modify(|secret| trim::written_secret(&mut secret.metadata))
             .map_ok(move |event| {
                 written.observe(&event);
                 event
             })
-            .touched_objects()
+            .touched_objects();
+        cache::retry::errors_logged(events, "written Secrets")
     };
     // Credential Secrets carry no label of ours: one watch of every
     // Secret's metadata (an `Api<PartialObjectMeta<_>>` asks for nothing
@@ -351,6 +353,7 @@ fn build(
         index.clone(),
         to_accounts,
     );
+    let changed_keys = cache::retry::errors_logged(changed_keys, "Secrets' metadata");
     let cluster_accounts = settings.cluster_namespace.is_some();
     let controller = wake_on_accounts(controller, client, namespace, cluster_accounts, &index, rechecks);
     let (by_key_secret, recheck) = (index.clone(), rechecks.clone());
@@ -397,7 +400,7 @@ fn account_events<A: Account>(
     rechecks: &Arc<Rechecks>,
 ) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static {
     let (index, rechecks) = (index.clone(), rechecks.clone());
-    watcher(api, watcher::Config::default())
+    let events = watcher(api, watcher::Config::default())
         .backoff(cache::retry::watch_backoff())
         .map_ok(move |event| {
             if let watcher::Event::Delete(account) = &event {
@@ -405,7 +408,8 @@ fn account_events<A: Account>(
             }
             event
         })
-        .touched_objects()
+        .touched_objects();
+    cache::retry::errors_logged(events, A::KIND.as_str())
 }
 
 /// Maps an account event that is news (see `Changes`) to the resources of

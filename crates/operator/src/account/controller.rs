@@ -14,7 +14,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt as _,
         controller::Config as ControllerConfig,
-        reflector::{ObjectRef, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -27,6 +27,7 @@ use crate::{
     cache::{
         CachedRotation, Index, Key, after_listed,
         every_secret::{self, AccountFeed},
+        retry,
     },
     controller::scoped,
 };
@@ -73,8 +74,9 @@ pub fn run_account_controllers(
         let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
         let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
         let secrets = after_listed(resources, watcher(secrets, all_secrets))
-            .backoff(crate::cache::retry::watch_backoff())
+            .backoff(retry::watch_backoff())
             .touched_objects();
+        let secrets = retry::errors_logged(secrets, "Secrets' metadata");
         let controller = wake_on_secrets(controller, secrets);
         let controller = indexes.iter().fold(controller, |c, index| wake_on_users(c, index));
         runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
@@ -82,11 +84,16 @@ pub fn run_account_controllers(
     futures::future::join_all(runs).map(|_| ())
 }
 
-/// A controller of the accounts of `api`. Its own watch has no backoff but
-/// the controller's (`cache::retry`), which is kube-runtime's 30 s one
-/// unless set.
+/// A controller of the accounts of `api`, on a watch of our own:
+/// `Controller::new`'s has no backoff but the controller's, which every
+/// error of every watch feeds (`cache::retry`).
 fn controller_of<A: Account>(api: Api<A>) -> Controller<A> {
-    crate::cache::retry::backed_off(Controller::new(api, watcher::Config::default()))
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watcher::Config::default())
+        .backoff(retry::watch_backoff())
+        .reflect(writer)
+        .applied_objects();
+    retry::backed_off(Controller::for_stream(retry::errors_logged(events, A::KIND.as_str()), store))
 }
 
 async fn run<A: Account>(
