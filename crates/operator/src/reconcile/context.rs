@@ -145,17 +145,20 @@ impl<K, U> Context<K, U> {
     }
 
     /// Records a failure and returns how long to wait before the next try:
-    /// `at_least` when the server asked for it, else exponential backoff.
+    /// exponential backoff, at least `at_least` when the server asked for
+    /// it, and at most `at_most` when the failure must not wait long.
     pub fn failed(
         &self,
         uid: &str,
         fingerprint: Option<Fingerprint>,
         at_least: Option<Duration>,
+        at_most: Option<Duration>,
     ) -> Duration {
         let mut failures = self.failures.lock();
         let count = failures.get(uid).map_or(0, |f| f.count);
         let backoff = FIRST_BACKOFF.saturating_mul(1u32 << count.min(16)).min(MAX_BACKOFF);
         let delay = at_least.map_or(backoff, |d| d.max(backoff));
+        let delay = at_most.map_or(delay, |d| d.min(delay));
         let retry_at = tokio::time::Instant::now() + delay;
         failures.insert(uid.to_owned(), Failure { count: count.saturating_add(1), fingerprint, retry_at });
         delay
@@ -247,7 +250,7 @@ mod tests {
                 uid,
                 Remembered { target: 1, database: database.clone(), credentials: credentials.clone() },
             );
-            ctx.failed(uid, None, None);
+            ctx.failed(uid, None, None, None);
         }
         writer.apply_watcher_event(&watcher::Event::Delete(resource("gone")));
         ctx.prune_gone();

@@ -58,6 +58,8 @@ pub enum Error {
 /// How long a resource in `RotationNeedsAttention` waits before checking
 /// again (with a GET only) whether Upstash shows its credentials by now.
 const ATTENTION_RECHECK: Duration = Duration::from_secs(600);
+/// How often a held reset answer's Secret write is tried, at the longest.
+const HELD_ANSWER_RETRY: Duration = Duration::from_secs(10);
 
 impl Error {
     /// The `Ready` condition reason for this error.
@@ -93,6 +95,17 @@ impl Error {
         match self {
             Self::Upstash(UpstashError::RateLimited { retry_after }) => *retry_after,
             Self::NeedsAttention(_) => Some(ATTENTION_RECHECK),
+            _ => None,
+        }
+    }
+
+    /// The longest wait before the next try, however often it failed: a
+    /// reset answer held only in memory is written as soon as the Secret
+    /// can be. A crash meanwhile leaves only Upstash's copy of the
+    /// password, which Credential Protection hides.
+    pub fn retry_within(&self) -> Option<Duration> {
+        match self {
+            Self::SecretWriteFailed(_) => Some(HELD_ANSWER_RETRY),
             _ => None,
         }
     }

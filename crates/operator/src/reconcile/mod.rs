@@ -324,7 +324,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Counts a failure and chooses, once, when to retry.
 fn failed<K, U>(ctx: &Context<K, U>, uid: &str, fingerprint: Option<Fingerprint>, error: Error) -> Failure {
     ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: error.reason().as_str() }).inc();
-    let retry = ctx.failed(uid, fingerprint, error.retry_after());
+    let retry = ctx.failed(uid, fingerprint, error.retry_after(), error.retry_within());
     Failure { error, retry }
 }
 

@@ -4,7 +4,7 @@
 //! without a process restart, must still end with exactly one reset and the
 //! Secret holding the credentials Upstash has.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{MicroTime, Time},
@@ -13,7 +13,7 @@ use k8s_openapi::{
 use kube::runtime::controller::Action;
 
 use super::{
-    Context, FINALIZER, Failure,
+    Context, Error, FINALIZER, Failure,
     fake::{Call, Fake, Fault, api_key_secret},
     reconcile,
 };
@@ -341,6 +341,19 @@ async fn a_secret_write_that_keeps_failing_is_finished_from_memory_without_a_sec
     let calls = take_calls(&fake);
     assert!(!calls.contains(&Call::Reset) && !calls.contains(&Call::GetDatabase), "{calls:?}");
     assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_held_answer_is_tried_again_within_seconds_however_often_its_write_failed() {
+    let (_fake, ctx) = ready_to_rotate().await;
+    let retries = |error: fn() -> Error| {
+        (0..12).map(|_| super::failed(&ctx, UID, None, error()).retry).max().unwrap_or_default()
+    };
+    let other = retries(|| Error::SecretNotWritable("denied".into()));
+    ctx.succeeded(UID);
+    let held = retries(|| Error::SecretWriteFailed("denied".into()));
+    assert!(other >= Duration::from_secs(60), "other failures back off: {other:?}");
+    assert!(held <= Duration::from_secs(10), "a held answer: {held:?}");
 }
 
 /// A resource whose reset for rotation 1 was sent by a process that is gone.
