@@ -94,7 +94,7 @@ pub fn absorb(report: &mut ScenarioReport, result: RoundResult) {
             if d > result.limit / 2 {
                 report.slow_rounds += 1;
                 report.details.push(format!(
-                    "round {round} converged in {:.1} s, over half its limit of {} s (faults healed at {:.0} UTC)",
+                    "round {round} converged in {:.1} s, over half its limit of {} s (faults healed at {:.0})",
                     d.as_secs_f64(),
                     result.limit.as_secs(),
                     result.healed_at
@@ -102,7 +102,7 @@ pub fn absorb(report: &mut ScenarioReport, result: RoundResult) {
             }
         }
         None => report.details.push(format!(
-            "round {round} did not converge in time (faults healed at {:.0} UTC)",
+            "round {round} did not converge in time (faults healed at {:.0})",
             result.healed_at
         )),
     }
