@@ -45,6 +45,15 @@ pub struct Extras {
     /// An event (events.k8s.io, kube-runtime's `Recorder`) before the final
     /// status.
     pub event: bool,
+    /// The status as the operator writes it: its two conditions with their
+    /// texts, the fingerprints, and the history of the last 10 rotations.
+    /// The same writes carrying more bytes and fields.
+    pub operator_status: bool,
+}
+
+impl Extras {
+    /// The plain floor.
+    pub const NONE: Self = Self { reads: false, dry_run: false, event: false, operator_status: false };
 }
 
 /// Floor resources by name: their database and last `resourceVersion`s.
@@ -105,10 +114,13 @@ impl Floor {
             self.dry_run(name, rotation, existing).await?;
         }
         let now = Timestamp::now().to_string();
-        let intent = json!({
+        let mut intent = json!({
             "metadata": {"resourceVersion": raised.metadata.resource_version},
             "status": {"pendingRotation": rotation, "reset": {"holder": "floor", "attempt": 1, "requestedAt": now}}
         });
+        if extras.operator_status {
+            operator_shaped_intent(&mut intent["status"], rotation, &now);
+        }
         let stored = self.resources.patch_status(name, &params, &Patch::Merge(&intent)).await?;
         let response =
             sim.api(reqwest::Method::POST, &format!("/v2/redis/reset-password/{id}")).send().await?;
@@ -149,7 +161,7 @@ impl Floor {
             };
             self.recorder.publish(&event, &raised.object_ref(&())).await?;
         }
-        let done = json!({
+        let mut done = json!({
             "metadata": {"resourceVersion": stored.metadata.resource_version},
             "status": {
                 "rotation": rotation, "pendingRotation": null, "reset": null,
@@ -159,6 +171,9 @@ impl Floor {
                     "message": format!("rotation {rotation} applied"), "lastTransitionTime": now}]
             }
         });
+        if extras.operator_status {
+            operator_shaped_done(&mut done["status"], name, id, rotation, &now);
+        }
         let finished = self.resources.patch_status(name, &params, &Patch::Merge(&done)).await?;
         let version = finished.metadata.resource_version.ok_or("no version")?;
         self.versions.lock().insert(name.to_owned(), version);
@@ -186,6 +201,65 @@ impl Floor {
         self.secrets.patch(name, &params, &Patch::Apply(&probe)).await?;
         Ok(())
     }
+}
+
+/// The intent's status as the operator writes it (`reconcile/status.rs`):
+/// the reset with the fingerprint of the credentials it replaces, and both
+/// conditions.
+fn operator_shaped_intent(status: &mut Value, rotation: i64, now: &str) {
+    status["reset"]["previousCredentials"] = json!(fingerprint(rotation - 1));
+    status["reset"]["blindResets"] = json!(0);
+    status["observedGeneration"] = json!(rotation + 1);
+    status["conditions"] = json!([
+        condition(
+            "Rotating",
+            "True",
+            "ResetRequested",
+            &format!("resetting the password for rotation {rotation} (attempt 1)"),
+            rotation,
+            now
+        ),
+        condition("Ready", "False", "Rotating", &format!("rotation {rotation} in progress"), rotation, now),
+    ]);
+}
+
+/// The final status as the operator writes it: both conditions, the
+/// fingerprint of the credentials written, and the history, newest first,
+/// of at most 10 rotations (the operator's cap).
+fn operator_shaped_done(status: &mut Value, name: &str, id: &str, rotation: i64, now: &str) {
+    let history: Vec<Value> = (1..=rotation)
+        .rev()
+        .take(10)
+        .map(|r| {
+            json!({"rotation": r, "time": now, "trigger": "counter", "recovered": false,
+                "fingerprint": fingerprint(r)})
+        })
+        .collect();
+    status["credentialsFingerprint"] = json!(fingerprint(rotation));
+    status["secretName"] = json!(name);
+    status["observedGeneration"] = json!(rotation + 1);
+    status["history"] = json!(history);
+    status["conditions"] = json!([
+        condition("Rotating", "False", "Idle", "no rotation in progress", rotation, now),
+        condition(
+            "Ready",
+            "True",
+            "Rotated",
+            &format!("rotation {rotation} applied: Secret {name} holds the new credentials of database {id}"),
+            rotation,
+            now
+        ),
+    ]);
+}
+
+fn condition(type_: &str, status: &str, reason: &str, message: &str, rotation: i64, now: &str) -> Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": message,
+        "observedGeneration": rotation + 1, "lastTransitionTime": now})
+}
+
+/// A fingerprint as long as the operator's (`sha256:` and 24 hex digits).
+fn fingerprint(rotation: i64) -> String {
+    format!("sha256:{:024x}", rotation.unsigned_abs().wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// Runs `make` for every item, `concurrency` at a time.

@@ -2,9 +2,10 @@
 //! added one kind at a time (`floor::Extras`), at the concurrencies the
 //! burst goal names. Each rung's time and control-plane CPU, next to the
 //! floor's and the operator's of the same run, price every request the
-//! operator makes beyond the floor. The last rung also holds the operator's
-//! watches; what is left between it and the operator is the operator's own
-//! work: its queue, the echoes of its writes, its CPU.
+//! operator makes beyond the floor. The last two rungs also hold the
+//! operator's watches, and the last writes the operator's status (its size
+//! is a cost of its own); what is left between it and the operator is the
+//! operator's own work: its queue, the echoes of its writes, its CPU.
 
 use kube::Client;
 use serde_json::{Value, json};
@@ -19,13 +20,15 @@ use crate::{
 /// The concurrencies the burst goal names: the default, and 16.
 pub const CONCURRENCIES: [u16; 2] = [4, 16];
 
-/// The rungs, each adding one kind of request to the one before; the last
-/// (`true`) with the operator's watches open.
-const RUNGS: [(&str, Extras, bool); 4] = [
-    ("reads", Extras { reads: true, dry_run: false, event: false }, false),
-    ("dry_run", Extras { reads: true, dry_run: true, event: false }, false),
-    ("event", Extras { reads: true, dry_run: true, event: true }, false),
-    ("watches", Extras { reads: true, dry_run: true, event: true }, true),
+/// The rungs, each adding one kind of request to the one before, then
+/// (`true`) the operator's watches, then the operator's status in the same
+/// writes.
+const RUNGS: [(&str, Extras, bool); 5] = [
+    ("reads", Extras { reads: true, ..Extras::NONE }, false),
+    ("dry_run", Extras { reads: true, dry_run: true, ..Extras::NONE }, false),
+    ("event", Extras { reads: true, dry_run: true, event: true, ..Extras::NONE }, false),
+    ("watches", Extras { reads: true, dry_run: true, event: true, ..Extras::NONE }, true),
+    ("status", Extras { reads: true, dry_run: true, event: true, operator_status: true }, true),
 ];
 
 /// Climbs the ladder at `concurrency`, rotating every floor resource to

@@ -417,7 +417,7 @@ async fn floor_round(
     // floor's too, so it costs both sides the same.
     let tracker = Tracker::start(client, namespace).await?;
     let plane = probe::plane_cpu_ns()?;
-    let took = floor.rotate_all(sim, 1, usize::from(concurrency), Extras::default()).await?;
+    let took = floor.rotate_all(sim, 1, usize::from(concurrency), Extras::NONE).await?;
     let plain = (took.as_secs_f64(), per_rotation_ms(probe::plane_cpu_ns()? - plane, databases.len()));
     let step = if with_ladder && ladder::CONCURRENCIES.contains(&concurrency) {
         Some(ladder::climb(client, &floor, sim, databases.len(), 2, concurrency, plain).await?)

@@ -173,7 +173,7 @@ async fn floor_burst(client: &Client, sim: &Sim, ns: &str, burst: usize) -> Resu
     let created = create_resources(client, ns, "f", &ids).await?;
     let floor = Floor::new(client, ns, created);
     let tracker = Tracker::start(client, ns).await?;
-    let took = floor.rotate_all(sim, 1, usize::from(CONCURRENCY), Extras::default()).await?;
+    let took = floor.rotate_all(sim, 1, usize::from(CONCURRENCY), Extras::NONE).await?;
     drop(tracker);
     floor.remove().await?;
     Ok(took.as_secs_f64())
