@@ -5,9 +5,9 @@
 //! error of any one, its wait growing while errors follow each other without
 //! an event between, as through an apiserver outage. At kube-runtime's
 //! default a 30 s outage left a controller asleep for 20 s or more after
-//! the apiserver was back; with a short wait there, but errors still let
-//! through, each watch's 410 after a restart added one more wait, 13 s in
-//! all (the tests below).
+//! the apiserver was back. With a short wait there, but errors still let
+//! through, each watch's 410 after a restart added one more wait: 13 s in
+//! all in `make chaos`, 30 s or more for five watches in the test below.
 
 use std::time::Duration;
 
