@@ -35,7 +35,7 @@ use crate::Result;
 
 /// The operator's requests beyond the floor's, each made as the operator
 /// makes it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extras {
     /// Reads the Secret at least as new as the last write of it (served by
     /// the apiserver's watch cache); the resource comes from the watch.
