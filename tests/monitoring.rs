@@ -40,6 +40,7 @@ fn exported_series() -> BTreeSet<String> {
     metrics.rotated("ns", "cache", "rotated", Some(std::time::Duration::from_secs(1)), 1);
     metrics.scheduled("ns", "cache", Some(2));
     metrics.upstash_request("get", Some(200));
+    metrics.kubernetes_request("get", "secrets".into(), Some(200));
     metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: "Synced" }).inc();
     metrics.verifications.get_or_create(&ResultLabel { result: "verified" }).inc();
     metrics.consumer_restarts.get_or_create(&KindLabel { kind: "Deployment" }).inc();

@@ -98,6 +98,16 @@ async fn a_standby_takes_over_within_the_lease_duration_without_a_second_reset()
         metrics.contains(r#"upstash_rotator_upstash_requests_total{route="reset-password",status="200"} 1"#),
         "{metrics}"
     );
+    // Its own requests to the apiserver, by verb and resource.
+    for series in [
+        r#"upstash_rotator_kubernetes_requests_total{verb="watch",resource="redispasswordrotations",code="200"}"#,
+        r#"upstash_rotator_kubernetes_requests_total{verb="patch",resource="redispasswordrotations/status",code="200"}"#,
+        r#"upstash_rotator_kubernetes_requests_total{verb="patch",resource="secrets",code="200"}"#,
+        r#"upstash_rotator_kubernetes_requests_total{verb="create",resource="events",code="201"}"#,
+        r#"resource="leases",code="200"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 
     // Kill the leader without a chance to release its lease.
     first.signal("KILL");

@@ -10,6 +10,8 @@ pub mod account;
 pub mod cache;
 /// Command line of `upstash-rotator`.
 pub mod cli;
+/// The Kubernetes client, its requests counted.
+pub mod client;
 /// Status condition types, reasons and their update rule.
 pub mod conditions;
 /// Watches, scopes and the operator's run loop.

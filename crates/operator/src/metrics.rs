@@ -34,6 +34,17 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+/// A request to the Kubernetes API, named as the apiserver's own
+/// `apiserver_request_total` names it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubernetesRequestLabels {
+    pub verb: &'static str,
+    /// Kind and subresource: `secrets`, `redispasswordrotations/status`.
+    pub resource: String,
+    /// HTTP status, or `error` when no answer came.
+    pub code: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabels {
     pub namespace: String,
@@ -49,6 +60,7 @@ pub struct Metrics {
     pub rotations: Family<ResultLabel, Counter>,
     pub rotation_duration: Histogram,
     pub upstash_requests: Family<RequestLabels, Counter>,
+    pub kubernetes_requests: Family<KubernetesRequestLabels, Counter>,
     pub last_rotation: Family<ResourceLabels, Gauge>,
     pub consumer_restarts: Family<KindLabel, Counter>,
     pub verifications: Family<ResultLabel, Counter>,
@@ -86,6 +98,12 @@ impl Default for Metrics {
             "Upstash API requests by route and status",
             upstash_requests.clone(),
         );
+        let kubernetes_requests = Family::<KubernetesRequestLabels, Counter>::default();
+        registry.register(
+            "kubernetes_requests",
+            "Requests of the operator to the Kubernetes API by verb, resource and status code",
+            kubernetes_requests.clone(),
+        );
         let last_rotation = Family::<ResourceLabels, Gauge>::default();
         registry.register(
             "last_rotation_timestamp_seconds",
@@ -118,6 +136,7 @@ impl Default for Metrics {
             rotations,
             rotation_duration,
             upstash_requests,
+            kubernetes_requests,
             last_rotation,
             consumer_restarts,
             verifications,
@@ -130,6 +149,11 @@ impl Metrics {
     pub fn upstash_request(&self, route: &'static str, status: Option<u16>) {
         let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         self.upstash_requests.get_or_create(&RequestLabels { route, status }).inc();
+    }
+
+    pub fn kubernetes_request(&self, verb: &'static str, resource: String, status: Option<u16>) {
+        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.kubernetes_requests.get_or_create(&KubernetesRequestLabels { verb, resource, code }).inc();
     }
 
     pub fn rotated(

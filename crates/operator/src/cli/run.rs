@@ -162,7 +162,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
     }
     telemetry::init(log_format);
 
-    let client = match kube::Client::try_default().await {
+    let runtime = Runtime::default();
+    let client = match crate::client::counted(runtime.metrics.clone()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("cannot configure the Kubernetes client: {e}");
@@ -189,7 +190,6 @@ pub async fn run(args: RunArgs) -> ExitCode {
             per_account_per_minute: NonZeroU32::new(drift_check_rate).unwrap_or(NonZeroU32::MIN),
         }),
     };
-    let runtime = Runtime::default();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
