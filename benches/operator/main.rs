@@ -162,6 +162,7 @@ async fn run(
     // with the first sync's objects.
     probe::apiserver_quiet(client, Duration::from_secs(180)).await?;
     let before = Readings::take(client, sim, &operator).await?;
+    let requests_before = operator.kubernetes_requests().await?;
     tokio::time::sleep(IDLE).await;
     let after = Readings::take(client, sim, &operator).await?;
     results["idle"] = json!({
@@ -169,6 +170,7 @@ async fn run(
         "operator_cpu_ms": (after.cpu_ns - before.cpu_ns) as f64 / 1e6,
         "reconciles": after.reconciles - before.reconciles,
         "upstash_calls": probe::total_delta(&before.sim, &after.sim),
+        "operator_requests": operator.kubernetes_requests().await? - requests_before,
         "apiserver_requests": after.api.since(&before.api).all(),
     });
     results["memory"]["synced_rss_kib"] = json!(memory_kib(operator.pid, "VmRSS:"));
@@ -390,6 +392,8 @@ async fn restart(
         "upstash_calls": probe::total_delta(&sim_before, &sim_after),
         "writes": api.writes(),
         "reads": api.reads(),
+        // Its lists and watches, and any read of a resource not at rest.
+        "operator_requests": operator.kubernetes_requests().await?,
         "hwm_kib": memory_kib(operator.pid, "VmHWM:"),
     });
     Ok((operator, value))

@@ -57,9 +57,19 @@ impl Operator {
 
     /// Reconciles finished so far (ok and failed).
     pub async fn reconciles(&self) -> Result<u64> {
+        self.counter("upstash_rotator_reconciles_total").await
+    }
+
+    /// Its own requests to the apiserver so far, of every verb and answer.
+    pub async fn kubernetes_requests(&self) -> Result<u64> {
+        self.counter("upstash_rotator_kubernetes_requests_total").await
+    }
+
+    /// A counter of its `/metrics`, summed over its labels.
+    async fn counter(&self, name: &str) -> Result<u64> {
         let text =
             self.http.get(format!("http://127.0.0.1:{}/metrics", self.port)).send().await?.text().await?;
-        let sums = probe::counters(&text, "upstash_rotator_reconciles_total", &[]);
+        let sums = probe::counters(&text, name, &[]);
         Ok(sums.values().sum::<f64>().round() as u64)
     }
 
