@@ -18,7 +18,7 @@ use super::{
     faults::FaultQueue,
     redis_backend::{BackendError, RedisBackend},
     request_log::RequestLog,
-    state_file,
+    state_file::{self, Change, Journal},
 };
 
 /// Which of a database's tokens a data-plane request presented.
@@ -62,11 +62,17 @@ struct Store {
     /// a scan of every database.
     tokens: HashMap<String, String>,
     backends: Vec<RedisBackend>,
+    /// The state file, when there is one.
+    journal: Option<Journal>,
 }
 
 impl Store {
-    fn new(databases: BTreeMap<String, Database>, backends: Vec<RedisBackend>) -> Self {
-        let mut store = Self { databases: BTreeMap::new(), tokens: HashMap::new(), backends };
+    fn new(
+        databases: BTreeMap<String, Database>,
+        backends: Vec<RedisBackend>,
+        journal: Option<Journal>,
+    ) -> Self {
+        let mut store = Self { databases: BTreeMap::new(), tokens: HashMap::new(), backends, journal };
         for (id, db) in databases {
             store.index(&id, &db.credentials);
             if let Some(previous) = &db.previous_credentials {
@@ -75,6 +81,19 @@ impl Store {
             store.databases.insert(id, db);
         }
         store
+    }
+
+    /// Records database `id` as it is now, or its deletion, in the state
+    /// file if there is one: one line, whatever the number of databases.
+    fn persist(&mut self, id: &str) -> Result<(), ApiError> {
+        let Some(journal) = &mut self.journal else { return Ok(()) };
+        let change = match self.databases.get(id) {
+            Some(db) => Change::Put(db),
+            None => Change::Delete(id),
+        };
+        journal.record(change, &self.databases).map_err(|e| {
+            ApiError::Internal(format!("cannot write state file {}: {e}", journal.path().display()))
+        })
     }
 
     fn index(&mut self, id: &str, credentials: &Credentials) {
@@ -94,7 +113,6 @@ impl Store {
 pub struct SimState {
     accounts: Vec<Account>,
     store: tokio::sync::Mutex<Store>,
-    state_file: Option<PathBuf>,
     /// Where clients reach the data plane, reported as `rest_url`.
     rest_url: Option<String>,
     pub faults: Mutex<FaultQueue>,
@@ -122,9 +140,12 @@ impl SimState {
         state_file: Option<PathBuf>,
         rest_url: Option<String>,
     ) -> Result<Self, StartError> {
-        let databases = match &state_file {
-            Some(path) => state_file::load(path)?,
-            None => BTreeMap::new(),
+        let (journal, databases) = match &state_file {
+            Some(path) => {
+                let (journal, databases) = Journal::open(path)?;
+                (Some(journal), databases)
+            }
+            None => (None, BTreeMap::new()),
         };
         let mut backends = Vec::new();
         for address in redis_addresses {
@@ -138,8 +159,7 @@ impl SimState {
         }
         Ok(Self {
             accounts,
-            store: tokio::sync::Mutex::new(Store::new(databases, backends)),
-            state_file,
+            store: tokio::sync::Mutex::new(Store::new(databases, backends, journal)),
             rest_url,
             faults: Mutex::default(),
             requests: Mutex::default(),
@@ -163,14 +183,6 @@ impl SimState {
             return Err(ApiError::ReadOnlyKey);
         }
         Ok(account)
-    }
-
-    fn persist(&self, store: &Store) -> Result<(), ApiError> {
-        let Some(path) = &self.state_file else { return Ok(()) };
-        let text =
-            serde_json::to_string_pretty(&store.databases).map_err(|e| ApiError::Internal(e.to_string()))?;
-        state_file::write_private(path, text.as_bytes())
-            .map_err(|e| ApiError::Internal(format!("cannot write state file {}: {e}", path.display())))
     }
 
     pub async fn create(&self, auth: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
@@ -227,8 +239,8 @@ impl SimState {
         };
         let body = db.to_api_json(true, self.rest_url.as_deref());
         store.index(&id, &db.credentials);
-        store.databases.insert(id, db);
-        self.persist(&store)?;
+        store.databases.insert(id.clone(), db);
+        store.persist(&id)?;
         Ok(body)
     }
 
@@ -270,7 +282,7 @@ impl SimState {
             store.unindex(&revoked);
         }
         store.index(id, &new);
-        self.persist(&store)?;
+        store.persist(id)?;
         Ok(body)
     }
 
@@ -284,7 +296,7 @@ impl SimState {
                 store.unindex(previous);
             }
         }
-        self.persist(&store)?;
+        store.persist(id)?;
         Ok(json!("OK"))
     }
 
@@ -321,7 +333,7 @@ impl SimState {
         let Some(db) = store.databases.get_mut(id) else { return Ok(None) };
         change(db);
         let view = inspect(db);
-        self.persist(&store)?;
+        store.persist(id)?;
         Ok(Some(view))
     }
 
