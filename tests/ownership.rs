@@ -6,10 +6,11 @@ use testkit as support;
 use std::time::Duration;
 
 use k8s_openapi::{ByteString, api::core::v1::Secret};
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{WAIT, eventually, ready_message, world::World};
 use upstash_rotator::{
+    cache,
     conditions::Reason,
     crd::{DeletionPolicy, RedisPasswordRotation},
     reconcile::FINALIZER,
@@ -49,6 +50,31 @@ async fn a_foreign_secret_is_never_touched_unless_marked_for_adoption() {
         world.secret_text("cache", secret::KEY_PASSWORD).await,
         current["password"].as_str().expect("pw")
     );
+}
+
+/// The watch for API key Secrets leaves out the Secrets the operator wrote
+/// (its own watch has those), by the apiserver's own selector semantics:
+/// `!=` keeps every Secret without the label, which API key Secrets are.
+#[tokio::test]
+async fn the_key_secrets_watch_selects_every_secret_but_those_the_operator_wrote() {
+    let world = World::new("selectors").await;
+    world.create("cache", world.spec()).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
+    foreign_secret(&world, "unrelated").await;
+    let names = |selector: String| {
+        let secrets = world.secrets();
+        async move {
+            let listed = secrets.list(&ListParams::default().labels(&selector)).await.expect("list");
+            let mut names: Vec<String> = listed.items.into_iter().filter_map(|s| s.metadata.name).collect();
+            names.sort();
+            names
+        }
+    };
+    let key = support::world::CREDENTIALS_SECRET.to_owned();
+    let mut others = vec![key, "unrelated".to_owned()];
+    others.sort();
+    assert_eq!(names(cache::others_selector()).await, others);
+    assert_eq!(names(cache::written_selector()).await, ["cache"]);
 }
 
 #[tokio::test]

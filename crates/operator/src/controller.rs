@@ -35,7 +35,7 @@ use crate::{
     leader::Fence,
     metrics::Metrics,
     reconcile::{Cluster, Context, drift::DriftSettings, error_policy, reconcile},
-    secret::{MANAGED_BY, MANAGED_BY_LABEL, RESOURCE_ANNOTATION},
+    secret::RESOURCE_ANNOTATION,
 };
 use upstash_api::UpstashClient;
 
@@ -324,9 +324,7 @@ fn build(
     // their versions are kept, to tell a Secret we wrote from one changed
     // since, and an event wakes the resource its annotation names.
     let written = Arc::new(WrittenVersions::default());
-    let owned = watcher::Config::default()
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
-        .page_size(cache::LIST_PAGE);
+    let owned = watcher::Config::default().labels(&cache::written_selector()).page_size(cache::LIST_PAGE);
     let written_events = {
         let written = written.clone();
         let events = watcher(scoped::<PartialObjectMeta<Secret>>(client, namespace), owned)

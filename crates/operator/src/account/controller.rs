@@ -72,7 +72,9 @@ pub fn run_account_controllers(
         // A watch of its own: one namespace's Secrets, which no scope may
         // cover.
         let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
-        let all_secrets = watcher::Config::default().page_size(crate::cache::SECRET_LIST_PAGE);
+        let all_secrets = watcher::Config::default()
+            .labels(&crate::cache::others_selector())
+            .page_size(crate::cache::SECRET_LIST_PAGE);
         let secrets = after_listed(resources, watcher(secrets, all_secrets))
             .backoff(retry::watch_backoff())
             .touched_objects();

@@ -1,9 +1,9 @@
-//! One watch of every Secret's metadata per scope, shared by the resource
-//! controller (key Secrets) and the account controller (credentials
-//! Secrets). Neither kind carries a label of ours, so both need every
-//! Secret; a second watch would cost the apiserver a second event for each
-//! Secret write, a rotation's included, and a second list of every Secret
-//! at each start.
+//! One watch of every Secret's metadata per scope, but those the operator
+//! wrote, shared by the resource controller (key Secrets) and the account
+//! controller (credentials Secrets). Neither kind carries a label of ours,
+//! so both need every other Secret; a second watch would cost the apiserver
+//! a second event for each Secret write and a second list of every Secret at
+//! each start.
 
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ pub fn key_secret_changes(
     index: Arc<Index>,
     accounts: AccountSender,
 ) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
-    let config = watcher::Config::default().page_size(SECRET_LIST_PAGE);
+    let config = watcher::Config::default().labels(&super::others_selector()).page_size(SECRET_LIST_PAGE);
     let events = after_listed(vec![resources], watcher(api, config)).backoff(super::retry::watch_backoff());
     let named = move |namespace: &str, name: &str| {
         let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use kube::runtime::reflector::Store;
 
+use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
+
 pub use cached::{CachedRotation, CachedStatus};
 pub use index::{Index, Indexes, Key, ResourceRef};
 pub use rechecks::{KeyVersions, Rechecks};
@@ -31,6 +33,19 @@ pub use written::WrittenVersions;
 pub const SECRET_LIST_PAGE: u32 = 100;
 /// Resources and the Secrets the operator wrote.
 pub const LIST_PAGE: u32 = 200;
+
+/// The label selector of the Secrets the operator wrote (its own watch).
+pub fn written_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
+
+/// The label selector of every other Secret (the watch for API key
+/// Secrets): the Secrets the operator wrote, one per resource, would double
+/// that watch's list at each start and send it an event for every rotation,
+/// though none of them is an API key.
+pub fn others_selector() -> String {
+    format!("{MANAGED_BY_LABEL}!={MANAGED_BY}")
+}
 
 /// How long a reconcile waits for the versions of the Secrets the operator
 /// wrote before going on without them (it then reads its Secret from the
