@@ -177,6 +177,34 @@ impl Database {
     }
 }
 
+/// A database as a hand-written state file may hold one, for tests.
+#[cfg(test)]
+impl Database {
+    pub fn example(id: &str) -> Self {
+        Self {
+            id: id.into(),
+            name: format!("name-{id}"),
+            owner: "o@example.com".into(),
+            platform: "aws".into(),
+            primary_region: "eu-west-1".into(),
+            read_regions: Vec::new(),
+            plan: "payg".into(),
+            endpoint: "localhost".into(),
+            port: 6379,
+            tls: true,
+            creation_time: 0,
+            credentials: Credentials::generate(id, 6379),
+            previous_credentials: None,
+            rotated_at_ms: None,
+            shape: Shape::Modern,
+            credential_protection: false,
+            propagation_lag_ms: 0,
+            resets: 0,
+            redis: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,27 +226,7 @@ mod tests {
 
     #[test]
     fn a_short_id_from_a_hand_written_state_file_still_renders() {
-        let database = Database {
-            id: "db".into(),
-            name: "n".into(),
-            owner: "o@example.com".into(),
-            platform: "aws".into(),
-            primary_region: "eu-west-1".into(),
-            read_regions: Vec::new(),
-            plan: "payg".into(),
-            endpoint: "localhost".into(),
-            port: 6379,
-            tls: false,
-            creation_time: 0,
-            credentials: Credentials::generate("db", 6379),
-            previous_credentials: None,
-            rotated_at_ms: None,
-            shape: Shape::Legacy,
-            credential_protection: false,
-            propagation_lag_ms: 0,
-            resets: 0,
-            redis: None,
-        };
+        let database = Database { tls: false, shape: Shape::Legacy, ..Database::example("db") };
         let body = database.to_api_json(false, None);
         assert_eq!((body["cluster_id"].as_str(), body["pool_id"].as_str()), (Some(""), Some("")));
         assert!(body.get("rest_url").is_none(), "no address, no field");

@@ -181,30 +181,9 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::database::{Credentials, Shape};
 
     fn database(id: &str, resets: u64) -> Database {
-        Database {
-            id: id.into(),
-            name: format!("name-{id}"),
-            owner: "o@example.com".into(),
-            platform: "aws".into(),
-            primary_region: "eu-west-1".into(),
-            read_regions: Vec::new(),
-            plan: "payg".into(),
-            endpoint: "localhost".into(),
-            port: 6379,
-            tls: true,
-            creation_time: 0,
-            credentials: Credentials::generate(id, 6379),
-            previous_credentials: None,
-            rotated_at_ms: None,
-            shape: Shape::Modern,
-            credential_protection: false,
-            propagation_lag_ms: 0,
-            resets,
-            redis: None,
-        }
+        Database { resets, ..Database::example(id) }
     }
 
     fn lines(path: &Path) -> usize {
