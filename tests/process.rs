@@ -104,7 +104,7 @@ async fn a_standby_takes_over_within_the_lease_duration_without_a_second_reset()
         r#"upstash_rotator_kubernetes_requests_total{verb="patch",resource="redispasswordrotations/status",code="200"}"#,
         r#"upstash_rotator_kubernetes_requests_total{verb="patch",resource="secrets",code="200"}"#,
         r#"upstash_rotator_kubernetes_requests_total{verb="create",resource="events",code="201"}"#,
-        r#"resource="leases",code="200"}"#,
+        r#"upstash_rotator_kubernetes_requests_total{verb="create",resource="leases",code="201"}"#,
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
