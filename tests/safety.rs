@@ -6,16 +6,28 @@ use testkit as support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{Namespace, Secret},
+};
 use kube::{
     Api,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    runtime::events::{Recorder, Reporter},
 };
 use reqwest::Method;
 use serde_json::json;
-use support::{WAIT, eventually, operator::Operator, ready_message, world::World};
+use support::{
+    WAIT, admission::SecretWriteDenial, eventually, operator::Operator, ready_message, world::World,
+};
 use upstash_api::{ApiCredentials, UpstashClient, UpstashError};
-use upstash_rotator::{conditions::Reason, crd::CredentialsSecretRef, leader::Fence, secret};
+use upstash_rotator::{
+    conditions::{self, Reason},
+    crd::CredentialsSecretRef,
+    leader::Fence,
+    reconcile::{Cluster, KubeOps as _},
+    secret,
+};
 
 /// The Secret holds what Upstash has now: the application can connect.
 async fn assert_secret_is_current(world: &World, name: &str) {
@@ -125,6 +137,81 @@ async fn an_immutable_secret_stops_a_rotation_before_the_reset() {
     world.wait_applied("cache", 1).await;
     assert_eq!(world.resets().await, 1);
     assert_secret_is_current(&world, "cache").await;
+}
+
+/// What the test's admission policy answers a denied Secret write with.
+const DENIED: &str = "Secret writes are closed in this namespace";
+
+#[tokio::test]
+async fn an_update_probe_reads_the_secret_at_its_version_and_passes_the_same_admission() {
+    let world = World::prepare("probe").await;
+    let secret = Secret {
+        metadata: ObjectMeta { name: Some("cache".into()), ..Default::default() },
+        data: Some([("password".to_owned(), ByteString(b"old".to_vec()))].into()),
+        ..Default::default()
+    };
+    let created = world.secrets().create(&PostParams::default(), &secret).await.expect("create");
+    let version = created.metadata.resource_version.clone().expect("version");
+    let recorder =
+        Recorder::new(world.client.clone(), Reporter { controller: "probe-test".into(), instance: None });
+    let cluster = Cluster::new(world.client.clone(), recorder);
+    let ns = world.ns.name.as_str();
+
+    // At its version: the Secret as stored, data included, and unchanged.
+    let probed = cluster.probe_secret_update(ns, "cache", &version).await.expect("probe");
+    assert_eq!(probed.metadata.resource_version.as_deref(), Some(version.as_str()));
+    assert_eq!(probed.data, secret.data);
+    // Changed since: a 409; gone: a 404.
+    let patch = json!({"metadata": {"labels": {"team": "payments"}}});
+    let edited =
+        world.secrets().patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("edit");
+    let status = |r: kube::Result<Secret>| match r {
+        Err(kube::Error::Api(s)) => s.code,
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    assert_eq!(status(cluster.probe_secret_update(ns, "cache", &version).await), 409);
+    assert_eq!(status(cluster.probe_secret_update(ns, "absent", &version).await), 404);
+
+    // Admission refuses it as it refuses the write it stands for.
+    let edited_version = edited.metadata.resource_version.expect("version");
+    let denial = SecretWriteDenial::new(&world.client, ns, DENIED);
+    denial.enforce().await.expect("enforced");
+    let refused = cluster.probe_secret_update(ns, "cache", &edited_version).await;
+    assert!(matches!(&refused, Err(kube::Error::Api(s)) if s.message.contains(DENIED)), "{refused:?}");
+    denial.lift().await.expect("lifted");
+    cluster.probe_secret_update(ns, "cache", &edited_version).await.expect("allowed again");
+    let stored = world.secrets().get("cache").await.expect("get");
+    assert_eq!(stored.metadata.resource_version, Some(edited_version), "a dry run stores nothing");
+}
+
+#[tokio::test]
+async fn a_policy_refusing_secret_updates_stops_a_rotation_before_the_reset() {
+    let world = World::new("denied").await;
+    world.create("cache", world.spec()).await;
+    world.wait_applied("cache", 0).await;
+    let denial = SecretWriteDenial::new(&world.client, &world.ns.name, DENIED);
+    denial.enforce().await.expect("enforced");
+
+    world.set_rotation("cache", 1).await;
+    let refused = world.wait_for("cache", Reason::SecretNotWritable.as_str(), |_| true).await;
+    assert!(ready_message(&refused).contains(DENIED), "{}", ready_message(&refused));
+    assert_eq!(world.resets().await, 0, "no reset whose answer could not be stored");
+    assert_eq!(refused.status.as_ref().and_then(|s| s.pending_rotation), None);
+    assert_secret_is_current(&world, "cache").await;
+
+    // The policy goes; the rotation goes ahead, and its check knows the
+    // credentials it replaced.
+    denial.lift().await.expect("lifted");
+    world.wait_applied("cache", 1).await;
+    assert_eq!(world.resets().await, 1);
+    assert_secret_is_current(&world, "cache").await;
+    let verified = eventually(WAIT, "the check after the rotation", || async {
+        let r = world.resources().get("cache").await.ok()?;
+        let c = conditions::get(&r.status?.conditions, conditions::VERIFIED)?.clone();
+        (c.reason == Reason::Verified.as_str()).then_some(c)
+    })
+    .await;
+    assert!(verified.message.contains("the old ones are refused"), "{}", verified.message);
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client, Resource as _,
-    api::{DeleteParams, GetParams, ListParams, ObjectMeta, Patch, PatchParams},
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use parking_lot::Mutex;
@@ -37,11 +37,11 @@ use crate::Result;
 /// makes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extras {
-    /// Reads the Secret at least as new as the last write of it (served by
-    /// the apiserver's watch cache); the resource comes from the watch.
-    pub reads: bool,
-    /// A server-side dry run of the Secret apply before the intent.
-    pub dry_run: bool,
+    /// Before the intent, a server-side dry run of an update that changes
+    /// nothing, on the Secret at the version last written: the operator's
+    /// proof that the Secret write will be admitted, which is also its read
+    /// of the Secret (the resource comes from its watch).
+    pub probe: bool,
     /// An event (events.k8s.io, kube-runtime's `Recorder`) before the final
     /// status.
     pub event: bool,
@@ -53,7 +53,7 @@ pub struct Extras {
 
 impl Extras {
     /// The plain floor.
-    pub const NONE: Self = Self { reads: false, dry_run: false, event: false, operator_status: false };
+    pub const NONE: Self = Self { probe: false, event: false, operator_status: false };
 }
 
 /// Floor resources by name: their database and last `resourceVersion`s.
@@ -109,9 +109,8 @@ impl Floor {
         let params = PatchParams::default();
         let counter = json!({"metadata": {"resourceVersion": version}, "spec": {"rotation": rotation}});
         let raised = self.resources.patch(name, &params, &Patch::Merge(&counter)).await?;
-        let existing = if extras.reads { self.read(name).await? } else { None };
-        if extras.dry_run {
-            self.dry_run(name, rotation, existing).await?;
+        if extras.probe {
+            self.probe(name).await?;
         }
         let now = Timestamp::now().to_string();
         let mut intent = json!({
@@ -180,26 +179,14 @@ impl Floor {
         Ok(())
     }
 
-    /// The operator's read: the Secret at least as new as the last write of
-    /// it (the resource comes from its watch).
-    async fn read(&self, name: &str) -> Result<Option<Secret>> {
-        let written = self.secret_versions.lock().get(name).cloned();
-        Ok(match written {
-            Some(version) => Some(self.secrets.get_with(name, &GetParams::at(&version)).await?),
-            None => self.secrets.get_opt(name).await?,
-        })
-    }
-
-    /// The operator's proof that the Secret write will be accepted: the
-    /// apply, dry run, with the data already there.
-    async fn dry_run(&self, name: &str, rotation: i64, existing: Option<Secret>) -> Result<()> {
-        // The ladder runs after the floor's rounds: the Secret exists.
-        let data = existing.and_then(|s| s.data).unwrap_or_default();
-        let probe =
-            Secret { metadata: secret_metadata(name, rotation), data: Some(data), ..Default::default() };
-        let params = PatchParams::apply("floor").force().dry_run();
-        self.secrets.patch(name, &params, &Patch::Apply(&probe)).await?;
-        Ok(())
+    /// The operator's proof and read of a Secret it wrote: a dry-run merge
+    /// patch carrying only the version last written.
+    async fn probe(&self, name: &str) -> Result<Secret> {
+        // The ladder runs after the floor's rounds: each Secret was written.
+        let written = self.secret_versions.lock().get(name).cloned().ok_or("no Secret written")?;
+        let patch = json!({"metadata": {"resourceVersion": written}});
+        let params = PatchParams { dry_run: true, field_manager: Some("floor".into()), ..Default::default() };
+        Ok(self.secrets.patch(name, &params, &Patch::Merge(&patch)).await?)
     }
 }
 

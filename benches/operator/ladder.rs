@@ -23,12 +23,11 @@ pub const CONCURRENCIES: [u16; 2] = [4, 16];
 /// The rungs, each adding one kind of request to the one before, then
 /// (`true`) the operator's watches, then the operator's status in the same
 /// writes.
-const RUNGS: [(&str, Extras, bool); 5] = [
-    ("reads", Extras { reads: true, ..Extras::NONE }, false),
-    ("dry_run", Extras { reads: true, dry_run: true, ..Extras::NONE }, false),
-    ("event", Extras { reads: true, dry_run: true, event: true, ..Extras::NONE }, false),
-    ("watches", Extras { reads: true, dry_run: true, event: true, ..Extras::NONE }, true),
-    ("status", Extras { reads: true, dry_run: true, event: true, operator_status: true }, true),
+const RUNGS: [(&str, Extras, bool); 4] = [
+    ("probe", Extras { probe: true, ..Extras::NONE }, false),
+    ("event", Extras { probe: true, event: true, ..Extras::NONE }, false),
+    ("watches", Extras { probe: true, event: true, ..Extras::NONE }, true),
+    ("status", Extras { probe: true, event: true, operator_status: true }, true),
 ];
 
 /// Climbs the ladder at `concurrency`, rotating every floor resource to

@@ -3,6 +3,7 @@
 //! `KUBECONFIG`; `upstash-sim` and operator processes; helm and kubectl.
 //! A dev-dependency only.
 
+pub mod admission;
 pub mod node;
 pub mod operator;
 pub mod process;

@@ -13,7 +13,7 @@ use super::{
     context::{Context, Remembered},
     error::{Error, Result, kube_message, namespace_terminating},
     messages::{Message, Notice},
-    observe::Observation,
+    observe::{Observation, Target},
     ops::{KubeOps, RespEndpoint, UpstashOps},
     plan::{self, Effect, Guard},
     status::Draft,
@@ -49,6 +49,9 @@ pub struct Run<'a, K, U> {
     pub draft: Draft,
     /// The target Secret as observed when the reconcile began.
     pub(super) existing: Option<Secret>,
+    /// The version the target Secret was left unread at (`Target::AsWritten`),
+    /// until the rotation's dry run reads it: `existing` says nothing then.
+    pub(super) unread_at: Option<String>,
     /// Whether `existing` may still be the Secret as stored: true until this
     /// reconcile writes it or a write over it fails.
     pub(super) existing_unwritten: bool,
@@ -67,7 +70,11 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             namespace: obs.resource.namespace().unwrap_or_default(),
             uid: obs.uid.clone(),
             draft: Draft::new(&obs.resource, obs.now),
-            existing: obs.target.clone(),
+            existing: obs.target.read().cloned(),
+            unread_at: match &obs.target {
+                Target::AsWritten { version } => Some(version.clone()),
+                Target::Read(_) => None,
+            },
             existing_unwritten: true,
             upstash: None,
             auth: None,

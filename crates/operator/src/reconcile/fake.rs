@@ -33,6 +33,8 @@ pub enum Call {
     GetClusterAccount(String),
     GetNamespace(String),
     DryRunSecret,
+    /// The dry run of an update that changes nothing, at a version.
+    ProbeSecret(String),
     ApplySecret,
     PatchStatus,
     PatchObject,
@@ -87,6 +89,10 @@ pub struct World {
     /// An event create completes only once the data plane has been asked
     /// (or after 2 s): whether events wait for the check after a rotation.
     pub slow_events: bool,
+    /// The operator's watch of the Secrets it wrote, if a test gave it one:
+    /// each Secret write is delivered to it at once (edits made with
+    /// `put_secret` are not, as if the watch had not seen them yet).
+    pub watch: Option<Arc<crate::cache::WrittenVersions>>,
     pinged: Arc<tokio::sync::Notify>,
     version: u64,
 }
@@ -248,11 +254,34 @@ impl KubeOps for Fake {
         let mut stored = secret.clone();
         let version = world.next_version();
         stored.metadata.resource_version = Some(version.clone());
+        if let Some(watch) = &world.watch {
+            let delivered = kube::core::PartialObjectMeta::<Secret> {
+                metadata: stored.metadata.clone(),
+                ..Default::default()
+            };
+            watch.observe(&kube::runtime::watcher::Event::Apply(delivered));
+        }
         world.secrets.insert(name, stored);
         if fault == Some(Fault::After) {
             return Err(api_error(503, "connection lost"));
         }
         Ok(Some(version))
+    }
+
+    async fn probe_secret_update(&self, _: &str, name: &str, version: &str) -> kube::Result<Secret> {
+        let mut world = self.0.lock();
+        match world.enter(Call::ProbeSecret(version.to_owned())) {
+            Some(Fault::Before | Fault::After) => return Err(api_error(500, "injected")),
+            Some(Fault::Conflict) => return Err(api_error(409, "the object has been modified")),
+            None => {}
+        }
+        match world.secrets.get(name) {
+            None => Err(api_error(404, "not found")),
+            Some(s) if s.metadata.resource_version.as_deref() != Some(version) => {
+                Err(api_error(409, "the object has been modified"))
+            }
+            Some(s) => Ok(s.clone()),
+        }
     }
 
     async fn patch_status(&self, _: &str, _: &str, patch: &Value) -> kube::Result<RedisPasswordRotation> {

@@ -111,7 +111,7 @@ pub async fn reconcile<K: KubeOps, U: UpstashOps>(
     };
     // The caches were behind (an echo of a write that has not reached them
     // yet), but the fresh reads show the resource at rest.
-    let secret_version = obs.target.as_ref().and_then(|s| s.metadata.resource_version.as_deref());
+    let secret_version = obs.target.version();
     let fresh = check_fresh_reads.then(|| CachedRotation::of(&obs.resource));
     if let Some(fresh) = &fresh
         && at_rest::at_rest(fresh, secret_version, obs.now)
@@ -189,7 +189,9 @@ async fn decide_and_execute<K: KubeOps, U: UpstashOps>(
     // schedule the operator cannot read, or with keys that cannot be
     // rendered.
     run.draft.set_schedule(obs.read_schedule()?);
-    checks::writable(obs.target.as_ref(), &obs.resource)?;
+    // A Secret left unread is at the version of the operator's last write
+    // of it; its rotation's dry run checks it again when it reads it.
+    checks::writable(obs.target.read(), &obs.resource)?;
     if let Some(template) = &obs.resource.spec.secret_template {
         crate::template::validate(&template.data)?;
     }

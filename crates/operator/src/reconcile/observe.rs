@@ -31,7 +31,7 @@ pub struct Observation {
     pub resource: RedisPasswordRotation,
     pub uid: String,
     /// The Secret this resource writes.
-    pub target: Option<Secret>,
+    pub target: Target,
     /// The Secret holding the Upstash API email and key, or why the
     /// account that should name it cannot be used.
     pub key: KeySource,
@@ -45,6 +45,54 @@ pub struct Observation {
     /// `spec.schedule`, once `read_schedule` checked it.
     pub schedule: Option<Schedule>,
     pub now: Timestamp,
+}
+
+/// The Secret a resource writes, as one reconcile knows it.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Read from the apiserver; `None`: there is none.
+    Read(Option<Box<Secret>>),
+    /// Not read: the counter asks for a rotation and the Secret's watch
+    /// shows it at the version the status records, so it is the operator's
+    /// own last write of it. The rotation's dry run reads it at exactly that
+    /// version (`Run::prove_secret_writable`); a newer one fails it with a
+    /// 409 and is read then.
+    AsWritten { version: String },
+}
+
+impl Target {
+    /// The Secret as read; `None` when there is none, and when it was not
+    /// read (only a rotation with nothing in flight leaves it unread, and
+    /// deciding one needs nothing from it).
+    pub fn read(&self) -> Option<&Secret> {
+        match self {
+            Self::Read(secret) => secret.as_deref(),
+            Self::AsWritten { .. } => None,
+        }
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Self::Read(secret) => secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()),
+            Self::AsWritten { version } => Some(version),
+        }
+    }
+}
+
+/// The version to leave the Secret unread at: when the counter asks for a
+/// rotation with nothing in flight (deciding it needs nothing from the
+/// Secret), and the watch shows the Secret at the version the status
+/// records. Every write the rotation makes carries that version as its
+/// precondition, so a watch that is behind costs a 409 and a read.
+fn unread_at(resource: &RedisPasswordRotation, seen: &Seen, namespace: &str, name: &str) -> Option<String> {
+    let status = resource.status.as_ref()?;
+    let rotating = status.pending_rotation.is_none()
+        && resource.metadata.deletion_timestamp.is_none()
+        && status.rotation.is_some_and(|applied| resource.spec.rotation > applied)
+        && status.secret_name.as_deref() == Some(name);
+    let recorded = status.secret_resource_version.as_deref()?;
+    (rotating && seen.secret(namespace, name) == Freshness::NotOlderThan(recorded))
+        .then(|| recorded.to_owned())
 }
 
 /// Another resource that manages the same database.
@@ -113,13 +161,19 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
     let uid = resource.uid().unwrap_or_default();
     let target_name = resource.secret_name();
     let cluster_namespace = ctx.cluster_namespace.as_deref();
+    let unread = unread_at(&resource, seen, namespace, &target_name);
     // Independent reads, at once: the Secret and the key.
     let (target, key) = tokio::try_join!(
         async {
-            ctx.kube
-                .get_secret(namespace, &target_name, seen.secret(namespace, &target_name))
-                .await
-                .map_err(Error::from)
+            match unread {
+                Some(version) => Ok(Target::AsWritten { version }),
+                None => ctx
+                    .kube
+                    .get_secret(namespace, &target_name, seen.secret(namespace, &target_name))
+                    .await
+                    .map(|secret| Target::Read(secret.map(Box::new)))
+                    .map_err(Error::from),
+            }
         },
         credentials::resolve(&ctx.kube, &ctx.key_secrets, &resource, namespace, cluster_namespace, seen),
     )?;
@@ -141,13 +195,12 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
 impl Observation {
     /// What the resource and its Secrets look like, for the backoff gate.
     pub fn fingerprint(&self) -> Fingerprint {
-        let version = |s: &Option<Secret>| s.as_ref().and_then(|s| s.metadata.resource_version.clone());
         Fingerprint {
             generation: self.resource.metadata.generation,
             deleting: self.resource.metadata.deletion_timestamp.is_some(),
             credentials_secret: self.key.secret_version(),
             account: self.key.account_version.clone(),
-            target_secret: version(&self.target),
+            target_secret: self.target.version().map(str::to_owned),
         }
     }
 
@@ -234,8 +287,13 @@ mod tests {
 
     use kube::{core::PartialObjectMeta, runtime::watcher};
 
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
     use super::*;
-    use crate::cache::{KeyVersions, WrittenVersions};
+    use crate::{
+        cache::{KeyVersions, WrittenVersions},
+        crd::RedisPasswordRotationStatus,
+    };
 
     fn secret(namespace: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {
         let mut secret = PartialObjectMeta::<Secret>::default();
@@ -243,6 +301,47 @@ mod tests {
         secret.metadata.name = Some(name.into());
         secret.metadata.resource_version = Some(version.into());
         secret
+    }
+
+    #[test]
+    fn the_secret_is_left_unread_only_for_a_counter_rotation_over_the_operators_last_write() {
+        let written = Arc::new(WrittenVersions::default());
+        written.observe(&watcher::Event::Apply(secret("ns", "app-redis", "41")));
+        let caches = Caches { written: vec![written], ..Default::default() };
+        let rotating: RedisPasswordRotation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "upstash-rotator.io/v1alpha1", "kind": "RedisPasswordRotation",
+            "metadata": {"name": "app", "namespace": "ns", "resourceVersion": "100"},
+            "spec": {"databaseId": "db", "credentialsSecretRef": {"name": "key"}, "secretName": "app-redis",
+                "rotation": 3},
+            "status": {"rotation": 2, "secretName": "app-redis", "secretResourceVersion": "41"}
+        }))
+        .unwrap_or_else(|e| panic!("resource: {e}"));
+        let unread = |resource: &RedisPasswordRotation| {
+            let seen = Seen::of(&caches, &CachedRotation::of(resource));
+            unread_at(resource, &seen, "ns", &resource.secret_name())
+        };
+        assert_eq!(unread(&rotating).as_deref(), Some("41"));
+
+        let mut changed =
+            [rotating.clone(), rotating.clone(), rotating.clone(), rotating.clone(), rotating.clone()];
+        let status = |r: &mut RedisPasswordRotation| r.status.get_or_insert_default().clone();
+        // A reset in flight: recovery compares with the Secret's data.
+        changed[0].status =
+            Some(RedisPasswordRotationStatus { pending_rotation: Some(3), ..status(&mut changed[0]) });
+        // Nothing to rotate: a sync compares with it too.
+        changed[1].spec.rotation = 2;
+        // Being deleted.
+        changed[2].metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        // The watch shows another version than the status records.
+        changed[3].status = Some(RedisPasswordRotationStatus {
+            secret_resource_version: Some("40".into()),
+            ..status(&mut changed[3])
+        });
+        // spec.secretName changed: the recorded version is another Secret's.
+        changed[4].spec.secret_name = Some("renamed".into());
+        for (i, resource) in changed.iter().enumerate() {
+            assert_eq!(unread(resource), None, "case {i}");
+        }
     }
 
     #[test]

@@ -90,6 +90,18 @@ pub trait KubeOps: Send + Sync + 'static {
         mode: ApplyMode,
     ) -> impl Future<Output = kube::Result<Option<String>>> + Send;
 
+    /// A server-side dry run of a merge patch that changes nothing but
+    /// requires the Secret to be at `version`: it passes the admission an
+    /// update of the Secret passes (webhooks, policies, RBAC's `patch`) and
+    /// answers with the Secret at exactly that version, so it is a read too.
+    /// A 409 says the Secret changed since, a 404 that it is gone.
+    fn probe_secret_update(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> impl Future<Output = kube::Result<Secret>> + Send;
+
     /// A JSON merge patch of the status subresource.
     fn patch_status(
         &self,
@@ -240,6 +252,14 @@ impl KubeOps for Cluster {
             .patch(name, &params, &Patch::Apply(secret))
             .await
             .map(|stored| stored.metadata.resource_version)
+    }
+
+    async fn probe_secret_update(&self, namespace: &str, name: &str, version: &str) -> kube::Result<Secret> {
+        let patch = json!({"metadata": {"resourceVersion": version}});
+        let params = PatchParams { dry_run: true, field_manager: Some(MANAGER.into()), ..Default::default() };
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .patch(name, &params, &Patch::Merge(&patch))
+            .await
     }
 
     async fn patch_status(

@@ -147,11 +147,11 @@ pub fn step(obs: &Observation) -> Result<Step> {
     }
     let reset = status.reset.as_ref().filter(|_| pending.is_some());
     let before_intent = reset.and_then(|r| r.previous_credentials.clone());
-    let secret_print = obs.target.as_ref().and_then(secret::secret_fingerprint);
+    let secret_print = obs.target.read().and_then(secret::secret_fingerprint);
     // The pending intent's own write: its counter, and for a scheduled one
     // its number (the counter alone is the same as the write before it).
     let intent_scheduled = reset.and_then(|r| r.scheduled).unwrap_or(status.scheduled_rotations.unwrap_or(0));
-    let written = obs.target.as_ref().and_then(|s| secret::written(s, &obs.uid));
+    let written = obs.target.read().and_then(|s| secret::written(s, &obs.uid));
     Ok(next_step(Facts {
         spec_rotation: obs.resource.spec.rotation,
         applied_rotation: status.rotation,
@@ -171,7 +171,7 @@ pub fn plan(step: Step, obs: &Observation, reset_window: Duration) -> Result<Vec
     let resource = &obs.resource;
     let status = resource.status.clone().unwrap_or_default();
     let deleting = resource.metadata.deletion_timestamp.is_some();
-    let secret_print = obs.target.as_ref().and_then(secret::secret_fingerprint);
+    let secret_print = obs.target.read().and_then(secret::secret_fingerprint);
     match step {
         Step::Release => Ok(vec![Effect::WriteStatus, Effect::ReleaseFinalizer]),
         Step::WriteRemembered { target } => Ok(store_answer_and_finish(resource, pending(obs, target))),
@@ -280,7 +280,7 @@ fn sync(obs: &Observation, rotation: i64, readable: bool) -> Vec<Effect> {
     let resource = &obs.resource;
     let secret = resource.secret_name();
     let database = resource.spec.database_id.clone();
-    let existing = obs.target.as_ref();
+    let existing = obs.target.read();
     let mut effects = Vec::new();
     if !readable {
         let (ready, reason, message) = match existing {
@@ -381,7 +381,7 @@ fn upstash_data(obs: &Observation) -> Option<std::collections::BTreeMap<String, 
 }
 
 fn secret_version(obs: &Observation) -> Option<String> {
-    obs.target.as_ref().and_then(|s| s.metadata.resource_version.clone())
+    obs.target.version().map(str::to_owned)
 }
 
 /// Whether a reset in flight must hold the resource's deletion until its

@@ -231,6 +231,97 @@ async fn a_watched_version_that_is_behind_fails_its_intent_and_the_next_reconcil
     assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
 }
 
+/// Synced at rotation 0, the counter raised to 1, and the operator's watch
+/// of its Secrets showing the Secret at the version the status records.
+async fn ready_to_rotate_as_written() -> (Fake, Arc<Context<Fake, Fake>>) {
+    let fake = world();
+    let first = process(&fake);
+    reconcile_now(&fake, &first).await.expect("first sync");
+    raise_counter(&fake, 1);
+    let version = status(&fake).secret_resource_version.expect("recorded");
+    let ctx = process_watching(&fake, &[(SECRET, &version)]);
+    take_calls(&fake);
+    (fake, ctx)
+}
+
+/// A fresh process whose watch of written Secrets delivered `secrets`
+/// (name, version) in the resource's namespace.
+fn process_watching(fake: &Fake, secrets: &[(&str, &str)]) -> Arc<Context<Fake, Fake>> {
+    use kube::{core::PartialObjectMeta, runtime::watcher::Event};
+    let written = Arc::new(crate::cache::WrittenVersions::default());
+    written.observe(&Event::Init);
+    for (name, version) in secrets {
+        let mut secret = PartialObjectMeta::<k8s_openapi::api::core::v1::Secret>::default();
+        secret.metadata.namespace = Some("ns".into());
+        secret.metadata.name = Some((*name).into());
+        secret.metadata.resource_version = Some((*version).into());
+        written.observe(&Event::InitApply(secret));
+    }
+    written.observe(&Event::InitDone);
+    fake.world().watch = Some(written.clone());
+    let caches = crate::cache::Caches { written: vec![written], ..Default::default() };
+    let mut ctx = Context::new(fake.clone(), fake.clone(), caches, Arc::default());
+    ctx.identity = "test-process".into();
+    ctx.reset_window = std::time::Duration::ZERO;
+    Arc::new(ctx)
+}
+
+#[tokio::test]
+async fn a_rotation_over_the_secret_as_written_reads_it_with_its_dry_run() {
+    let (fake, ctx) = ready_to_rotate_as_written().await;
+    let version = status(&fake).secret_resource_version.expect("recorded");
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    // One request instead of the read and the dry run; the old credentials
+    // it returned are the ones the check finds refused.
+    let expected: Vec<Call> = rotation_calls()
+        .into_iter()
+        .filter(|c| *c != Call::GetSecret(SECRET.into()))
+        .map(|c| if c == Call::DryRunSecret { Call::ProbeSecret(version.clone()) } else { c })
+        .collect();
+    assert_eq!(take_calls(&fake), expected);
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_secret_changed_since_its_watch_showed_it_is_read_and_proven_before_the_rotation() {
+    let (fake, ctx) = ready_to_rotate_as_written().await;
+    // Someone edits the Secret; the watch has not delivered it yet.
+    let mut edited = fake.world().secrets.get(SECRET).cloned().expect("exists");
+    edited.metadata.labels.get_or_insert_default().insert("team".into(), "payments".into());
+    fake.put_secret(edited);
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    let calls = take_calls(&fake);
+    let probe = calls.iter().position(|c| matches!(c, Call::ProbeSecret(_))).expect("probed");
+    assert_eq!(
+        calls[probe + 1..probe + 4],
+        [Call::GetSecret(SECRET.into()), Call::DryRunSecret, Call::PatchStatus]
+    );
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_secret_taken_by_someone_else_since_its_watch_showed_it_is_not_rotated_into() {
+    let (fake, ctx) = ready_to_rotate_as_written().await;
+    // Replaced by a Secret of someone else's, not yet seen by the watch.
+    let mut foreign = fake.world().secrets.get(SECRET).cloned().expect("exists");
+    foreign.metadata.labels = None;
+    foreign.metadata.annotations = None;
+    foreign.metadata.owner_references = None;
+    fake.put_secret(foreign);
+    let failure = reconcile_now(&fake, &ctx).await.expect_err("a conflict");
+    assert!(matches!(failure.error, Error::SecretConflict(_)), "{failure:?}");
+    let calls = take_calls(&fake);
+    assert!(!calls.contains(&Call::PatchStatus) || fake.world().resets == 0, "{calls:?}");
+    assert_eq!(fake.world().resets, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_any_call_of_a_rotation_over_the_secret_as_written_never_loses_the_password_or_resets_twice()
+ {
+    let broken = runs_broken_by_a_fault(ready_to_rotate_as_written, |fake| done(fake, 1)).await;
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
 #[tokio::test]
 async fn a_retained_secret_holds_the_deletion_with_a_finalizer_while_the_reset_is_in_flight() {
     let (fake, ctx) = ready_to_rotate_with(DeletionPolicy::Retain).await;

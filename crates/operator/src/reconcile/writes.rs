@@ -99,10 +99,51 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// reset will be accepted. A server-side dry run passes the same
     /// validation, admission (quotas, webhooks, a terminating namespace) and
     /// field ownership as the real write.
-    pub(super) async fn prove_secret_writable(&self, target: i64) -> Result<()> {
+    ///
+    /// A Secret left unread at the version of the operator's last write is
+    /// proven by a dry-run update that changes nothing, at that version: one
+    /// request that is both the read and the proof (there are no fields of
+    /// another manager to conflict with on a Secret at our own write). If it
+    /// changed since, it is read and proven as any other.
+    pub(super) async fn prove_secret_writable(&mut self, target: i64) -> Result<()> {
         let name = self.resource.secret_name();
-        let existing = self.existing.as_ref();
-        if let Some(existing) = existing {
+        if let Some(version) = self.unread_at.take() {
+            match self.ctx.kube.probe_secret_update(&self.namespace, &name, &version).await {
+                Ok(secret) => {
+                    self.existing = Some(secret);
+                    return self.check_existing().map(drop);
+                }
+                Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => {
+                    tracing::debug!("Secret {name} changed since its watch showed it; reading it");
+                    self.existing =
+                        self.ctx.kube.get_secret(&self.namespace, &name, Freshness::Latest).await?;
+                }
+                Err(e) => return Err(not_writable(&name, &e)),
+            }
+        }
+        let ours = self.check_existing()?;
+        // The data that is there now (or the keys without values): the dry
+        // run must not carry credentials it does not need.
+        let mut probe = secret::desired_without_data(&self.resource, self.draft.written(target));
+        probe.data =
+            Some(self.existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_else(|| {
+                secret::KEYS.iter().map(|k| ((*k).to_owned(), Default::default())).collect()
+            }));
+        let mode = ApplyMode { force: ours, dry_run: true };
+        self.ctx
+            .kube
+            .apply_secret(&self.namespace, &probe, mode)
+            .await
+            .map(drop)
+            .map_err(|e| not_writable(&name, &e))
+    }
+
+    /// Refuses an existing Secret a rotation could not store its answer in:
+    /// immutable, of another type, or not this resource's. Returns whether
+    /// it is ours.
+    fn check_existing(&self) -> Result<bool> {
+        let name = self.resource.secret_name();
+        if let Some(existing) = &self.existing {
             if existing.immutable == Some(true) {
                 return Err(Error::SecretNotWritable(format!(
                     "Secret {name} is immutable, so the credentials of a new rotation could not be stored; no \
@@ -117,21 +158,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
                 )));
             }
         }
-        // The data that is there now (or the keys without values): the dry
-        // run must not carry credentials it does not need.
-        let mut probe = secret::desired_without_data(&self.resource, self.draft.written(target));
-        probe.data =
-            Some(existing.and_then(|s| s.data.clone()).unwrap_or_else(|| {
-                secret::KEYS.iter().map(|k| ((*k).to_owned(), Default::default())).collect()
-            }));
-        let ours = writable(existing, &self.resource)?;
-        let mode = ApplyMode { force: ours, dry_run: true };
-        self.ctx.kube.apply_secret(&self.namespace, &probe, mode).await.map(drop).map_err(|e| {
-            Error::SecretNotWritable(format!(
-                "Secret {name} cannot be written, so no reset was made: {}",
-                kube_message(&e)
-            ))
-        })
+        writable(self.existing.as_ref(), &self.resource)
     }
 
     /// Writes the whole status if it changed, on the `resourceVersion` this
@@ -217,4 +244,12 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
         self.replaced(written);
         Ok(())
     }
+}
+
+/// Why a rotation does not start: its Secret write would be refused.
+fn not_writable(name: &str, error: &kube::Error) -> Error {
+    Error::SecretNotWritable(format!(
+        "Secret {name} cannot be written, so no reset was made: {}",
+        kube_message(error)
+    ))
 }
