@@ -102,8 +102,9 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     ///
     /// A Secret left unread at the version of the operator's last write is
     /// proven by a dry-run update that changes nothing, at that version: one
-    /// request that is both the read and the proof (there are no fields of
-    /// another manager to conflict with on a Secret at our own write). If it
+    /// request that is both the read and the proof. The apply after the
+    /// reset forces its fields on a Secret that is ours, so field ownership,
+    /// the one check this dry run skips, cannot refuse it. If the Secret
     /// changed since, it is read and proven as any other.
     pub(super) async fn prove_secret_writable(&mut self, target: i64) -> Result<()> {
         let name = self.resource.secret_name();
