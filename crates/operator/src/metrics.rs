@@ -145,14 +145,19 @@ impl Default for Metrics {
     }
 }
 
+/// An HTTP status as a label value; `error` when no answer came.
+fn status_label(status: Option<u16>) -> String {
+    status.map_or_else(|| "error".to_owned(), |s| s.to_string())
+}
+
 impl Metrics {
     pub fn upstash_request(&self, route: &'static str, status: Option<u16>) {
-        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        let status = status_label(status);
         self.upstash_requests.get_or_create(&RequestLabels { route, status }).inc();
     }
 
     pub fn kubernetes_request(&self, verb: &'static str, resource: String, status: Option<u16>) {
-        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        let code = status_label(status);
         self.kubernetes_requests.get_or_create(&KubernetesRequestLabels { verb, resource, code }).inc();
     }
 
