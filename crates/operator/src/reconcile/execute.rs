@@ -5,7 +5,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{Resource as _, ResourceExt as _};
 use upstash_api::{ApiCredentials, DatabaseCredentials, RedisDatabase, UpstashError};
 
@@ -47,11 +47,9 @@ pub struct Run<'a, K, U> {
     pub(super) namespace: String,
     pub(super) uid: String,
     pub draft: Draft,
-    /// The target Secret as observed when the reconcile began.
-    pub(super) existing: Option<Secret>,
-    /// The version the target Secret was left unread at (`Target::AsWritten`),
-    /// until the rotation's dry run reads it: `existing` says nothing then.
-    pub(super) unread_at: Option<String>,
+    /// The target Secret as observed when the reconcile began; one left
+    /// unread is read by the rotation's dry run.
+    pub(super) existing: Target,
     /// Whether `existing` may still be the Secret as stored: true until this
     /// reconcile writes it or a write over it fails.
     pub(super) existing_unwritten: bool,
@@ -70,11 +68,7 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             namespace: obs.resource.namespace().unwrap_or_default(),
             uid: obs.uid.clone(),
             draft: Draft::new(&obs.resource, obs.now),
-            existing: obs.target.read().cloned(),
-            unread_at: match &obs.target {
-                Target::AsWritten { version } => Some(version.clone()),
-                Target::Read(_) => None,
-            },
+            existing: obs.target.clone(),
             existing_unwritten: true,
             upstash: None,
             auth: None,
@@ -273,13 +267,12 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
     /// What verifying rotation `target` needs: the new token, and the one
     /// the Secret held when this reconcile began.
     fn check_of(&self, target: i64, database: &RedisDatabase, credentials: &DatabaseCredentials) -> Check {
-        let old =
-            self.existing.as_ref().and_then(secret::stored_credentials).and_then(|(password, token)| {
-                Some(Credentials {
-                    token: String::from_utf8(token).ok()?,
-                    password: String::from_utf8(password).ok()?,
-                })
-            });
+        let old = self.existing.read().and_then(secret::stored_credentials).and_then(|(password, token)| {
+            Some(Credentials {
+                token: String::from_utf8(token).ok()?,
+                password: String::from_utf8(password).ok()?,
+            })
+        });
         Check {
             rotation: self.draft.rotation(target),
             rest_url: database.rest_url(),

@@ -11,6 +11,7 @@ use super::{
     checks::writable,
     error::{Error, Result, kube_message},
     execute::Run,
+    observe::Target,
     ops::{ApplyMode, Freshness, KubeOps, UpstashOps},
     plan::Guard,
     status::{conditions_patch, status_patch},
@@ -37,7 +38,8 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     ) -> Result<Option<String>> {
         self.ctx.fence.check()?;
         let name = desired.metadata.name.clone().unwrap_or_default();
-        let observed = std::mem::take(&mut self.existing_unwritten).then(|| self.existing.clone()).flatten();
+        let observed =
+            std::mem::take(&mut self.existing_unwritten).then(|| self.existing.read().cloned()).flatten();
         if let Some(observed) = observed {
             match self.write_secret_over(Some(observed), desired, guard, rotation).await? {
                 Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -70,7 +72,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
             // one observed when it began, or the read may be older than what
             // another writer stored since.
             Guard::Sync => {
-                let observed = self.existing.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                let observed = self.existing.read().and_then(|s| s.metadata.resource_version.clone());
                 if current_version != observed {
                     return Err(Error::Stale(format!("Secret {name} changed during this reconcile")));
                 }
@@ -108,16 +110,16 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// changed since, it is read and proven as any other.
     pub(super) async fn prove_secret_writable(&mut self, target: i64) -> Result<()> {
         let name = self.resource.secret_name();
-        if let Some(version) = self.unread_at.take() {
-            match self.ctx.kube.probe_secret_update(&self.namespace, &name, &version).await {
+        if let Target::AsWritten { version } = &self.existing {
+            match self.ctx.kube.probe_secret_update(&self.namespace, &name, version).await {
                 Ok(secret) => {
-                    self.existing = Some(secret);
+                    self.existing = Target::Read(Some(Box::new(secret)));
                     return self.check_existing().map(drop);
                 }
                 Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => {
                     tracing::debug!("Secret {name} changed since its watch showed it; reading it");
-                    self.existing =
-                        self.ctx.kube.get_secret(&self.namespace, &name, Freshness::Latest).await?;
+                    let current = self.ctx.kube.get_secret(&self.namespace, &name, Freshness::Latest).await?;
+                    self.existing = Target::Read(current.map(Box::new));
                 }
                 Err(e) => return Err(not_writable(&name, &e)),
             }
@@ -127,7 +129,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
         // run must not carry credentials it does not need.
         let mut probe = secret::desired_without_data(&self.resource, self.draft.written(target));
         probe.data =
-            Some(self.existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_else(|| {
+            Some(self.existing.read().and_then(|s| s.data.clone()).unwrap_or_else(|| {
                 secret::KEYS.iter().map(|k| ((*k).to_owned(), Default::default())).collect()
             }));
         let mode = ApplyMode { force: ours, dry_run: true };
@@ -144,7 +146,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
     /// it is ours.
     fn check_existing(&self) -> Result<bool> {
         let name = self.resource.secret_name();
-        if let Some(existing) = &self.existing {
+        if let Some(existing) = self.existing.read() {
             if existing.immutable == Some(true) {
                 return Err(Error::SecretNotWritable(format!(
                     "Secret {name} is immutable, so the credentials of a new rotation could not be stored; no \
@@ -159,7 +161,7 @@ impl<K: KubeOps, U: UpstashOps> Run<'_, K, U> {
                 )));
             }
         }
-        writable(self.existing.as_ref(), &self.resource)
+        writable(self.existing.read(), &self.resource)
     }
 
     /// Writes the whole status if it changed, on the `resourceVersion` this
