@@ -56,7 +56,12 @@ pub(super) fn credentials(n: u32) -> upstash_api::DatabaseCredentials {
 
 /// A fresh process: nothing in memory.
 pub(super) fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
-    let mut ctx = Context::new(fake.clone(), fake.clone(), Default::default(), Arc::default());
+    process_with(fake, Default::default())
+}
+
+/// A fresh process with these caches.
+fn process_with(fake: &Fake, caches: crate::cache::Caches) -> Arc<Context<Fake, Fake>> {
+    let mut ctx = Context::new(fake.clone(), fake.clone(), caches, Arc::default());
     ctx.identity = "test-process".into();
     // Recovery may reset again at once: no other process is in flight here.
     ctx.reset_window = std::time::Duration::ZERO;
@@ -259,11 +264,7 @@ fn process_watching(fake: &Fake, secrets: &[(&str, &str)]) -> Arc<Context<Fake, 
     }
     written.observe(&Event::InitDone);
     fake.world().watch = Some(written.clone());
-    let caches = crate::cache::Caches { written: vec![written], ..Default::default() };
-    let mut ctx = Context::new(fake.clone(), fake.clone(), caches, Arc::default());
-    ctx.identity = "test-process".into();
-    ctx.reset_window = std::time::Duration::ZERO;
-    Arc::new(ctx)
+    process_with(fake, crate::cache::Caches { written: vec![written], ..Default::default() })
 }
 
 #[tokio::test]
