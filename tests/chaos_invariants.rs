@@ -71,18 +71,18 @@ mod invariants_tests {
     }
 
     #[test]
-    fn advances_missed_by_polling_are_counted_from_the_operators_events() {
+    fn advances_missed_by_polling_are_counted_from_the_status_history() {
         // 30 -> 32 between two polls: one advance seen, two resets made, and
-        // the operator announced 31 and 32 as applied.
+        // the status history recorded 31 and 32 as applied.
         let mut s = Step { resets: 2, advances: 1, from: 30, to: 32, ..Step::default() };
         let applied: std::collections::BTreeSet<i64> = [29, 31, 32, 33].into();
-        s.count_announced_advances(&applied);
+        s.count_recorded_advances(&applied);
         assert_eq!(s.advances, 2);
         assert_eq!(ledger(vec![s], 2).count(), Count::default());
-        // Announcements never lower what was seen, and a double reset for one
-        // announced value is still extra.
+        // The history never lowers what was seen, and a double reset for one
+        // recorded value is still extra.
         let mut double = Step { resets: 2, advances: 1, from: 30, to: 31, ..Step::default() };
-        double.count_announced_advances(&applied);
+        double.count_recorded_advances(&applied);
         assert_eq!(ledger(vec![double], 2).count().extra_silent, 1);
     }
 
@@ -322,7 +322,40 @@ mod tracking_tests {
             pending: None,
             ready: Some(("True".into(), reason.into(), String::new())),
             rotating: None,
+            recorded: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_rotations_a_status_history_records_are_kept_across_polls() {
+        use upstash_rotator::crd::{
+            HistoryEntry, RedisPasswordRotation, RedisPasswordRotationSpec, RedisPasswordRotationStatus,
+            RotationTrigger,
+        };
+        let entry = |rotation, trigger| HistoryEntry {
+            rotation,
+            scheduled_rotation: None,
+            time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            trigger,
+            recovered: false,
+            fingerprint: None,
+        };
+        let mut resource = RedisPasswordRotation::new("r", RedisPasswordRotationSpec::new("db", "key"));
+        resource.status = Some(RedisPasswordRotationStatus {
+            rotation: Some(31),
+            // Newest first; a password changed outside is no rotation.
+            history: vec![entry(31, RotationTrigger::Recovery), entry(31, RotationTrigger::Counter)],
+            ..Default::default()
+        });
+        assert_eq!(View::of(&resource).recorded, [31]);
+
+        let mut t = Track::starting_at(&view(30, 30, "Rotated"), 0);
+        t.observe(&View { recorded: vec![31], ..view(32, 31, "Rotated") }, 1);
+        // The resource was recreated: its new history lost 31.
+        t.observe(&View { recorded: vec![32], ..view(32, 32, "Rotated") }, 2);
+        assert_eq!(t.recorded, [31, 32].into());
     }
 
     #[test]

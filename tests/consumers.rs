@@ -97,7 +97,7 @@ async fn listed_workloads_restart_once_per_rotation_and_never_otherwise() {
             .map(|c| c.message.clone())
             .unwrap_or_default();
     assert!(message.contains("Deployment/web, StatefulSet/db, DaemonSet/agent"), "{message}");
-    assert!(world.event_reasons().await.iter().any(|r| r == "ConsumersRestarted"));
+    world.wait_event("ConsumersRestarted", 1).await;
 
     // A restarted operator owes nothing for rotation 1.
     // No fixed wait: rotation 2 below must add exactly one generation to

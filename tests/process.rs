@@ -91,7 +91,14 @@ async fn a_standby_takes_over_within_the_lease_duration_without_a_second_reset()
     world.set_rotation("cache", 1).await;
     world.wait_applied("cache", 1).await;
     assert!(!second.logs().contains("leading"), "the standby does not reconcile:\n{}", second.logs());
-    let (_, metrics) = first.get("/metrics").await;
+    // The Rotated event follows the status, published in the background.
+    let created_event =
+        r#"upstash_rotator_kubernetes_requests_total{verb="create",resource="events",code="201"}"#;
+    let metrics = eventually(WAIT, "the Rotated event's create counted", || async {
+        let (_, metrics) = first.get("/metrics").await;
+        metrics.contains(created_event).then_some(metrics)
+    })
+    .await;
     assert!(metrics.contains(r#"upstash_rotator_rotations_total{result="rotated"} 1"#), "{metrics}");
     assert!(metrics.contains("upstash_rotator_last_rotation_timestamp_seconds{namespace="), "{metrics}");
     assert!(
@@ -103,7 +110,6 @@ async fn a_standby_takes_over_within_the_lease_duration_without_a_second_reset()
         r#"upstash_rotator_kubernetes_requests_total{verb="watch",resource="redispasswordrotations",code="200"}"#,
         r#"upstash_rotator_kubernetes_requests_total{verb="patch",resource="redispasswordrotations/status",code="200"}"#,
         r#"upstash_rotator_kubernetes_requests_total{verb="patch",resource="secrets",code="200"}"#,
-        r#"upstash_rotator_kubernetes_requests_total{verb="create",resource="events",code="201"}"#,
         r#"upstash_rotator_kubernetes_requests_total{verb="create",resource="leases",code="201"}"#,
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");

@@ -89,7 +89,7 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     let new_token = after["rest_token"].as_str().expect("token");
     assert_eq!(world.sim.ping(old_token).await, 401, "the old token is revoked");
     assert_eq!(world.sim.ping(new_token).await, 200, "the Secret's token works");
-    assert!(world.event_reasons().await.iter().any(|r| r == "Rotated"));
+    world.wait_event("Rotated", 1).await;
 
     // A jump of several steps asks for one rotation.
     world.set_rotation("cache", 4).await;
@@ -124,7 +124,7 @@ async fn a_lost_reset_response_is_recovered_without_a_second_reset() {
         world.secret_text("cache", secret::KEY_PASSWORD).await,
         current["password"].as_str().expect("pw")
     );
-    assert!(world.event_reasons().await.iter().any(|r| r == "RotationRecovered"));
+    world.wait_event("RotationRecovered", 1).await;
 
     // A slow answer past the client timeout is the same unknown outcome.
     world.sim.fault(json!({"route": "reset-password", "action": {"kind": "delay", "ms": 4000}})).await;
@@ -193,7 +193,7 @@ async fn restart_with_pending_rotation_adopts_a_reset_that_happened() {
         world.secret_text("cache", secret::KEY_PASSWORD).await,
         current["password"].as_str().expect("pw")
     );
-    assert!(world.event_reasons().await.iter().any(|r| r == "RotationRecovered"));
+    world.wait_event("RotationRecovered", 1).await;
 }
 
 #[tokio::test]
@@ -273,5 +273,5 @@ async fn drift_is_corrected_without_a_reset() {
     })
     .await;
     assert_eq!(world.resets().await, 0);
-    assert!(world.event_count("DriftCorrected").await >= 2);
+    world.wait_event("DriftCorrected", 2).await;
 }

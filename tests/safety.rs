@@ -24,7 +24,9 @@ use upstash_api::{ApiCredentials, UpstashClient, UpstashError};
 use upstash_rotator::{
     conditions::{self, Reason},
     crd::CredentialsSecretRef,
+    events::EventQueue,
     leader::Fence,
+    metrics::Metrics,
     reconcile::{Cluster, KubeOps as _},
     secret,
 };
@@ -154,7 +156,8 @@ async fn an_update_probe_reads_the_secret_at_its_version_and_passes_the_same_adm
     let version = created.metadata.resource_version.clone().expect("version");
     let recorder =
         Recorder::new(world.client.clone(), Reporter { controller: "probe-test".into(), instance: None });
-    let cluster = Cluster::new(world.client.clone(), recorder);
+    let reports = EventQueue::start(recorder.clone(), Metrics::default().events_dropped);
+    let cluster = Cluster::new(world.client.clone(), recorder, reports);
     let ns = world.ns.name.as_str();
 
     // At its version: the Secret as stored, data included, and unchanged.

@@ -9,7 +9,7 @@ use testkit as support;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp, tz::TimeZone};
-use support::{eventually, operator::Operator, world::World};
+use support::{WAIT, eventually, operator::Operator, world::World};
 use upstash_rotator::{
     crd::{MaintenanceWindow, RotationSchedule, RotationTrigger},
     secret::{KEY_PASSWORD, SCHEDULED_ANNOTATION},
@@ -84,12 +84,16 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_counter_bump_does_not()
     let secret = world.secrets().get("cache").await.expect("Secret");
     let annotations = secret.metadata.annotations.unwrap_or_default();
     assert_eq!(annotations.get(SCHEDULED_ANNOTATION).map(String::as_str), Some("1"));
-    let notes: Vec<String> = world.events().await.into_iter().filter_map(|e| e.note).collect();
-    assert!(notes.iter().any(|n| n.starts_with("scheduled rotation 1 (at rotation 1)") && n.contains("trigger: schedule")), "{notes:?}");
-    assert!(
-        notes.iter().any(|n| n.starts_with("rotation 1:") && n.contains("trigger: counter")),
-        "{notes:?}"
-    );
+    // Both rotations' events, which follow their statuses.
+    eventually(WAIT, "a Rotated event for each rotation", || async {
+        let notes: Vec<String> = world.events().await.into_iter().filter_map(|e| e.note).collect();
+        let scheduled = notes.iter().any(|n| {
+            n.starts_with("scheduled rotation 1 (at rotation 1)") && n.contains("trigger: schedule")
+        });
+        let counter = notes.iter().any(|n| n.starts_with("rotation 1:") && n.contains("trigger: counter"));
+        (scheduled && counter).then_some(())
+    })
+    .await;
 }
 
 /// Every Upstash request the simulator saw for the world's database.

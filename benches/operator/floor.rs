@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use testkit::sim::Sim;
 use upstash_rotator::{
     crd::RedisPasswordRotation,
+    events::EventQueue,
     secret::{MANAGED_BY, MANAGED_BY_LABEL, ROTATION_ANNOTATION},
 };
 
@@ -42,8 +43,10 @@ pub struct Extras {
     /// proof that the Secret write will be admitted, which is also its read
     /// of the Secret (the resource comes from its watch).
     pub probe: bool,
-    /// An event (events.k8s.io, kube-runtime's `Recorder`) before the final
-    /// status.
+    /// An event (events.k8s.io, kube-runtime's `Recorder`) after the final
+    /// status, queued through the operator's own `EventQueue` and not waited
+    /// for: the rung's time ends with the last status, its plane CPU once
+    /// the queue is empty.
     pub event: bool,
     /// The status as the operator writes it: its two conditions with their
     /// texts, the fingerprints, and the history of the last 10 rotations.
@@ -64,7 +67,7 @@ pub struct Floor {
     versions: Mutex<HashMap<String, String>>,
     /// Each resource's Secret as last written: what a read must be as new as.
     secret_versions: Mutex<HashMap<String, String>>,
-    recorder: Recorder,
+    reports: EventQueue,
 }
 
 impl Floor {
@@ -76,7 +79,10 @@ impl Floor {
             databases: created.into_iter().map(|(name, id, _)| (name, id)).collect(),
             versions: Mutex::new(versions),
             secret_versions: Mutex::default(),
-            recorder: Recorder::new(client.clone(), Reporter { controller: "floor".into(), instance: None }),
+            reports: EventQueue::start(
+                Recorder::new(client.clone(), Reporter { controller: "floor".into(), instance: None }),
+                upstash_rotator::metrics::Metrics::default().events_dropped,
+            ),
         }
     }
 
@@ -101,7 +107,9 @@ impl Floor {
         futures::stream::iter(self.databases.iter().map(Ok::<_, Box<dyn std::error::Error>>))
             .try_for_each_concurrent(concurrency, |(name, id)| self.rotate(sim, name, id, rotation, extras))
             .await?;
-        Ok(started.elapsed())
+        let took = started.elapsed();
+        self.reports.drain(Duration::from_secs(60)).await;
+        Ok(took)
     }
 
     async fn rotate(&self, sim: &Sim, name: &str, id: &str, rotation: i64, extras: Extras) -> Result<()> {
@@ -150,16 +158,6 @@ impl Floor {
         if let Some(written) = &applied.metadata.resource_version {
             self.secret_versions.lock().insert(name.to_owned(), written.clone());
         }
-        if extras.event {
-            let event = Event {
-                type_: EventType::Normal,
-                reason: "Rotated".into(),
-                note: Some(format!("rotation {rotation} applied: Secret {name} holds the new credentials")),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            self.recorder.publish(&event, &raised.object_ref(&())).await?;
-        }
         let mut done = json!({
             "metadata": {"resourceVersion": stored.metadata.resource_version},
             "status": {
@@ -174,6 +172,16 @@ impl Floor {
             operator_shaped_done(&mut done["status"], name, id, rotation, &now);
         }
         let finished = self.resources.patch_status(name, &params, &Patch::Merge(&done)).await?;
+        if extras.event {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "Rotated".into(),
+                note: Some(format!("rotation {rotation} applied: Secret {name} holds the new credentials")),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            self.reports.push(raised.object_ref(&()), event);
+        }
         let version = finished.metadata.resource_version.ok_or("no version")?;
         self.versions.lock().insert(name.to_owned(), version);
         Ok(())

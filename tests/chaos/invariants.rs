@@ -17,8 +17,7 @@ pub struct Step {
     pub advances: u64,
     /// Times the harness raised the counter in the window. Each raised value
     /// may be rotated to on its own, so up to this many resets are justified
-    /// even when polling saw fewer advances (and the event recorder folds
-    /// repeated `Rotated` events into one series that keeps the first note).
+    /// even when polling saw fewer advances.
     pub raises: u64,
     /// The window had not caught up when the round ended (one reset may be
     /// on its way to a Secret write, or its resource deleted).
@@ -28,21 +27,20 @@ pub struct Step {
     pub opened_ms: u64,
     pub closed_ms: u64,
     /// `status.rotation` before the window opened and when it closed: the
-    /// rotations applied in between are counted from the operator's events
-    /// too, since polling can miss an advance that was quickly followed by
+    /// rotations applied in between are counted from `status.history` too,
+    /// since polling can miss an advance that was quickly followed by
     /// another.
     pub from: i64,
     pub to: i64,
 }
 
 impl Step {
-    /// Takes the rotations the operator announced as applied (`Rotated`,
-    /// `RotationRecovered` events name their counter value) into account:
-    /// each distinct value in `(from, to]` is one advance.
-    pub fn count_announced_advances(&mut self, applied: &std::collections::BTreeSet<i64>) {
+    /// Takes the rotations a status history recorded as applied (by counter
+    /// value) into account: each distinct value in `(from, to]` is one advance.
+    pub fn count_recorded_advances(&mut self, applied: &std::collections::BTreeSet<i64>) {
         if self.to > self.from {
-            let announced = applied.range(self.from + 1..=self.to).count() as u64;
-            self.advances = self.advances.max(announced);
+            let recorded = applied.range(self.from + 1..=self.to).count() as u64;
+            self.advances = self.advances.max(recorded);
         }
     }
 

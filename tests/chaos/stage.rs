@@ -406,17 +406,6 @@ impl Stage {
         (repeats, unverified)
     }
 
-    /// The counter values the operator announced as applied for a resource
-    /// (`Rotated` and `RotationRecovered` notes start with "rotation N:").
-    fn announced_rotations(events: &[Event], resource: &str) -> std::collections::BTreeSet<i64> {
-        events
-            .iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(resource))
-            .filter(|e| matches!(e.reason.as_deref(), Some("Rotated" | "RotationRecovered")))
-            .filter_map(|e| e.note.as_deref()?.strip_prefix("rotation ")?.split(':').next()?.parse().ok())
-            .collect()
-    }
-
     pub async fn lease_holder(&self) -> Option<String> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns.name);
         leases.get_opt("upstash-rotator").await.ok()??.spec?.holder_identity.filter(|h| !h.is_empty())
@@ -621,10 +610,9 @@ impl Stage {
                 track.observe(v, resets);
             }
             let now = self.resets(&db.id).await;
-            let applied = Self::announced_rotations(&events, &db.resource);
             let mut steps = track.finish(now);
             for step in &mut steps {
-                step.count_announced_advances(&applied);
+                step.count_recorded_advances(&track.recorded);
             }
             let total = now.saturating_sub(snapshot.resets[i]);
             if track.unjudged > 0 {

@@ -4,7 +4,7 @@
 
 use upstash_rotator::{
     conditions::{self, READY},
-    crd::RedisPasswordRotation,
+    crd::{RedisPasswordRotation, RotationTrigger},
 };
 
 use super::invariants::Step;
@@ -28,6 +28,10 @@ pub struct View {
     pub ready: Option<(String, String, String)>,
     /// Reason of the `Rotating` condition when it is True.
     pub rotating: Option<String>,
+    /// The counter values `status.history` records as applied (its last 10
+    /// rotations): the durable record of each rotation, where its `Rotated`
+    /// event is best effort.
+    pub recorded: Vec<i64>,
 }
 
 impl View {
@@ -44,6 +48,12 @@ impl View {
             pending: status.pending_rotation,
             ready,
             rotating,
+            recorded: status
+                .history
+                .iter()
+                .filter(|h| h.trigger != RotationTrigger::Recovery)
+                .map(|h| h.rotation)
+                .collect(),
         }
     }
 
@@ -85,6 +95,8 @@ pub struct Track {
     pub attention: u64,
     /// The counter value the harness last raised to answer `RotationNeedsAttention`.
     attended: Option<i64>,
+    /// Every counter value a status history showed as applied this round.
+    pub recorded: std::collections::BTreeSet<i64>,
 }
 
 impl Track {
@@ -123,6 +135,7 @@ impl Track {
     /// Folds an observation in: an advance of `status.rotation` counts in the
     /// open window, which closes once the status caught up with the counter.
     pub fn observe(&mut self, view: &View, resets: u64) {
+        self.recorded.extend(&view.recorded);
         let Some(applied) = view.applied else { return };
         if applied <= self.applied {
             return;

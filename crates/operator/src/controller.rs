@@ -31,6 +31,7 @@ use crate::{
         trim,
     },
     crd::RedisPasswordRotation,
+    events::EventQueue,
     http::Readiness,
     leader::Fence,
     metrics::Metrics,
@@ -129,6 +130,7 @@ pub async fn run(
     .with_observer(Arc::new(move |route, status| observer.upstash_request(route, status)));
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: settings.reporter.clone(), instance: None });
+    let reports = EventQueue::start(recorder.clone(), runtime.metrics.events_dropped.clone());
     let shutdown = shutdown.boxed().shared();
 
     let rechecks = Arc::new(Rechecks::default());
@@ -168,12 +170,17 @@ pub async fn run(
         run_account_controllers(client.clone(), scopes, caches.resources.clone(), ctx, shutdown.clone())
     });
     let ctx = Arc::new(
-        Context::new(Cluster::new(client, recorder), upstash, caches.clone(), runtime.metrics.clone())
-            .with_request_timeout(settings.request_timeout)
-            .with_identity(settings.identity.clone(), runtime.fence.clone())
-            .with_dry_run(settings.dry_run)
-            .with_cluster_namespace(settings.cluster_namespace.clone())
-            .with_drift_check(settings.drift_check),
+        Context::new(
+            Cluster::new(client, recorder, reports.clone()),
+            upstash,
+            caches.clone(),
+            runtime.metrics.clone(),
+        )
+        .with_request_timeout(settings.request_timeout)
+        .with_identity(settings.identity.clone(), runtime.fence.clone())
+        .with_dry_run(settings.dry_run)
+        .with_cluster_namespace(settings.cluster_namespace.clone())
+        .with_drift_check(settings.drift_check),
     );
     let readiness = runtime.readiness.clone();
     tokio::spawn(async move {
@@ -224,9 +231,14 @@ pub async fn run(
         _ = all => tracing::info!("controllers stopped"),
         () = deadline => tracing::warn!("reconciles still running after the shutdown timeout; stopping anyway"),
     }
+    reports.drain(DRAIN_REPORTS).await;
     runtime.readiness.set(false);
     Ok(())
 }
+
+/// How long a stopping process keeps publishing the events of rotations
+/// it finished (their statuses already record them).
+const DRAIN_REPORTS: Duration = Duration::from_secs(2);
 
 /// Whether the apiserver serves `K`: a missing CRD is a clear start error,
 /// not a watch retrying forever.

@@ -18,6 +18,8 @@ pub mod conditions;
 pub mod controller;
 /// The `RedisPasswordRotation` custom resource.
 pub mod crd;
+/// Events that report: queued, published without holding a reconcile.
+pub mod events;
 /// The operator's health and metrics endpoints.
 pub mod http;
 /// Leader election among replicas.

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub consumer_restarts: Family<KindLabel, Counter>,
     pub verifications: Family<ResultLabel, Counter>,
     pub next_rotation: Family<ResourceLabels, Gauge>,
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -128,6 +129,12 @@ impl Default for Metrics {
             "Unix time the next scheduled rotation may start (spec.schedule), per resource",
             next_rotation.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events not published because the queue of reports was full (the status records every rotation)",
+            events_dropped.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -141,6 +148,7 @@ impl Default for Metrics {
             consumer_restarts,
             verifications,
             next_rotation,
+            events_dropped,
         }
     }
 }

@@ -209,6 +209,16 @@ impl World {
             .sum()
     }
 
+    /// Waits until `reason` happened at least `times`: an event that is no
+    /// warning is published after the status it reports, without the
+    /// rotation waiting for it.
+    pub async fn wait_event(&self, reason: &str, times: i32) {
+        eventually(WAIT, &format!("{times} {reason} event(s)"), || async {
+            (self.event_count(reason).await >= times).then_some(())
+        })
+        .await;
+    }
+
     pub async fn events(&self) -> Vec<Event> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns.name);
         api.list(&ListParams::default()).await.expect("events").items

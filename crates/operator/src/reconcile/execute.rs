@@ -15,7 +15,7 @@ use super::{
     messages::{Message, Notice},
     observe::{Observation, Target},
     ops::{KubeOps, RespEndpoint, UpstashOps},
-    plan::{self, Effect, Guard},
+    plan::{self, Effect, Guard, Record},
     status::Draft,
     verify::{Check, Credentials},
 };
@@ -117,7 +117,10 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
             Effect::Reset { target } => self.reset(target).await?,
             Effect::StoreAnswer { target } => return self.store_answer(target).await,
             Effect::StoreCurrent { rotation, guard } => self.store_current(rotation, guard).await?,
-            Effect::Record(record) => self.draft.apply(&record),
+            Effect::Record(record) => {
+                self.count(&record);
+                self.draft.apply(&record);
+            }
             Effect::WriteStatus => self.write_status().await?,
             Effect::Publish(notice) => self.publish(&notice).await,
             Effect::ReleaseFinalizer => self.release_finalizer().await?,
@@ -291,29 +294,31 @@ impl<'a, K: KubeOps, U: UpstashOps> Run<'a, K, U> {
         self.ctx.metrics.scheduled(&self.namespace, &name, next.map(|t| t.as_second()));
     }
 
+    /// A warning is awaited, and plans publish it before the status that
+    /// ends its step: a crash in between repeats it, never loses it. Any
+    /// other event is a report, queued and not waited for (the status is
+    /// the durable record of what it reports).
     pub async fn publish(&self, notice: &Notice) {
-        self.ctx.kube.publish(&self.resource.object_ref(&()), notice).await;
-        self.count(notice);
+        let on = self.resource.object_ref(&());
+        if notice.is_warning() {
+            self.ctx.kube.publish(&on, notice).await;
+        } else {
+            self.ctx.kube.report(&on, notice);
+        }
     }
 
-    /// A rotation's event goes out while its credentials are checked: still
-    /// before the status that records the rotation (a crash in between
-    /// repeats the event, never loses it), but not on the path to it.
+    /// A warning that comes with a rotation goes out while its credentials
+    /// are checked: before the status, but not on the path to it.
     async fn publish_while_verifying(&mut self, notice: &Notice, target: i64) {
-        // Counted first: the rotation's duration ends with its Secret write,
-        // not with the check.
-        self.count(notice);
         let (ctx, on) = (self.ctx, self.resource.object_ref(&()));
         tokio::join!(ctx.kube.publish(&on, notice), self.verify(target));
     }
 
-    /// The rotation metrics of a published notice.
-    fn count(&self, notice: &Notice) {
-        let result = match notice {
-            Notice::Rotated { .. } => "rotated",
-            Notice::Recovered { .. } => "recovered",
-            _ => return,
-        };
+    /// The rotation metrics, when a rotation finishes: its duration ends
+    /// with its Secret write, not with the check or the status.
+    fn count(&self, record: &Record) {
+        let Record::Finished { recovered, .. } = record else { return };
+        let result = if *recovered { "recovered" } else { "rotated" };
         let took = self.rotation_started.map(|t| t.elapsed());
         let at = Timestamp::now().as_second();
         self.ctx.metrics.rotated(&self.namespace, &self.resource.name_any(), result, took, at);

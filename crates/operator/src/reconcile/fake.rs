@@ -325,6 +325,10 @@ impl KubeOps for Fake {
         // Logged when it completes.
         self.0.lock().enter(Call::Publish(notice.reason()));
     }
+
+    fn report(&self, _: &ObjectReference, notice: &Notice) {
+        self.0.lock().enter(Call::Publish(notice.reason()));
+    }
 }
 
 impl UpstashOps for Fake {

@@ -21,6 +21,7 @@ use super::{consumers::RESTARTED_AT_ANNOTATION, messages::Notice};
 use crate::{
     account::{ClusterUpstashAccount, UpstashAccount},
     crd::{RedisPasswordRotation, WorkloadKind, WorkloadRef},
+    events::EventQueue,
 };
 
 /// Field manager of everything the operator writes.
@@ -129,6 +130,10 @@ pub trait KubeOps: Send + Sync + 'static {
 
     /// Best effort: a failure is logged, never returned.
     fn publish(&self, on: &ObjectReference, notice: &Notice) -> impl Future<Output = ()> + Send;
+
+    /// Queues the event and returns at once: best effort, published in the
+    /// background (or dropped when too many wait).
+    fn report(&self, on: &ObjectReference, notice: &Notice);
 }
 
 pub trait UpstashOps: Send + Sync + 'static {
@@ -168,11 +173,13 @@ pub struct RespEndpoint {
 pub struct Cluster {
     client: Client,
     recorder: Recorder,
+    reports: EventQueue,
 }
 
 impl Cluster {
-    pub fn new(client: Client, recorder: Recorder) -> Self {
-        Self { client, recorder }
+    /// `reports` publishes through its own recorder.
+    pub fn new(client: Client, recorder: Recorder, reports: EventQueue) -> Self {
+        Self { client, recorder, reports }
     }
 
     fn resources(&self, namespace: &str) -> Api<RedisPasswordRotation> {
@@ -305,16 +312,23 @@ impl KubeOps for Cluster {
     }
 
     async fn publish(&self, on: &ObjectReference, notice: &Notice) {
-        let event = Event {
-            type_: if notice.is_warning() { EventType::Warning } else { EventType::Normal },
-            reason: notice.reason().into(),
-            note: Some(notice.to_string()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, on).await {
+        if let Err(e) = self.recorder.publish(&event_of(notice), on).await {
             tracing::warn!(error = %e, "cannot publish event");
         }
+    }
+
+    fn report(&self, on: &ObjectReference, notice: &Notice) {
+        self.reports.push(on.clone(), event_of(notice));
+    }
+}
+
+fn event_of(notice: &Notice) -> Event {
+    Event {
+        type_: if notice.is_warning() { EventType::Warning } else { EventType::Normal },
+        reason: notice.reason().into(),
+        note: Some(notice.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
     }
 }
 

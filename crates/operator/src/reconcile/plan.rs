@@ -44,8 +44,10 @@ pub enum Effect {
     Record(Record),
     /// Writes the status if it changed, on the version this reconcile read.
     WriteStatus,
-    /// Announces what the next status write records. Before it, not after:
-    /// a crash in between repeats an event, but never loses a warning.
+    /// Publishes an event. A warning is awaited and comes before the status
+    /// write that ends its step: a crash in between repeats a warning, never
+    /// loses it. Any other event is queued (a report of what the status
+    /// records, not waited for).
     Publish(Notice),
     /// Drops the finalizer once nothing is in flight.
     ReleaseFinalizer,
@@ -352,12 +354,23 @@ fn pending(obs: &Observation, target: i64) -> Rotation {
     Rotation { counter: target, scheduled: reset.and_then(|r| r.scheduled) }
 }
 
+/// A warning goes out before the status that ends the rotation; the
+/// `Rotated` report after it, queued: the status's history records the
+/// rotation, so the event need not hold the rotation's last write back.
 fn finish(resource: &RedisPasswordRotation, target: i64, recovered: bool, notice: Notice) -> Vec<Effect> {
-    let mut effects = vec![Effect::Record(Record::Finished { target, recovered }), Effect::Publish(notice)];
+    let mut effects = vec![Effect::Record(Record::Finished { target, recovered })];
+    let report = if notice.is_warning() {
+        effects.push(Effect::Publish(notice));
+        None
+    } else {
+        Some(Effect::Publish(notice))
+    };
     if resource.spec.verify {
         effects.push(Effect::Verify { target });
     }
-    effects.extend([Effect::RestartConsumers, Effect::WriteStatus, Effect::ReleaseFinalizer]);
+    effects.extend([Effect::RestartConsumers, Effect::WriteStatus]);
+    effects.extend(report);
+    effects.push(Effect::ReleaseFinalizer);
     effects
 }
 

@@ -162,14 +162,14 @@ pub(super) fn rotation_calls() -> Vec<Call> {
         Call::GetResource,
         Call::GetSecret(SECRET.into()),
         Call::GetSecret(API_KEY.into()),
-        Call::DryRunSecret, // the answer will be storable
-        Call::PatchStatus,  // intent, on the version decided on
-        Call::Reset,        // answer kept in memory
-        Call::ApplySecret,  // Secret before status, on the version read first
-        Call::Publish("Rotated"),
-        Call::Ping(true),  // the new credentials work
-        Call::Ping(false), // the old ones are refused
-        Call::PatchStatus, // rotation applied
+        Call::DryRunSecret,       // the answer will be storable
+        Call::PatchStatus,        // intent, on the version decided on
+        Call::Reset,              // answer kept in memory
+        Call::ApplySecret,        // Secret before status, on the version read first
+        Call::Ping(true),         // the new credentials work
+        Call::Ping(false),        // the old ones are refused
+        Call::PatchStatus,        // rotation applied
+        Call::Publish("Rotated"), // queued, after the status that records it
     ]
 }
 
@@ -537,14 +537,15 @@ async fn an_answer_in_memory_is_written_without_asking_upstash() {
     reconcile_now(&fake, &ctx).await.expect("written from memory");
     assert_eq!(
         after_reads(take_calls(&fake)),
-        [Call::ApplySecret, Call::Publish("Rotated"), Call::Ping(true), Call::Ping(false), Call::PatchStatus]
+        [Call::ApplySecret, Call::Ping(true), Call::Ping(false), Call::PatchStatus, Call::Publish("Rotated")]
     );
 }
 
 #[tokio::test]
 async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
     let (fake, ctx) = ready_to_rotate().await;
-    fake.world().faults.insert(rotation_calls().len() - 1, Fault::Before); // the final status write
+    let final_status = rotation_calls().iter().rposition(|c| *c == Call::PatchStatus).expect("written");
+    fake.world().faults.insert(final_status, Fault::Before);
     reconcile_now(&fake, &ctx).await.expect_err("status write refused");
     let restarted = process(&fake);
     take_calls(&fake);
@@ -553,7 +554,7 @@ async fn a_secret_already_holding_the_rotation_only_finishes_the_status() {
         after_reads(take_calls(&fake)),
         // Without the credentials at hand there is nothing to check, and
         // the Verified condition says so.
-        [Call::Publish("Rotated"), Call::Publish("NotVerified"), Call::PatchStatus]
+        [Call::Publish("NotVerified"), Call::PatchStatus, Call::Publish("Rotated")]
     );
     assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
 }
@@ -571,9 +572,9 @@ async fn a_reset_that_never_happened_is_recorded_again_then_sent() {
             Call::Reset,
             Call::GetSecret(SECRET.into()),
             Call::ApplySecret,
-            Call::Publish("Rotated"),
             Call::Ping(true), // no Secret before: no old token to try
             Call::PatchStatus,
+            Call::Publish("Rotated"),
             Call::PatchObject,
         ]
     );
