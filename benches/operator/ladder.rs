@@ -83,6 +83,7 @@ pub fn with_operator(ladder: &mut Value, bursts: &[Value]) {
             "ratio_to_floor": burst["ratio_to_floor"],
             "ratio_to_last_rung": seconds / last,
             "plane_cpu_ms_per_rotation": burst["plane_cpu_ms_per_rotation"],
+            "plane_cpu_ms_per_rotation_with_events": burst["plane_cpu_ms_per_rotation_with_events"],
         });
     }
 }
