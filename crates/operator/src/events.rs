@@ -68,7 +68,8 @@ impl EventQueue {
             let (on, event) = match refused {
                 mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
             };
-            tracing::debug!(reason = %event.reason, name = on.name.as_deref().unwrap_or_default(), "event queue full; event dropped");
+            let name = on.name.as_deref().unwrap_or_default();
+            tracing::debug!(reason = %event.reason, name, "event dropped: the queue is full (or its task ended)");
         }
     }
 
