@@ -64,10 +64,16 @@ async fn an_edited_secret_does_not_fake_a_rotation_that_never_happened() {
     world.wait_applied("cache", 1).await;
     assert_eq!(world.resets().await, 1, "the rotation was really made, once");
     assert_secret_is_current(&world, "cache").await;
+    // The rotation is reported once, as `Rotated` or as `RotationRecovered`,
+    // after its status: wait for the report before asserting which.
+    world.wait_event("Rotated", 1).await;
     assert!(
         !world.event_reasons().await.iter().any(|r| r == "RotationRecovered"),
         "a hand edit is no proof of a reset"
     );
+    let status = world.resources().get("cache").await.expect("resource").status.unwrap_or_default();
+    let newest = status.history.first().map(|h| (h.rotation, h.recovered));
+    assert_eq!(newest, Some((1, false)), "the history records a reset made, not recovered");
 }
 
 #[tokio::test]
