@@ -83,6 +83,10 @@ async fn a_standby_takes_over_within_the_lease_duration_without_a_second_reset()
     let leases: Api<Lease> = Api::namespaced(world.client.clone(), &ns);
     eventually(WAIT, "replica-a to lead", || async { (holder(&leases).await? == "replica-a").then_some(()) })
         .await;
+    // The process names itself in its User-Agent: the Lease it wrote
+    // without naming a field manager is managed by the operator.
+    let lease = leases.get("upstash-rotator").await.expect("lease");
+    assert_eq!(support::managers(&lease.metadata, ""), ["upstash-rotator"]);
     let mut second = start("replica-b").await;
     assert_eq!(second.get("/readyz").await.0, 200, "a standby is ready");
 

@@ -9,7 +9,11 @@ use kube::api::{Patch, PatchParams};
 use reqwest::Method;
 use serde_json::json;
 use support::world::{World, credentials_of};
-use upstash_rotator::{conditions::Reason, reconcile::FINALIZER, secret};
+use upstash_rotator::{
+    conditions::Reason,
+    reconcile::{FINALIZER, MANAGER},
+    secret,
+};
 
 #[tokio::test]
 async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
@@ -84,7 +88,9 @@ async fn new_resource_gets_current_credentials_without_a_reset_then_rotates() {
     let status = rotated.status.clone().expect("status");
     assert!(status.last_rotation_time.is_some());
     assert_eq!(support::conditions_reason(&rotated), Some(Reason::Rotated.as_str().to_owned()));
-    assert!(rotated.metadata.finalizers.unwrap_or_default().iter().all(|f| f != FINALIZER));
+    assert!(rotated.metadata.finalizers.clone().unwrap_or_default().iter().all(|f| f != FINALIZER));
+    // Every status write names the operator as its manager, never "unknown".
+    assert_eq!(support::managers(&rotated.metadata, "status"), [MANAGER]);
     let old_token = before["rest_token"].as_str().expect("token");
     let new_token = after["rest_token"].as_str().expect("token");
     assert_eq!(world.sim.ping(old_token).await, 401, "the old token is revoked");

@@ -18,8 +18,24 @@ use crate::metrics::Metrics;
 
 /// The kubeconfig's (or the pod's) client, its requests counted in `metrics`.
 pub async fn counted(metrics: Arc<Metrics>) -> kube::Result<kube::Client> {
-    let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let config = config(OPERATOR_AGENT).await?;
     Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&CountRequests { metrics }).build())
+}
+
+/// The operator's `User-Agent`. The apiserver names a write's field manager
+/// after it when the request names none, and shows it in audit logs.
+pub const OPERATOR_AGENT: &str = concat!("upstash-rotator/", env!("CARGO_PKG_VERSION"));
+/// The one-shot commands' (`rotate`, `status`): a user's change of
+/// `spec.rotation` is not the operator's.
+pub const CLI_AGENT: &str = concat!("upstash-rotator-cli/", env!("CARGO_PKG_VERSION"));
+
+/// The kubeconfig's (or the pod's) configuration, its requests sent as
+/// `agent`: kube-client sends no `User-Agent` of its own, and without one the
+/// apiserver records writes as made by the manager "unknown".
+pub async fn config(agent: &'static str) -> kube::Result<kube::Config> {
+    let mut config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(agent)));
+    Ok(config)
 }
 
 /// Wraps a client's service in `Counted`.

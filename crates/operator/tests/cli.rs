@@ -37,6 +37,9 @@ async fn rotate_wait_reports_success_and_failure() {
     assert!(ok.status.success(), "stdout: {} stderr: {}", text(&ok.stdout), text(&ok.stderr));
     assert!(text(&ok.stdout).contains("rotation 1 applied"), "{}", text(&ok.stdout));
     assert_eq!(world.resets().await, 1);
+    // The counter raised by a user's command is not the operator's write.
+    let raised = world.resources().get("cache").await.expect("resource");
+    assert!(support::managers(&raised.metadata, "").contains(&"upstash-rotator-cli".to_owned()));
 
     world.put_api_credentials(EMAIL, "wrong").await;
     let failed = rotator(&["rotate", "cache", "-n", &world.ns.name, "--wait", "--timeout", "60"], None).await;

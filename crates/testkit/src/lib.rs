@@ -158,6 +158,14 @@ pub fn conditions_reason(r: &upstash_rotator::crd::RedisPasswordRotation) -> Opt
 }
 
 /// The message of a resource's Ready condition.
+/// The field managers of an object's writes to `subresource` ("" for the
+/// object itself, "status" for its status), as the apiserver recorded them.
+pub fn managers(meta: &kube::api::ObjectMeta, subresource: &str) -> Vec<String> {
+    let entries = meta.managed_fields.iter().flatten();
+    let on = entries.filter(|e| e.subresource.as_deref().unwrap_or_default() == subresource);
+    on.map(|e| e.manager.clone().unwrap_or_default()).collect()
+}
+
 pub fn ready_message(r: &upstash_rotator::crd::RedisPasswordRotation) -> String {
     r.status
         .as_ref()

@@ -6,11 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use kube::{
-    Api, Client, ResourceExt as _,
-    api::{Patch, PatchParams},
-    runtime::controller::Action,
-};
+use kube::{Api, Client, ResourceExt as _, api::Patch, runtime::controller::Action};
 use serde_json::json;
 use upstash_api::UpstashClient;
 
@@ -19,7 +15,7 @@ use crate::{
     cache::Indexes,
     conditions::{self, Reason, VALIDATED},
     leader::{Fence, LeaseExpired},
-    reconcile::{Error, credentials::KeySecret},
+    reconcile::{Error, credentials::KeySecret, merge_params},
 };
 
 /// Resources listed by name in an account's status; the count covers all.
@@ -99,7 +95,7 @@ pub async fn reconcile<A: Account>(
         ctx.fence.check()?;
         let api = A::api(ctx.client.clone(), account.namespace().as_deref());
         let patch = json!({ "status": status });
-        api.patch_status(&account.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch_status(&account.name_any(), &merge_params(), &Patch::Merge(&patch)).await?;
     }
     // Its own status write comes back as an event: a check that failed for
     // now is tried again on this timer only, never on that echo.

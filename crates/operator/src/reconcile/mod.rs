@@ -53,7 +53,7 @@ use kube::{
 
 pub use context::{Context, Fingerprint, Remembered};
 pub use error::{Error, Failure, kube_message};
-pub use ops::{Cluster, KubeOps, MANAGER, UpstashOps};
+pub use ops::{Cluster, KubeOps, MANAGER, UpstashOps, merge_params};
 
 use crate::{
     cache::CachedRotation,

@@ -263,7 +263,7 @@ impl KubeOps for Cluster {
 
     async fn probe_secret_update(&self, namespace: &str, name: &str, version: &str) -> kube::Result<Secret> {
         let patch = json!({"metadata": {"resourceVersion": version}});
-        let params = PatchParams { dry_run: true, field_manager: Some(MANAGER.into()), ..Default::default() };
+        let params = PatchParams { dry_run: true, ..merge_params() };
         Api::<Secret>::namespaced(self.client.clone(), namespace)
             .patch(name, &params, &Patch::Merge(&patch))
             .await
@@ -275,7 +275,7 @@ impl KubeOps for Cluster {
         name: &str,
         patch: &Value,
     ) -> kube::Result<RedisPasswordRotation> {
-        self.resources(namespace).patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await
+        self.resources(namespace).patch_status(name, &merge_params(), &Patch::Merge(patch)).await
     }
 
     async fn patch_object(
@@ -284,7 +284,7 @@ impl KubeOps for Cluster {
         name: &str,
         patch: &Value,
     ) -> kube::Result<RedisPasswordRotation> {
-        self.resources(namespace).patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
+        self.resources(namespace).patch(name, &merge_params(), &Patch::Merge(patch)).await
     }
 
     async fn restart_workload(
@@ -295,8 +295,7 @@ impl KubeOps for Cluster {
     ) -> kube::Result<()> {
         let patch =
             json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: value}}}}});
-        let (patch, params) =
-            (Patch::Merge(&patch), PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() });
+        let (patch, params) = (Patch::Merge(&patch), merge_params());
         let (client, name) = (self.client.clone(), workload.name.as_str());
         match workload.kind {
             WorkloadKind::Deployment => {
@@ -353,3 +352,8 @@ impl UpstashOps for UpstashClient {
 
 /// Bound of one RESP check (connect, AUTH, PING).
 const RESP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A merge patch's parameters, naming the operator as the fields' manager.
+pub fn merge_params() -> PatchParams {
+    PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() }
+}
