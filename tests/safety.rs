@@ -160,9 +160,9 @@ async fn an_update_probe_reads_the_secret_at_its_version_and_passes_the_same_adm
     };
     let created = world.secrets().create(&PostParams::default(), &secret).await.expect("create");
     let version = created.metadata.resource_version.clone().expect("version");
-    let recorder =
-        Recorder::new(world.client.clone(), Reporter { controller: "probe-test".into(), instance: None });
-    let reports = EventQueue::start(recorder.clone(), Metrics::default().events_dropped);
+    let reporter = Reporter { controller: "probe-test".into(), instance: None };
+    let recorder = Recorder::new(world.client.clone(), reporter.clone());
+    let reports = EventQueue::start(world.client.clone(), reporter, Metrics::default().events_dropped);
     let cluster = Cluster::new(world.client.clone(), recorder, reports);
     let ns = world.ns.name.as_str();
 

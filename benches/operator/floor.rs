@@ -21,7 +21,7 @@ use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client, Resource as _,
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder, Reporter},
+    runtime::events::{Event, EventType, Reporter},
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -80,7 +80,8 @@ impl Floor {
             versions: Mutex::new(versions),
             secret_versions: Mutex::default(),
             reports: EventQueue::start(
-                Recorder::new(client.clone(), Reporter { controller: "floor".into(), instance: None }),
+                client.clone(),
+                Reporter { controller: "floor".into(), instance: None },
                 upstash_rotator::metrics::Metrics::default().events_dropped,
             ),
         }

@@ -128,9 +128,11 @@ pub async fn run(
     )
     .map_err(|e| StartError::HttpClient(with_causes(&e)))?
     .with_observer(Arc::new(move |route, status| observer.upstash_request(route, status)));
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: settings.reporter.clone(), instance: None });
-    let reports = EventQueue::start(recorder.clone(), runtime.metrics.events_dropped.clone());
+    let reporter = Reporter { controller: settings.reporter.clone(), instance: None };
+    // Warnings, rare and awaited, go through this recorder; reports through
+    // the queue's own.
+    let recorder = Recorder::new(client.clone(), reporter.clone());
+    let reports = EventQueue::start(client.clone(), reporter, runtime.metrics.events_dropped.clone());
     let shutdown = shutdown.boxed().shared();
 
     let rechecks = Arc::new(Rechecks::default());

@@ -9,13 +9,26 @@ use std::sync::{
 };
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, Recorder};
+use kube::{
+    Client,
+    runtime::events::{Event, Recorder, Reporter},
+};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
 
 /// Events waiting at most: client-go's broadcaster keeps 1,000 too. A burst
 /// that outruns the apiserver by more drops its reports, never a rotation.
 pub const QUEUE_LENGTH: usize = 1024;
+
+/// Publications after which the task starts a new `Recorder`. kube-runtime's
+/// keeps every event it published for 6 minutes, to fold a repeat into a
+/// series, and scans them all on each publication: after a burst of 10,000
+/// rotations, megabytes held and 10,000 compared per event. A repeat is an
+/// event on the same version of the same object: a report's follows its
+/// first within one reconcile, or (`--dry-run`, which writes nothing) at the
+/// resource's next reconcile. One more than this many events after its first
+/// is published as an event of its own rather than as a series count.
+pub const RECORDER_LIFETIME: usize = 256;
 
 /// The sending side; cheap to clone.
 #[derive(Clone)]
@@ -41,18 +54,24 @@ impl Unpublished {
 }
 
 impl EventQueue {
-    /// Starts the task that publishes queued events through `recorder`, one
-    /// at a time: reports take one lane of the apiserver, never the lanes
+    /// Starts the task that publishes queued events as `reporter`, one at a
+    /// time: reports take one lane of the apiserver, never the lanes
     /// reconciles use. `dropped` counts those a full queue turned away.
-    pub fn start(recorder: Recorder, dropped: Counter) -> Self {
+    pub fn start(client: Client, reporter: Reporter, dropped: Counter) -> Self {
         let (sender, mut queued) = mpsc::channel::<(ObjectReference, Event)>(QUEUE_LENGTH);
         let unpublished = Arc::new(Unpublished::default());
         let tally = unpublished.clone();
         tokio::spawn(async move {
+            let mut recorder = Recorder::new(client.clone(), reporter.clone());
+            let mut published = 0;
             while let Some((on, event)) = queued.recv().await {
+                if published == RECORDER_LIFETIME {
+                    (recorder, published) = (Recorder::new(client.clone(), reporter.clone()), 0);
+                }
                 if let Err(e) = recorder.publish(&event, &on).await {
                     tracing::warn!(reason = %event.reason, error = %e, "cannot publish event");
                 }
+                published += 1;
                 tally.done();
             }
         });
@@ -96,34 +115,32 @@ impl EventQueue {
 mod tests {
     use std::{convert::Infallible, time::Duration};
 
-    use http::{Request, Response};
-    use kube::{
-        client::Body,
-        runtime::events::{EventType, Reporter},
-    };
+    use http::{Method, Request, Response};
+    use kube::{client::Body, runtime::events::EventType};
     use tokio::sync::Semaphore;
 
     use super::*;
 
     const CREATED: &str = r#"{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e"},"eventTime":"2026-12-07T00:00:00.000000Z"}"#;
 
-    /// A queue on an apiserver that answers each event create once `gate`
-    /// lets it, reporting each request it received on `seen`.
-    fn queue(gate: Arc<Semaphore>, seen: mpsc::UnboundedSender<()>) -> (EventQueue, Counter) {
-        let service = tower::service_fn(move |_: Request<Body>| {
+    /// A queue on an apiserver that answers each event create (or series
+    /// patch) once `gate` lets it, reporting each request's method on `seen`.
+    fn queue(gate: Arc<Semaphore>, seen: mpsc::UnboundedSender<Method>) -> (EventQueue, Counter) {
+        let service = tower::service_fn(move |request: Request<Body>| {
             let (gate, seen) = (gate.clone(), seen.clone());
             async move {
-                let _ = seen.send(());
+                let status = if request.method() == Method::POST { 201 } else { 200 };
+                let _ = seen.send(request.method().clone());
                 gate.acquire().await.map(tokio::sync::SemaphorePermit::forget).ok();
                 Ok::<_, Infallible>(
-                    Response::builder().status(201).body(Body::from(CREATED.as_bytes().to_vec())).unwrap(),
+                    Response::builder().status(status).body(Body::from(CREATED.as_bytes().to_vec())).unwrap(),
                 )
             }
         });
         let client = kube::Client::new(service, "app");
-        let recorder = Recorder::new(client, Reporter { controller: "test".into(), instance: None });
         let dropped = Counter::default();
-        (EventQueue::start(recorder, dropped.clone()), dropped)
+        let reporter = Reporter { controller: "test".into(), instance: None };
+        (EventQueue::start(client, reporter, dropped.clone()), dropped)
     }
 
     fn rotated(name: &str) -> (ObjectReference, Event) {
@@ -174,5 +191,38 @@ mod tests {
             requests += 1;
         }
         assert_eq!((requests, dropped.get()), (3, 0));
+    }
+
+    /// A repeat (the same event on the same version of an object) is folded
+    /// into the first one's series while the recorder that published it
+    /// lives, and the recorder gives way to a new one, empty, after
+    /// `RECORDER_LIFETIME` publications: what it holds stays bounded.
+    #[tokio::test]
+    async fn repeats_fold_into_a_series_and_the_recorder_is_renewed_after_its_lifetime() {
+        let (gate, (seen, mut arrived)) =
+            (Arc::new(Semaphore::new(usize::MAX >> 4)), mpsc::unbounded_channel());
+        let (queue, _) = queue(gate, seen);
+        let publish = |name: &str| {
+            let (on, event) = rotated(name);
+            queue.push(on, event);
+        };
+        let mut methods = Vec::new();
+        let mut next = async || {
+            let method =
+                tokio::time::timeout(Duration::from_secs(10), arrived.recv()).await.unwrap().unwrap();
+            methods.push(method);
+        };
+        publish("repeated");
+        publish("repeated");
+        for i in 2..RECORDER_LIFETIME {
+            publish(&format!("other-{i}"));
+        }
+        publish("repeated");
+        for _ in 0..=RECORDER_LIFETIME {
+            next().await;
+        }
+        assert_eq!(methods[..2], [Method::POST, Method::PATCH], "a repeat joins the first one's series");
+        assert!(methods[2..RECORDER_LIFETIME].iter().all(|m| m == Method::POST));
+        assert_eq!(methods[RECORDER_LIFETIME], Method::POST, "a new recorder holds nothing of the old one's");
     }
 }
