@@ -157,7 +157,6 @@ pub fn conditions_reason(r: &upstash_rotator::crd::RedisPasswordRotation) -> Opt
         .map(|c| c.reason.clone())
 }
 
-/// The message of a resource's Ready condition.
 /// The field managers of an object's writes to `subresource` ("" for the
 /// object itself, "status" for its status), as the apiserver recorded them.
 pub fn managers(meta: &kube::api::ObjectMeta, subresource: &str) -> Vec<String> {
@@ -166,6 +165,7 @@ pub fn managers(meta: &kube::api::ObjectMeta, subresource: &str) -> Vec<String> 
     on.map(|e| e.manager.clone().unwrap_or_default()).collect()
 }
 
+/// The message of a resource's Ready condition.
 pub fn ready_message(r: &upstash_rotator::crd::RedisPasswordRotation) -> String {
     r.status
         .as_ref()

@@ -87,11 +87,10 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 /// or their `CLUSTER` exit.
 async fn cluster_client() -> Result<kube::Client, ExitCode> {
     crate::tls::install_crypto_provider();
-    let configured = match crate::client::config(crate::client::CLI_AGENT).await {
-        Ok(config) => kube::Client::try_from(config),
-        Err(e) => Err(e),
-    };
-    configured.map_err(|e| fail(exit::CLUSTER, format!("cannot configure the Kubernetes client: {e}")))
+    crate::client::config(crate::client::CLI_AGENT)
+        .await
+        .and_then(kube::Client::try_from)
+        .map_err(|e| fail(exit::CLUSTER, format!("cannot configure the Kubernetes client: {e}")))
 }
 
 #[derive(clap::Args)]
