@@ -89,7 +89,7 @@ crds=true
 kubectl get crd redispasswordrotations.upstash-rotator.io upstashaccounts.upstash-rotator.io \
   clusterupstashaccounts.upstash-rotator.io >/dev/null 2>&1 && crds=false
 run helm install rotator charts/upstash-rotator -n demo --wait --timeout 120s --set crds.install=$crds \
-  --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
+  --set image.repository="${image%:*}" --set-string image.tag="${image##*:}" --set image.pullPolicy=Never \
   --set upstashApiUrl="$sim" --set-file upstash.caBundle="$work/ca.pem" --set "watchNamespaces={demo}" >/dev/null
 run kubectl get pods -n demo -o wide
 

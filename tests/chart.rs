@@ -66,6 +66,16 @@ fn lint_passes_and_unknown_or_bad_values_are_rejected() {
         assert!(!out.status.success(), "{sets:?} must be rejected");
         assert!(text(&out).contains(expected), "{sets:?}: {}", text(&out));
     }
+    // A tag of digits only (a `git describe` short hash can be one): as a
+    // string it renders verbatim, never as a number such as 1.671504e+06.
+    let args = ["template", "rel", CHART, "--kube-version", "1.36.3", "--set-string", "image.tag=1671504"];
+    let out = helm(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"image: "ghcr.io/upstash-rotator/upstash-rotator:1671504""#),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Every variable the chart sets is one `upstash-rotator run` reads: a

@@ -202,7 +202,6 @@ impl Release {
     fn helm(&self, verb: &str, (repository, tag): &(String, String), api_url: &str, extra: &[(&str, &str)]) {
         let sets = [
             format!("image.repository={repository}"),
-            format!("image.tag={tag}"),
             "image.pullPolicy=Never".to_owned(),
             "crds.install=false".to_owned(),
             format!("watchNamespaces={{{}}}", self.namespace),
@@ -210,7 +209,11 @@ impl Release {
             "logFormat=text".to_owned(),
             r"logLevel=info\,upstash_rotator=debug".to_owned(),
         ];
+        // The tag is `git describe`'s: a short hash may be all digits, which
+        // `--set` would pass as a number.
+        let tag = format!("image.tag={tag}");
         let mut args = vec![verb, &self.name, CHART, "-n", &self.namespace, "--wait", "--timeout", "120s"];
+        args.extend(["--set-string", &tag]);
         for set in &sets {
             args.extend(["--set", set]);
         }
