@@ -73,6 +73,10 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_counter_bump_does_not()
     assert_ne!(status.history[0].fingerprint, status.history[1].fingerprint, "two versions of the password");
     assert_eq!((status.rotation, rotated.spec.rotation), (Some(1), 1), "the counter is left alone");
     assert_eq!(world.resets().await, 2);
+    // This process read the API key, not the Secret: its watch showed it at
+    // the operator's last write, and the rotation's dry run proved it.
+    let gets = world.operator.as_ref().map(|op| op.kubernetes_requests("get", "secrets", "200"));
+    assert_eq!(gets, Some(1), "Secret reads of the scheduled rotation");
     // The window closed before the next one is due: tomorrow's.
     let tomorrow = open.checked_add(SignedDuration::from_hours(24)).expect("in range");
     assert_eq!(next(&rotated), Some(tomorrow));

@@ -162,9 +162,23 @@ impl Operator {
         Self::launch(client, settings, fence)
     }
 
+    /// An operator whose client counts its requests in its metrics, as the
+    /// binary's does (`upstash_rotator::client::counted`).
+    pub async fn start_counted(namespace: &str, api_url: &str) -> Self {
+        let runtime = Runtime { fence: Fence::unfenced(), ..Runtime::default() };
+        let client = upstash_rotator::client::counted(runtime.metrics.clone())
+            .await
+            .expect("a client from the KUBECONFIG");
+        let settings = settings(namespace, api_url, Duration::from_secs(2), "test", Vec::new());
+        Self::spawn(client, settings, runtime)
+    }
+
     fn launch(client: Client, settings: Settings, fence: Fence) -> Self {
+        Self::spawn(client, settings, Runtime { fence, ..Runtime::default() })
+    }
+
+    fn spawn(client: Client, settings: Settings, runtime: Runtime) -> Self {
         capture_logs();
-        let runtime = Runtime { fence, ..Runtime::default() };
         let metrics = runtime.metrics.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -181,6 +195,16 @@ impl Operator {
     /// Reconciles this operator finished without an error so far.
     pub fn reconciles_ok(&self) -> u64 {
         self.metrics.reconciles.get_or_create(&upstash_rotator::metrics::ResultLabel { result: "ok" }).get()
+    }
+
+    /// Its Kubernetes API requests of `verb` on `resource` answered `code`.
+    pub fn kubernetes_requests(&self, verb: &'static str, resource: &str, code: &str) -> u64 {
+        let labels = upstash_rotator::metrics::KubernetesRequestLabels {
+            verb,
+            resource: resource.to_owned(),
+            code: code.to_owned(),
+        };
+        self.metrics.kubernetes_requests.get_or_create(&labels).get()
     }
 
     /// Asks for a graceful stop without waiting.

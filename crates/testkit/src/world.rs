@@ -72,8 +72,10 @@ impl World {
         world
     }
 
+    /// The operator of this world, its Kubernetes requests counted as the
+    /// binary's are.
     pub async fn start_operator(&mut self) {
-        self.operator = Some(Operator::start(self.client.clone(), &self.ns.name, &self.sim.url).await);
+        self.operator = Some(Operator::start_counted(&self.ns.name, &self.sim.url).await);
     }
 
     /// An operator that trusts these CA certificates besides the system's

@@ -79,20 +79,44 @@ impl Target {
     }
 }
 
-/// The version to leave the Secret unread at: when the counter asks for a
-/// rotation with nothing in flight (deciding it needs nothing from the
-/// Secret), and the watch shows the Secret at the version the status
-/// records. Every write the rotation makes carries that version as its
-/// precondition, so a watch that is behind costs a 409 and a read.
-fn unread_at(resource: &RedisPasswordRotation, seen: &Seen, namespace: &str, name: &str) -> Option<String> {
+/// The version to leave the Secret unread at: when the counter or a due
+/// `spec.schedule` asks for a rotation with nothing in flight (deciding it
+/// needs nothing from the Secret), and the watch shows the Secret at the
+/// version the status records. Every write the rotation makes carries that
+/// version as its precondition, so a watch that is behind costs a 409 and a
+/// read. `now` is the observation's own, so the plan finds the schedule due
+/// exactly when this did.
+fn unread_at(
+    resource: &RedisPasswordRotation,
+    seen: &Seen,
+    namespace: &str,
+    name: &str,
+    now: Timestamp,
+) -> Option<String> {
     let status = resource.status.as_ref()?;
+    let asked = status.rotation.is_some_and(|applied| {
+        resource.spec.rotation > applied
+            || resource.spec.rotation == applied
+                && resource.spec.schedule.as_ref().is_some_and(|spec| {
+                    // One that cannot be parsed is read and reported.
+                    Schedule::parse(spec, now).is_ok_and(|schedule| schedule_due(&schedule, resource, now))
+                })
+    });
     let rotating = status.pending_rotation.is_none()
         && resource.metadata.deletion_timestamp.is_none()
-        && status.rotation.is_some_and(|applied| resource.spec.rotation > applied)
+        && asked
         && status.secret_name.as_deref() == Some(name);
     let recorded = status.secret_resource_version.as_deref()?;
     (rotating && seen.secret(namespace, name) == Freshness::NotOlderThan(recorded))
         .then(|| recorded.to_owned())
+}
+
+/// Whether `schedule` asks `resource` for a rotation at `now`.
+fn schedule_due(schedule: &Schedule, resource: &RedisPasswordRotation, now: Timestamp) -> bool {
+    let last = resource.status.as_ref().and_then(|s| s.last_rotation_time.as_ref()).map(|t| t.0);
+    let created = resource.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    crate::schedule::counted_from(last, created)
+        .is_some_and(|from| schedule.next_start(from, now).is_ok_and(|next| next <= now))
 }
 
 /// Another resource that manages the same database.
@@ -158,10 +182,11 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
             None => return Ok(None),
         },
     };
+    let now = Timestamp::now();
     let uid = resource.uid().unwrap_or_default();
     let target_name = resource.secret_name();
     let cluster_namespace = ctx.cluster_namespace.as_deref();
-    let unread = unread_at(&resource, seen, namespace, &target_name);
+    let unread = unread_at(&resource, seen, namespace, &target_name, now);
     // Independent reads, at once: the Secret and the key.
     let (target, key) = tokio::try_join!(
         async {
@@ -187,7 +212,7 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
         conflict: None,
         upstash: None,
         schedule: None,
-        now: Timestamp::now(),
+        now,
         resource,
     }))
 }
@@ -220,11 +245,7 @@ impl Observation {
     /// since the last rotation (or the creation) and a window, if any, is
     /// open.
     pub fn schedule_due(&self) -> bool {
-        let Some(schedule) = &self.schedule else { return false };
-        let last = self.resource.status.as_ref().and_then(|s| s.last_rotation_time.as_ref()).map(|t| t.0);
-        let created = self.resource.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        crate::schedule::counted_from(last, created)
-            .is_some_and(|from| schedule.next_start(from, self.now).is_ok_and(|next| next <= self.now))
+        self.schedule.as_ref().is_some_and(|schedule| schedule_due(schedule, &self.resource, self.now))
     }
 
     /// Looks for an older resource that has synced the same database. Only
@@ -292,7 +313,7 @@ mod tests {
     use super::*;
     use crate::{
         cache::{KeyVersions, WrittenVersions},
-        crd::RedisPasswordRotationStatus,
+        crd::{RedisPasswordRotationStatus, RotationSchedule},
     };
 
     fn secret(namespace: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {
@@ -304,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn the_secret_is_left_unread_only_for_a_counter_rotation_over_the_operators_last_write() {
+    fn the_secret_is_left_unread_only_for_a_rotation_asked_for_over_the_operators_last_write() {
         let written = Arc::new(WrittenVersions::default());
         written.observe(&watcher::Event::Apply(secret("ns", "app-redis", "41")));
         let caches = Caches { written: vec![written], ..Default::default() };
@@ -318,9 +339,24 @@ mod tests {
         .unwrap_or_else(|e| panic!("resource: {e}"));
         let unread = |resource: &RedisPasswordRotation| {
             let seen = Seen::of(&caches, &CachedRotation::of(resource));
-            unread_at(resource, &seen, "ns", &resource.secret_name())
+            unread_at(resource, &seen, "ns", &resource.secret_name(), Timestamp::now())
         };
         assert_eq!(unread(&rotating).as_deref(), Some("41"));
+        // A schedule due since long ago asks for one with the counter as applied.
+        let mut scheduled = rotating.clone();
+        scheduled.spec.rotation = 2;
+        scheduled.metadata.creation_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        scheduled.spec.schedule =
+            Some(Box::new(RotationSchedule { every: "1h".into(), windows: Vec::new(), time_zone: None }));
+        assert_eq!(unread(&scheduled).as_deref(), Some("41"));
+        // Not due yet, or unreadable (reported after the read): read.
+        let mut rotated_now = scheduled.clone();
+        rotated_now.status.get_or_insert_default().last_rotation_time = Some(Time(Timestamp::now()));
+        let mut unreadable = scheduled.clone();
+        if let Some(schedule) = &mut unreadable.spec.schedule {
+            schedule.every = "hourly".into();
+        }
+        assert_eq!((unread(&rotated_now), unread(&unreadable)), (None, None));
 
         let mut changed =
             [rotating.clone(), rotating.clone(), rotating.clone(), rotating.clone(), rotating.clone()];

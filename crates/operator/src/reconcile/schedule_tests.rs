@@ -13,8 +13,8 @@ use super::{
     fake::{Call, Fake, Fault},
     schedule_wait,
     tests::{
-        SECRET, UID, credentials, done, process, raise_counter, reconcile_now, rotation_calls,
-        runs_broken_by_a_fault, status, take_calls, world,
+        API_KEY, SECRET, UID, credentials, done, process, process_watching, raise_counter, reconcile_now,
+        rotation_calls, runs_broken_by_a_fault, status, take_calls, world,
     },
 };
 use crate::{
@@ -112,6 +112,47 @@ async fn a_due_schedule_waits_while_suspended_without_spinning() {
     take_calls(&fake);
     reconcile_now(&fake, &ctx).await.expect("still suspended");
     assert!(!take_calls(&fake).contains(&Call::PatchStatus));
+}
+
+#[tokio::test]
+async fn a_due_schedule_over_the_secret_as_written_reads_it_with_its_dry_run() {
+    let (fake, _) = due().await;
+    let version = status(&fake).secret_resource_version.expect("recorded");
+    // A process whose watch shows the Secret at the operator's last write.
+    let ctx = process_watching(&fake, &[(SECRET, &version)]);
+    reconcile_now(&fake, &ctx).await.expect("scheduled rotation");
+    // As for a raised counter: the dry run is the read.
+    let expected: Vec<Call> = rotation_calls()
+        .into_iter()
+        .filter(|c| *c != Call::GetSecret(SECRET.into()))
+        .map(|c| if c == Call::DryRunSecret { Call::ProbeSecret(version.clone()) } else { c })
+        .collect();
+    assert_eq!(take_calls(&fake), expected);
+    assert_eq!((scheduled_done(&fake), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_schedule_waiting_for_its_window_reads_the_secret_as_written() {
+    let fake = world();
+    reconcile_now(&fake, &process(&fake)).await.expect("first sync");
+    // Added after the sync: nothing records when it comes due.
+    schedule(&fake, "1m", vec![closed_window()]);
+    let version = status(&fake).secret_resource_version.expect("recorded");
+    let ctx = process_watching(&fake, &[(SECRET, &version)]);
+    take_calls(&fake);
+    reconcile_now(&fake, &ctx).await.expect("waits for the window");
+    // Not due: the sync it does instead compares with the Secret, so it
+    // reads it first, as any sync does.
+    let sync = [
+        Call::GetResource,
+        Call::GetSecret(SECRET.into()),
+        Call::GetSecret(API_KEY.into()),
+        Call::GetDatabase,
+        Call::ApplySecret,
+        Call::PatchStatus,
+    ];
+    assert_eq!(take_calls(&fake), sync);
+    assert_eq!(fake.world().resets, 0);
 }
 
 #[tokio::test]

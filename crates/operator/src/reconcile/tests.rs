@@ -27,7 +27,7 @@ use crate::{
 
 pub(super) const UID: &str = "uid-1";
 pub(super) const SECRET: &str = "cache";
-const API_KEY: &str = "upstash-api";
+pub(super) const API_KEY: &str = "upstash-api";
 
 pub(super) fn resource() -> RedisPasswordRotation {
     let mut r = RedisPasswordRotation::new("cache", RedisPasswordRotationSpec::new("db", API_KEY));
@@ -251,7 +251,7 @@ async fn ready_to_rotate_as_written() -> (Fake, Arc<Context<Fake, Fake>>) {
 
 /// A fresh process whose watch of written Secrets delivered `secrets`
 /// (name, version) in the resource's namespace.
-fn process_watching(fake: &Fake, secrets: &[(&str, &str)]) -> Arc<Context<Fake, Fake>> {
+pub(super) fn process_watching(fake: &Fake, secrets: &[(&str, &str)]) -> Arc<Context<Fake, Fake>> {
     use kube::{core::PartialObjectMeta, runtime::watcher::Event};
     let written = Arc::new(crate::cache::WrittenVersions::default());
     written.observe(&Event::Init);
