@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::ObjectMeta, jiff::Timestamp};
 use kube::core::NamespaceResourceScope;
 
-use super::trim::identity_only;
+use super::trim::{identity_copy, identity_only};
 use crate::{
     account::AccountRef,
     conditions::{self, CONSUMERS_RESTARTED, READY},
@@ -59,9 +59,7 @@ pub struct CachedStatus {
 impl CachedRotation {
     /// What the cache keeps of `resource`.
     pub fn of(resource: &RedisPasswordRotation) -> Self {
-        let mut metadata = resource.metadata.clone();
-        identity_only(&mut metadata);
-        Self::with_metadata(metadata, resource)
+        Self::with_metadata(identity_copy(&resource.metadata), resource)
     }
 
     /// Like `of`, taking the metadata instead of copying it (the watch
