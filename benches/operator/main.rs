@@ -457,13 +457,7 @@ async fn operator_burst(
     let before = Readings::take(client, sim, running).await?;
     let plane = probe::plane_cpu_ns()?;
     let started = Instant::now();
-    let names: Vec<String> = (0..burst).map(resource_name).collect();
-    let patched = concurrently(names, BENCH_PARALLEL, |name| {
-        let resources = resources.clone();
-        async move { bump(&resources, &name, rotation).await }
-    })
-    .await?;
-    patched.into_iter().collect::<Result<Vec<()>>>()?;
+    raise_counters(&resources, burst, rotation).await?;
     tracker
         .wait_applied(prefix, burst, rotation, Duration::from_secs(1800))
         .await
@@ -540,6 +534,23 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
     let index =
         ((samples.len() as f64 * p).ceil() as usize).saturating_sub(1).min(samples.len().saturating_sub(1));
     samples.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Raises the counters of the first `count` resources to `rotation`, as
+/// fast as the bench writes (`BENCH_PARALLEL` at a time).
+pub async fn raise_counters(
+    resources: &Api<RedisPasswordRotation>,
+    count: usize,
+    rotation: i64,
+) -> Result<()> {
+    let names: Vec<String> = (0..count).map(resource_name).collect();
+    let patched = concurrently(names, BENCH_PARALLEL, |name| {
+        let resources = resources.clone();
+        async move { bump(&resources, &name, rotation).await }
+    })
+    .await?;
+    patched.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
 }
 
 async fn bump(resources: &Api<RedisPasswordRotation>, name: &str, rotation: i64) -> Result<()> {

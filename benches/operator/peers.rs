@@ -17,12 +17,12 @@ use testkit::sim::{API_KEY, EMAIL, Sim};
 use upstash_rotator::crd::RedisPasswordRotation;
 
 use crate::{
-    BENCH_PARALLEL, Extras, Floor, IDLE, Readings, Result, UNRELATED, bump, concurrently, create_databases,
+    BENCH_PARALLEL, Extras, Floor, IDLE, Readings, Result, UNRELATED, concurrently, create_databases,
     create_resources,
     eso::{self, Eso},
     probe::{self, ApiRequests, memory_kib, sim_calls},
     process::Operator,
-    ratio, resource_name,
+    raise_counters, ratio, resource_name,
     tracker::Tracker,
     unrelated_secret,
 };
@@ -206,13 +206,7 @@ async fn operator_side(
     let resources: Api<RedisPasswordRotation> = Api::namespaced(client.clone(), ns);
     let before = Readings::of_peer(client, sim, &peer).await?;
     let started = Instant::now();
-    let names: Vec<String> = (0..burst).map(resource_name).collect();
-    let patched = concurrently(names, BENCH_PARALLEL, |name| {
-        let resources = resources.clone();
-        async move { bump(&resources, &name, 1).await }
-    })
-    .await?;
-    patched.into_iter().collect::<Result<Vec<()>>>()?;
+    raise_counters(&resources, burst, 1).await?;
     let prefix = if size > burst { "r00" } else { "r" };
     tracker.wait_applied(prefix, burst, 1, WAIT).await.map_err(|e| peer.failed(e))?;
     side["burst"] = burst_figures(client, sim, &peer, &before, started, burst).await?;
