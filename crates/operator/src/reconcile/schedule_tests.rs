@@ -93,6 +93,12 @@ async fn a_failure_at_any_call_of_a_scheduled_rotation_never_loses_the_password_
     assert!(broken.is_empty(), "{broken:#?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_any_call_of_a_scheduled_rotation_over_the_secret_as_written_never_loses_or_repeats() {
+    let broken = runs_broken_by_a_fault(due_as_written, scheduled_done).await;
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
 #[tokio::test]
 async fn a_due_schedule_waits_while_suspended_without_spinning() {
     let (fake, ctx) = due().await;
@@ -114,12 +120,19 @@ async fn a_due_schedule_waits_while_suspended_without_spinning() {
     assert!(!take_calls(&fake).contains(&Call::PatchStatus));
 }
 
-#[tokio::test]
-async fn a_due_schedule_over_the_secret_as_written_reads_it_with_its_dry_run() {
+/// `due`, in a process whose watch shows the Secret at the operator's last
+/// write.
+async fn due_as_written() -> (Fake, std::sync::Arc<super::Context<Fake, Fake>>) {
     let (fake, _) = due().await;
     let version = status(&fake).secret_resource_version.expect("recorded");
-    // A process whose watch shows the Secret at the operator's last write.
     let ctx = process_watching(&fake, &[(SECRET, &version)]);
+    (fake, ctx)
+}
+
+#[tokio::test]
+async fn a_due_schedule_over_the_secret_as_written_reads_it_with_its_dry_run() {
+    let (fake, ctx) = due_as_written().await;
+    let version = status(&fake).secret_resource_version.expect("recorded");
     reconcile_now(&fake, &ctx).await.expect("scheduled rotation");
     // As for a raised counter: the dry run is the read.
     let expected: Vec<Call> = rotation_calls()
