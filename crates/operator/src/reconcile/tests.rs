@@ -274,13 +274,18 @@ async fn a_rotation_over_the_secret_as_written_reads_it_with_its_dry_run() {
     reconcile_now(&fake, &ctx).await.expect("rotate");
     // One request instead of the read and the dry run; the old credentials
     // it returned are the ones the check finds refused.
-    let expected: Vec<Call> = rotation_calls()
+    assert_eq!(take_calls(&fake), rotation_calls_as_written(&version));
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+/// `rotation_calls` with the Secret left unread at `version`: its dry run
+/// is the read.
+pub(super) fn rotation_calls_as_written(version: &str) -> Vec<Call> {
+    rotation_calls()
         .into_iter()
         .filter(|c| *c != Call::GetSecret(SECRET.into()))
-        .map(|c| if c == Call::DryRunSecret { Call::ProbeSecret(version.clone()) } else { c })
-        .collect();
-    assert_eq!(take_calls(&fake), expected);
-    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+        .map(|c| if c == Call::DryRunSecret { Call::ProbeSecret(version.to_owned()) } else { c })
+        .collect()
 }
 
 #[tokio::test]
