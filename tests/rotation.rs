@@ -281,3 +281,29 @@ async fn drift_is_corrected_without_a_reset() {
     assert_eq!(world.resets().await, 0);
     world.wait_event("DriftCorrected", 2).await;
 }
+
+#[tokio::test]
+async fn a_key_secret_older_than_its_resource_is_read_once() {
+    let mut world = World::prepare("keyonce").await;
+    world.start_operator().await;
+    let Some(operator) = world.operator.as_ref() else { panic!("started") };
+    // The operator's watches of Secrets have listed the API key's Secret,
+    // which no resource names yet: it keeps no version of it.
+    support::eventually(support::WAIT, "the watches of Secrets listed", || async {
+        let listed = operator.kubernetes_requests("list", "secrets", "200") >= 2
+            && operator.kubernetes_requests("watch", "secrets", "200") >= 2;
+        listed.then_some(())
+    })
+    .await;
+    world.create("cache", world.spec()).await;
+    world.wait_applied("cache", 0).await;
+    for rotation in 1..=3 {
+        world.set_rotation("cache", rotation).await;
+        world.wait_applied("cache", rotation).await;
+    }
+    assert_eq!(world.resets().await, 3);
+    // One read of one Secret: the key, whose version the watch learned from
+    // it, so each later reconcile used the copy of that read. Each rotation's
+    // dry run proved the resource's own Secret without reading it.
+    assert_eq!(operator.kubernetes_requests("get", "secrets", "200"), 1, "Secret reads");
+}

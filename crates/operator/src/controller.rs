@@ -356,7 +356,7 @@ fn build(
     // else) feeds the account controller, keeps the versions of those some
     // resource names, and passes a Secret on only when its version changed:
     // a relist or a restart is no news.
-    let keys = Arc::new(Mutex::new(KeyVersions::default()));
+    let keys = Arc::new(Mutex::new(KeyVersions::of_scope(namespace)));
     let (to_accounts, account_feed) = every_secret::account_feed();
     let changed_keys = every_secret::key_secret_changes(
         scoped(client, namespace),

@@ -96,6 +96,16 @@ impl Caches {
             .or_else(|| self.keys.iter().find_map(|keys| keys.lock().version(namespace, name)))
     }
 
+    /// Fills in the version of a key Secret read from etcd, where the watch
+    /// has none (`KeyVersions::learn`).
+    pub fn learn_key_version(&self, namespace: &str, name: &str, version: &str) {
+        for keys in &self.keys {
+            if keys.lock().learn(namespace, name, version) {
+                return;
+            }
+        }
+    }
+
     /// Waits until every cache of written Secrets is synced, or `deadline`
     /// passes (`None`: as long as it takes).
     pub async fn written_synced(&self, deadline: Option<tokio::time::Instant>) -> bool {

@@ -36,9 +36,35 @@ pub struct KeyVersions {
     seen: HashMap<SecretKey, String>,
     /// During a relist: the Secrets it has listed so far.
     relisted: Option<HashSet<SecretKey>>,
+    /// The namespace the watch feeding it covers (`None`: every one).
+    scope: Option<String>,
 }
 
 impl KeyVersions {
+    /// Versions fed by a watch of `namespace` (`None`: of every one).
+    pub fn of_scope(namespace: Option<&str>) -> Self {
+        Self { scope: namespace.map(str::to_owned), ..Self::default() }
+    }
+
+    /// Fills in `version`, read from the apiserver, for a key Secret the
+    /// watch showed before any resource named it (it listed or changed it
+    /// earlier, and reports only changes): without it, every reconcile of
+    /// the resources naming it would read it from etcd. Never replaces a
+    /// version the watch delivered, and only in the namespace that watch
+    /// covers, so every later change reaches the entry. Whether it was
+    /// filled in.
+    pub fn learn(&mut self, namespace: &str, name: &str, version: &str) -> bool {
+        if self.scope.as_deref().is_some_and(|scope| scope != namespace) {
+            return false;
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        if self.seen.contains_key(&key) {
+            return false;
+        }
+        self.seen.insert(key, version.to_owned());
+        true
+    }
+
     /// The Secrets of `event` whose version changed, or that are gone,
     /// since last seen. `named` says whether some resource names a Secret;
     /// others are neither remembered nor reported.
@@ -173,5 +199,26 @@ mod tests {
         mark.mark(std::slice::from_ref(&resource));
         assert!(mark.take(&resource));
         assert!(!mark.take(&resource), "used up");
+    }
+
+    #[test]
+    fn a_version_learned_from_a_read_fills_a_gap_only_and_changes_still_arrive() {
+        let mut versions = KeyVersions::of_scope(Some("ns"));
+        // Listed before any resource named it: not kept.
+        let unnamed = |_: &str, _: &str| false;
+        versions.changed(watcher::Event::Init, unnamed);
+        versions.changed(watcher::Event::InitApply(secret("key", "1")), unnamed);
+        versions.changed(watcher::Event::InitDone, unnamed);
+        assert_eq!(versions.version("ns", "key"), None);
+        // Another namespace is another watch's.
+        assert!(!versions.learn("other", "key", "1"));
+        assert!(versions.learn("ns", "key", "1"));
+        assert_eq!(versions.version("ns", "key").as_deref(), Some("1"));
+        // Named now, its next change is reported, and a version the watch
+        // delivered is never replaced by a read.
+        let named = |_: &str, _: &str| true;
+        assert_eq!(names(versions.changed(watcher::Event::Apply(secret("key", "2")), named)), ["key"]);
+        assert!(!versions.learn("ns", "key", "1"));
+        assert_eq!(versions.version("ns", "key").as_deref(), Some("2"));
     }
 }

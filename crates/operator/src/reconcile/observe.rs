@@ -202,6 +202,16 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
         },
         credentials::resolve(&ctx.kube, &ctx.key_secrets, &resource, namespace, cluster_namespace, seen),
     )?;
+    // Its own key, read from etcd: the watch of Secrets had no version of it
+    // (it saw the key before this resource named it), so it learns this one
+    // and the next reconciles use the copy of this read.
+    if resource.spec.account_ref.is_none()
+        && let Some(reference) = &resource.spec.credentials_secret_ref
+        && seen.secret(namespace, &reference.name) == Freshness::Latest
+        && let Some(version) = key.secret_version()
+    {
+        ctx.caches.learn_key_version(namespace, &reference.name, &version);
+    }
     let pending = resource.status.as_ref().and_then(|s| s.pending_rotation);
     let remembered = ctx.remembered(&uid).filter(|r| pending == Some(r.target));
     Ok(Some(Observation {

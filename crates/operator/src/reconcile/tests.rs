@@ -249,6 +249,24 @@ async fn ready_to_rotate_as_written() -> (Fake, Arc<Context<Fake, Fake>>) {
     (fake, ctx)
 }
 
+#[tokio::test]
+async fn a_key_listed_before_its_resource_named_it_is_read_once_then_copied() {
+    let fake = world();
+    // The watch of Secrets listed the key before the resource existed, so
+    // it holds no version of it.
+    let keys = Arc::new(parking_lot::Mutex::new(crate::cache::KeyVersions::of_scope(Some("ns"))));
+    let ctx = process_with(&fake, crate::cache::Caches { keys: vec![keys.clone()], ..Default::default() });
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    assert!(take_calls(&fake).contains(&Call::GetSecret(API_KEY.into())));
+    let read = fake.world().secrets.get(API_KEY).and_then(|s| s.metadata.resource_version.clone());
+    assert_eq!(keys.lock().version("ns", API_KEY), read, "learned from the read");
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("rotate");
+    let calls = take_calls(&fake);
+    assert!(!calls.contains(&Call::GetSecret(API_KEY.into())), "{calls:?}");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
 /// A fresh process whose watch of written Secrets delivered `secrets`
 /// (name, version) in the resource's namespace.
 pub(super) fn process_watching(fake: &Fake, secrets: &[(&str, &str)]) -> Arc<Context<Fake, Fake>> {
