@@ -242,3 +242,41 @@ async fn a_namespaced_account_is_checked_once_per_secret_change_and_its_users_fo
     assert!(status.resources.is_empty(), "{status:?}");
     world.assert_nothing_leaked(&support::world::credentials_of(&world.current().await)).await;
 }
+
+#[tokio::test]
+async fn a_rotation_through_an_account_reads_neither_the_account_nor_its_key() {
+    let mut world = World::prepare("acct-reads").await;
+    let accounts: Api<UpstashAccount> = Api::namespaced(world.client.clone(), &world.ns.name);
+    let spec = UpstashAccountSpec { credentials_secret_ref: CredentialsSecretRef::named(CREDENTIALS_SECRET) };
+    accounts.create(&PostParams::default(), &UpstashAccount::new("team", spec)).await.expect("account");
+    world.start_operator().await;
+    let team = AccountRef { kind: AccountKind::UpstashAccount, name: "team".into() };
+    world.create("cache", using(&world.database_id, team)).await;
+    world.wait_for("cache", Reason::Synced.as_str(), |_| true).await;
+    account_status(&accounts, "team", "the account to list its user", |s| {
+        s.resource_count == 1 && validated(s).is_some()
+    })
+    .await;
+    let Some(operator) = world.operator.as_ref() else { panic!("started") };
+    let reads = || {
+        (
+            operator.kubernetes_requests("get", "upstashaccounts", "200"),
+            operator.kubernetes_requests("get", "secrets", "200"),
+        )
+    };
+    let before = reads();
+    for rotation in 1..=3 {
+        world.set_rotation("cache", rotation).await;
+        world.wait_applied("cache", rotation).await;
+    }
+    assert_eq!(world.resets().await, 3);
+    // The account is the one its watch delivered, and the key the copy of
+    // the first sync's read, whose version the watch of Secrets kept from
+    // then on though no resource names that Secret. (The account
+    // controller may still be reading the key once for the echo of its
+    // last status write.) A changed key is followed: see
+    // a_namespaced_account_is_checked_once_per_secret_change_and_its_users_follow.
+    let (accounts_read, secrets_read) = reads();
+    assert_eq!(accounts_read, before.0, "account reads by the three rotations");
+    assert!(secrets_read - before.1 <= 1, "Secret reads by the three rotations: {}", secrets_read - before.1);
+}

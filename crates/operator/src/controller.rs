@@ -13,7 +13,7 @@ use kube::{
         Controller, WatchStreamExt as _,
         controller::{Config as ControllerConfig, Error as ControllerError},
         events::{Recorder, Reporter},
-        reflector::{self, ObjectRef},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -147,6 +147,8 @@ pub async fn run(
         written: built.iter().map(|s| s.written.clone()).collect(),
         keys: built.iter().map(|s| s.keys.clone()).collect(),
         index: Indexes::new(indexes.clone()),
+        accounts: built.iter().map(|s| s.accounts.namespaced.clone()).collect(),
+        cluster_accounts: built.iter().filter_map(|s| s.accounts.cluster.clone()).collect(),
     };
     let (controllers, account_feeds): (Vec<_>, Vec<_>) =
         built.into_iter().map(|s| (s.controller, s.account_feed)).unzip();
@@ -285,6 +287,7 @@ struct Scope {
     keys: Arc<Mutex<KeyVersions>>,
     index: Arc<Index>,
     account_feed: AccountFeed,
+    accounts: AccountStores,
 }
 
 fn build(
@@ -367,8 +370,10 @@ fn build(
     );
     let changed_keys = cache::retry::errors_logged(changed_keys, "Secrets' metadata");
     let cluster_accounts = settings.cluster_namespace.is_some();
-    let controller = wake_on_accounts(controller, client, namespace, cluster_accounts, &index, rechecks);
+    let (controller, accounts) =
+        wake_on_accounts(controller, client, namespace, cluster_accounts, &index, rechecks);
     let (by_key_secret, recheck) = (index.clone(), rechecks.clone());
+    let (lenders, home) = (accounts.clone(), settings.cluster_namespace.clone());
     let controller = controller
         .watches_stream(written_events, |secret| {
             let name = secret.annotations().get(RESOURCE_ANNOTATION).cloned();
@@ -376,13 +381,49 @@ fn build(
             name.map(|n| ObjectRef::new(&n).within(namespace.as_deref().unwrap_or_default()))
         })
         .watches_stream(changed_keys, move |secret| {
-            let key =
-                Key::KeySecret { namespace: secret.namespace().unwrap_or_default(), name: secret.name_any() };
-            let users = by_key_secret.lookup(&key);
+            let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+            let key = Key::KeySecret { namespace: namespace.clone(), name: name.clone() };
+            let mut users = by_key_secret.lookup(&key);
             recheck.mark(&users);
+            // Those of the accounts lending it are woken, not marked: the
+            // account's own check of the new key marks them. A reconcile
+            // that read the old copy before this watch caught up is retried
+            // now, on the new version.
+            for account in lenders.lending(&namespace, &name, home.as_deref()) {
+                users.extend(by_key_secret.lookup(&account));
+            }
             users
         });
-    Scope { controller, written, keys, index, account_feed }
+    Scope { controller, written, keys, index, account_feed, accounts }
+}
+
+/// One scope's accounts as its watches last delivered them: a reconcile
+/// resolves its account there, not with a read per reconcile.
+#[derive(Clone)]
+struct AccountStores {
+    namespaced: Store<UpstashAccount>,
+    cluster: Option<Store<ClusterUpstashAccount>>,
+}
+
+impl AccountStores {
+    /// The index keys of the accounts that lend Secret `namespace/name`
+    /// (cluster accounts' Secrets live in `home`).
+    fn lending(&self, namespace: &str, name: &str, home: Option<&str>) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .namespaced
+            .state()
+            .iter()
+            .filter(|a| a.namespace().as_deref() == Some(namespace) && a.credentials_ref().name == name)
+            .map(|a| a.index_key())
+            .collect();
+        if home == Some(namespace)
+            && let Some(cluster) = &self.cluster
+        {
+            let lend = cluster.state().into_iter().filter(|a| a.credentials_ref().name == name);
+            keys.extend(lend.map(|a| a.index_key()));
+        }
+        keys
+    }
 }
 
 /// An account's spec, its deletion, or a new check of its Secret wakes the
@@ -394,34 +435,41 @@ fn wake_on_accounts(
     cluster_accounts: bool,
     index: &Arc<Index>,
     rechecks: &Arc<Rechecks>,
-) -> Controller<CachedRotation> {
-    let accounts = account_events::<UpstashAccount>(scoped(client, namespace), index, rechecks);
+) -> (Controller<CachedRotation>, AccountStores) {
+    let (namespaced, accounts) = account_events::<UpstashAccount>(scoped(client, namespace), index, rechecks);
     let controller = controller.watches_stream(accounts, users(index.clone(), rechecks.clone()));
     if !cluster_accounts {
-        return controller;
+        return (controller, AccountStores { namespaced, cluster: None });
     }
-    let accounts = account_events::<ClusterUpstashAccount>(Api::all(client.clone()), index, rechecks);
-    controller.watches_stream(accounts, users(index.clone(), rechecks.clone()))
+    let (cluster, accounts) =
+        account_events::<ClusterUpstashAccount>(Api::all(client.clone()), index, rechecks);
+    let controller = controller.watches_stream(accounts, users(index.clone(), rechecks.clone()));
+    (controller, AccountStores { namespaced, cluster: Some(cluster) })
 }
 
-/// The accounts' watch. A deletion makes the account's users check at once
-/// (they stop before any call to Upstash: the account is gone).
+/// The accounts' watch, and the store it keeps. A deletion makes the
+/// account's users check at once (they stop before any call to Upstash:
+/// the account is gone from the store, and a read finds none).
 fn account_events<A: Account>(
     api: Api<A>,
     index: &Arc<Index>,
     rechecks: &Arc<Rechecks>,
-) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static {
+) -> (Store<A>, impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static) {
     let (index, rechecks) = (index.clone(), rechecks.clone());
+    let (store, writer) = reflector::store();
     let events = watcher(api, watcher::Config::default())
         .backoff(cache::retry::watch_backoff())
+        .modify(|account| trim::unread(account.meta_mut()))
         .map_ok(move |event| {
             if let watcher::Event::Delete(account) = &event {
                 rechecks.mark(&index.lookup(&account.index_key()));
             }
             event
         })
+        // Before the users wake: their reconciles find the account there.
+        .reflect(writer)
         .touched_objects();
-    cache::retry::errors_logged(events, A::KIND.as_str())
+    (store, cache::retry::errors_logged(events, A::KIND.as_str()))
 }
 
 /// Maps an account event that is news (see `Changes`) to the resources of

@@ -13,9 +13,12 @@ pub mod written;
 
 use std::time::Duration;
 
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::{
+    account::{ClusterUpstashAccount, UpstashAccount},
+    secret::{MANAGED_BY, MANAGED_BY_LABEL},
+};
 
 pub use cached::{CachedRotation, CachedStatus};
 pub use index::{Index, Indexes, Key, ResourceRef};
@@ -65,6 +68,11 @@ pub struct Caches {
     pub rechecks: std::sync::Arc<Rechecks>,
     /// Whole copies of the resources that ask for work, as last watched.
     pub working: std::sync::Arc<WorkingCopies>,
+    /// The accounts as their watches last delivered them, one store per
+    /// scope (`managedFields` and kubectl's copy dropped).
+    pub accounts: Vec<Store<UpstashAccount>>,
+    /// Likewise the cluster accounts, when they are turned on.
+    pub cluster_accounts: Vec<Store<ClusterUpstashAccount>>,
 }
 
 impl Caches {
@@ -96,6 +104,21 @@ impl Caches {
             .or_else(|| self.keys.iter().find_map(|keys| keys.lock().version(namespace, name)))
     }
 
+    /// Keeps the versions of a key Secret no resource names (one an
+    /// account lends) from now on (`KeyVersions::want`), in the scope whose
+    /// watch covers its namespace. Call before reading it from etcd.
+    pub fn want_key(&self, namespace: &str, name: &str) {
+        let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
+        if !self.index.lookup(&key).is_empty() {
+            return;
+        }
+        for keys in &self.keys {
+            if keys.lock().want(namespace, name) {
+                return;
+            }
+        }
+    }
+
     /// Fills in the version of a key Secret read from etcd, where the watch
     /// has none (`KeyVersions::learn`).
     pub fn learn_key_version(&self, namespace: &str, name: &str, version: &str) {
@@ -120,6 +143,19 @@ impl Caches {
     /// Whether every resource cache is synced, waiting at most `limit`.
     pub async fn resources_ready(&self, limit: Duration) -> bool {
         all_ready(&self.resources, Some(tokio::time::Instant::now() + limit)).await
+    }
+
+    /// The account `namespace/name` as its watch last delivered it; `None`
+    /// when no synced store holds it.
+    pub fn account(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<UpstashAccount>> {
+        let account = ObjectRef::new(name).within(namespace);
+        self.accounts.iter().find_map(|store| store.get(&account))
+    }
+
+    /// The cluster account `name` as its watch last delivered it.
+    pub fn cluster_account(&self, name: &str) -> Option<std::sync::Arc<ClusterUpstashAccount>> {
+        let account = ObjectRef::new(name);
+        self.cluster_accounts.iter().find_map(|store| store.get(&account))
     }
 
     /// The cached resources that point at `key`.

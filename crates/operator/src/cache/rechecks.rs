@@ -30,6 +30,10 @@ impl Rechecks {
 
 type SecretKey = (String, String);
 
+/// How many key Secrets no resource names (those an account lends) have
+/// their versions kept; past this, their reads go to etcd.
+const WANTED: usize = 256;
+
 /// The last version seen of each key Secret some resource names.
 #[derive(Default)]
 pub struct KeyVersions {
@@ -38,12 +42,32 @@ pub struct KeyVersions {
     relisted: Option<HashSet<SecretKey>>,
     /// The namespace the watch feeding it covers (`None`: every one).
     scope: Option<String>,
+    /// Key Secrets no resource names whose versions are kept all the same:
+    /// those an account lends, once a reconcile read one (`want`).
+    wanted: HashSet<SecretKey>,
 }
 
 impl KeyVersions {
     /// Versions fed by a watch of `namespace` (`None`: of every one).
     pub fn of_scope(namespace: Option<&str>) -> Self {
         Self { scope: namespace.map(str::to_owned), ..Self::default() }
+    }
+
+    /// Keeps the versions of Secret `name` in `namespace` from now on,
+    /// though no resource names it (an account lends it), until it is
+    /// deleted. Called before the read whose version `learn` fills in, so
+    /// that a change the watch delivers in between is kept and wins.
+    /// Whether this scope keeps it.
+    pub fn want(&mut self, namespace: &str, name: &str) -> bool {
+        if self.scope.as_deref().is_some_and(|scope| scope != namespace) {
+            return false;
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        if self.wanted.len() >= WANTED && !self.wanted.contains(&key) {
+            return false;
+        }
+        self.wanted.insert(key);
+        true
     }
 
     /// Fills in `version`, read from the apiserver, for a key Secret the
@@ -92,7 +116,9 @@ impl KeyVersions {
                 self.update(key(&secret), &secret, &named, true).then_some(secret).into_iter().collect()
             }
             watcher::Event::Delete(secret) => {
-                self.seen.remove(&key(&secret)).map(|_| secret).into_iter().collect()
+                let k = key(&secret);
+                self.wanted.remove(&k);
+                self.seen.remove(&k).map(|_| secret).into_iter().collect()
             }
             watcher::Event::InitDone => {
                 // Gone while the watch was down: what the relist did not list.
@@ -101,7 +127,9 @@ impl KeyVersions {
                     self.seen.keys().filter(|k| !relisted.contains(*k)).cloned().collect();
                 gone.into_iter()
                     .map(|(namespace, name)| {
-                        self.seen.remove(&(namespace.clone(), name.clone()));
+                        let k = (namespace.clone(), name.clone());
+                        self.seen.remove(&k);
+                        self.wanted.remove(&k);
                         let mut secret = PartialObjectMeta::<Secret>::default();
                         secret.metadata.namespace = Some(namespace);
                         secret.metadata.name = Some(name);
@@ -125,7 +153,7 @@ impl KeyVersions {
         named: &impl Fn(&str, &str) -> bool,
         new_is_change: bool,
     ) -> bool {
-        if !named(&key.0, &key.1) {
+        if !named(&key.0, &key.1) && !self.wanted.contains(&key) {
             self.seen.remove(&key);
             return false;
         }
@@ -220,5 +248,31 @@ mod tests {
         assert_eq!(names(versions.changed(watcher::Event::Apply(secret("key", "2")), named)), ["key"]);
         assert!(!versions.learn("ns", "key", "1"));
         assert_eq!(versions.version("ns", "key").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_wanted_key_keeps_its_versions_unnamed_and_a_change_after_the_want_beats_the_read() {
+        let mut versions = KeyVersions::of_scope(Some("ns"));
+        let unnamed = |_: &str, _: &str| false;
+        assert!(!versions.want("other", "lent"), "another namespace is another watch's");
+        assert!(versions.want("ns", "lent"));
+        // Changed after the want, before the read's version is learned: the
+        // watch's newer version stays.
+        versions.changed(watcher::Event::Apply(secret("lent", "5")), unnamed);
+        assert!(!versions.learn("ns", "lent", "4"));
+        assert_eq!(versions.version("ns", "lent").as_deref(), Some("5"));
+        versions.changed(watcher::Event::Apply(secret("lent", "6")), unnamed);
+        assert_eq!(versions.version("ns", "lent").as_deref(), Some("6"));
+        // Deleted: forgotten, and no longer wanted.
+        versions.changed(watcher::Event::Delete(secret("lent", "7")), unnamed);
+        assert_eq!(versions.version("ns", "lent"), None);
+        versions.changed(watcher::Event::Apply(secret("lent", "8")), unnamed);
+        assert_eq!(versions.version("ns", "lent"), None);
+        // Bounded.
+        for n in 0..WANTED {
+            assert!(versions.want("ns", &format!("lent-{n}")));
+        }
+        assert!(!versions.want("ns", "one-more"));
+        assert!(versions.want("ns", "lent-0"), "already wanted");
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::{
     Context,
     fake::{Call, Fake, api_key_secret},
-    tests::{done, process, raise_counter, reconcile_now, resource, status, take_calls, world},
+    tests::{done, process, process_with, raise_counter, reconcile_now, resource, status, take_calls, world},
 };
 use crate::{
     account::{
@@ -138,4 +138,109 @@ async fn cluster_accounts_turned_off_are_refused() {
         "{calls:?}"
     );
     assert_eq!(ready_reason(&fake), Some(Reason::AccountNotAllowed));
+}
+
+/// A store as a watch fills it: listed with `objects`.
+fn watched<K>(
+    objects: &[K],
+) -> (kube::runtime::reflector::Store<K>, kube::runtime::reflector::store::Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    use kube::runtime::watcher::Event;
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&Event::InitApply(object.clone()));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    (store, writer)
+}
+
+/// The key's metadata as the watch of Secrets delivers it.
+fn delivered(fake: &Fake, name: &str) -> kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret> {
+    let mut meta = kube::core::PartialObjectMeta::default();
+    meta.metadata.namespace = Some("ns".into());
+    meta.metadata.name = Some(name.into());
+    meta.metadata.resource_version =
+        fake.world().secrets.get(name).and_then(|s| s.metadata.resource_version.clone());
+    meta
+}
+
+#[tokio::test]
+async fn an_account_from_its_watch_lends_a_key_read_once_per_version() {
+    use kube::runtime::watcher::Event;
+    let fake = world();
+    use_account(&fake, AccountKind::UpstashAccount, "team");
+    let spec = UpstashAccountSpec { credentials_secret_ref: CredentialsSecretRef::named("shared-key") };
+    let mut account = UpstashAccount::new("team", spec);
+    account.metadata.namespace = Some("ns".into());
+    account.metadata.uid = Some("account-uid".into());
+    fake.world().accounts.insert("team".into(), account.clone());
+    // The account's watch delivered it; the watch of Secrets listed the key
+    // before anything asked for it, and no resource names it.
+    let (accounts, mut writer) = watched(&[account]);
+    let keys = Arc::new(parking_lot::Mutex::new(crate::cache::KeyVersions::of_scope(Some("ns"))));
+    let caches =
+        crate::cache::Caches { accounts: vec![accounts], keys: vec![keys.clone()], ..Default::default() };
+    let ctx = process_with(&fake, caches);
+    let unnamed = |_: &str, _: &str| false;
+
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    let calls = take_calls(&fake);
+    assert!(!calls.contains(&Call::GetAccount("team".into())), "the account is the watch's: {calls:?}");
+    assert_eq!(calls.iter().filter(|c| **c == Call::GetSecret("shared-key".into())).count(), 1, "{calls:?}");
+    assert_eq!(
+        keys.lock().version("ns", "shared-key"),
+        delivered(&fake, "shared-key").metadata.resource_version
+    );
+
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("rotation");
+    let calls = take_calls(&fake);
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::GetAccount(_)) || *c == Call::GetSecret("shared-key".into())),
+        "a rotation reads neither the account nor its key: {calls:?}"
+    );
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+
+    // The key changes: its watch delivers the new version, which is kept
+    // though no resource names the Secret, and read once.
+    fake.put_secret(api_key_secret("shared-key"));
+    keys.lock().changed(Event::Apply(delivered(&fake, "shared-key")), unnamed);
+    assert_eq!(
+        keys.lock().version("ns", "shared-key"),
+        delivered(&fake, "shared-key").metadata.resource_version
+    );
+    for rotation in [2, 3] {
+        raise_counter(&fake, rotation);
+        reconcile_now(&fake, &ctx).await.expect("rotation");
+        assert_eq!(done(&fake, rotation), Ok(()));
+    }
+    let reads = take_calls(&fake).into_iter().filter(|c| *c == Call::GetSecret("shared-key".into())).count();
+    assert_eq!((reads, fake.world().resets), (1, 3));
+
+    // Deleted: gone from the store, the account is read, and is missing.
+    let gone = fake.world().accounts.remove("team").expect("account");
+    writer.apply_watcher_event(&Event::Delete(gone));
+    raise_counter(&fake, 4);
+    assert!(reconcile_now(&fake, &ctx).await.is_err());
+    let calls = take_calls(&fake);
+    assert!(calls.contains(&Call::GetAccount("team".into())) && !calls_upstash(&calls), "{calls:?}");
+    assert_eq!((ready_reason(&fake), fake.world().resets), (Some(Reason::AccountNotFound), 3));
+}
+
+#[tokio::test]
+async fn a_cluster_account_from_its_watch_is_not_read() {
+    let fake = world();
+    use_account(&fake, AccountKind::ClusterUpstashAccount, "shared");
+    let allowed = AllowedNamespaces { names: vec!["ns".into()], selector: None };
+    let (accounts, _writer) = watched(&[cluster_account(allowed)]);
+    let caches = crate::cache::Caches { cluster_accounts: vec![accounts], ..Default::default() };
+    let ctx = Arc::into_inner(process_with(&fake, caches)).expect("one owner");
+    let ctx = Arc::new(ctx.with_cluster_namespace(Some("platform".into())));
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    let calls = take_calls(&fake);
+    assert!(!calls.iter().any(|c| matches!(c, Call::GetClusterAccount(_))), "{calls:?}");
+    assert_eq!(ready_reason(&fake), Some(Reason::Synced));
 }

@@ -1,20 +1,23 @@
 //! Where a resource's Upstash API key comes from: its own Secret
 //! (`spec.credentialsSecretRef`), an `UpstashAccount` in its namespace, or a
 //! `ClusterUpstashAccount` that allows its namespace (`spec.accountRef`).
-//! Resolved from the apiserver on every reconcile, before any call to
-//! Upstash: a namespace the platform team just removed gets no call. The
-//! accounts are quorum reads; the key Secret is at least as new as the
-//! version its watch delivered (`Seen`), and not read again while that
-//! version holds (`KeySecrets`).
+//! Resolved on every reconcile before any call to Upstash, from what the
+//! watches last delivered: an account as its watch's store holds it (read
+//! from etcd when the store has none), a key Secret at least as new as the
+//! version its watch delivered, and not read again while that version holds
+//! (`KeySecrets`). A namespace the platform team removes, a key it changes,
+//! is seen as soon as its watch delivers the change, and wakes the users.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use upstash_api::ApiCredentials;
 
 use super::{
+    Context,
     error::{Error, Result},
-    key_secrets::KeySecrets,
     observe::Seen,
-    ops::{Freshness, KubeOps},
+    ops::{Freshness, KubeOps, UpstashOps},
 };
 use crate::{
     account::{AccountKind, AccountRef, NotAllowed},
@@ -104,14 +107,14 @@ impl KeySecret {
 
 /// Resolves the key of `resource` in `namespace`. `cluster_namespace` is
 /// where `ClusterUpstashAccount` Secrets live; `None` turns them off.
-pub async fn resolve<K: KubeOps>(
-    kube: &K,
-    key_secrets: &KeySecrets,
+pub async fn resolve<K: KubeOps, U: UpstashOps>(
+    ctx: &Context<K, U>,
     resource: &RedisPasswordRotation,
     namespace: &str,
-    cluster_namespace: Option<&str>,
     seen: &Seen,
 ) -> Result<KeySource> {
+    let kube = &ctx.kube;
+    let cluster_namespace = ctx.cluster_namespace.as_deref();
     let spec = &resource.spec;
     let Some(account) = &spec.account_ref else {
         // Admission requires one of the two; an object stored before that
@@ -121,17 +124,21 @@ pub async fn resolve<K: KubeOps>(
             return Ok(KeySource::refused(Refusal::NotFound(why), None));
         };
         let freshness = seen.secret(namespace, &reference.name);
-        let secret = key_secrets.get(kube, namespace, &reference.name, freshness).await?;
+        let secret = key_secret(ctx, namespace, &reference.name, freshness).await?;
         return Ok(KeySource::own(secret, reference));
     };
     match account.kind {
         AccountKind::UpstashAccount => {
-            let Some(found) = kube.get_account(namespace, &account.name).await? else {
+            let found = match ctx.caches.account(namespace, &account.name) {
+                Some(watched) => Some(watched),
+                None => kube.get_account(namespace, &account.name).await?.map(Arc::new),
+            };
+            let Some(found) = found else {
                 let why = format!("UpstashAccount {} does not exist in this namespace", account.name);
                 return Ok(KeySource::refused(Refusal::NotFound(why), None));
             };
-            let version = version_of(&found);
-            lent(kube, namespace, found.spec.credentials_secret_ref, account, version).await
+            let version = version_of(&*found);
+            lent(ctx, namespace, found.spec.credentials_secret_ref.clone(), account, version).await
         }
         AccountKind::ClusterUpstashAccount => {
             let Some(home) = cluster_namespace else {
@@ -139,11 +146,15 @@ pub async fn resolve<K: KubeOps>(
                            turned off (chart value clusterAccounts.enabled)";
                 return Ok(KeySource::refused(Refusal::NotAllowed(why.into()), None));
             };
-            let Some(found) = kube.get_cluster_account(&account.name).await? else {
+            let found = match ctx.caches.cluster_account(&account.name) {
+                Some(watched) => Some(watched),
+                None => kube.get_cluster_account(&account.name).await?.map(Arc::new),
+            };
+            let Some(found) = found else {
                 let why = format!("ClusterUpstashAccount {} does not exist", account.name);
                 return Ok(KeySource::refused(Refusal::NotFound(why), None));
             };
-            let version = version_of(&found);
+            let version = version_of(&*found);
             let allowed = &found.spec.allowed_namespaces;
             let labels = if allowed.needs_labels(namespace) {
                 kube.get_namespace_labels(namespace).await?.unwrap_or_default()
@@ -164,22 +175,49 @@ pub async fn resolve<K: KubeOps>(
                 };
                 return Ok(KeySource::refused(Refusal::NotAllowed(why), version));
             }
-            lent(kube, home, found.spec.credentials_secret_ref, account, version).await
+            lent(ctx, home, found.spec.credentials_secret_ref.clone(), account, version).await
         }
     }
 }
 
-/// The key Secret an account lends, read from `namespace`.
-async fn lent<K: KubeOps>(
-    kube: &K,
+/// The key Secret an account lends, from `namespace`: at least as new as
+/// the version its watch delivered, when it has one.
+async fn lent<K: KubeOps, U: UpstashOps>(
+    ctx: &Context<K, U>,
     namespace: &str,
     reference: CredentialsSecretRef,
     account: &AccountRef,
     account_version: Option<String>,
 ) -> Result<KeySource> {
-    let secret = kube.get_secret(namespace, &reference.name, Freshness::Latest).await?;
+    let delivered = ctx.caches.secret_version(namespace, &reference.name);
+    let freshness = delivered.as_deref().map_or(Freshness::Latest, Freshness::NotOlderThan);
+    let secret = key_secret(ctx, namespace, &reference.name, freshness).await?;
     let described = format!("Secret {} of {account}", reference.name);
     Ok(KeySource { found: Ok(KeySecret { secret, reference, described }), account_version })
+}
+
+/// A key Secret at least as new as `freshness`: the copy of an earlier
+/// read of exactly the version its watch delivered, else a read. A read
+/// from etcd (no version delivered: the watch saw the Secret before
+/// anything named it, and reports only changes) gives the watch's record
+/// its version, so later reconciles use the copy; the record keeps every
+/// change from before that read on (`Caches::want_key`), so it cannot go
+/// stale.
+async fn key_secret<K: KubeOps, U: UpstashOps>(
+    ctx: &Context<K, U>,
+    namespace: &str,
+    name: &str,
+    freshness: Freshness<'_>,
+) -> Result<Option<Secret>> {
+    let from_etcd = freshness == Freshness::Latest;
+    if from_etcd {
+        ctx.caches.want_key(namespace, name);
+    }
+    let secret = ctx.key_secrets.get(&ctx.kube, namespace, name, freshness).await?;
+    if from_etcd && let Some(version) = secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()) {
+        ctx.caches.learn_key_version(namespace, name, version);
+    }
+    Ok(secret)
 }
 
 fn version_of<A: kube::Resource>(account: &A) -> Option<String> {

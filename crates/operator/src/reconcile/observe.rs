@@ -185,7 +185,6 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
     let now = Timestamp::now();
     let uid = resource.uid().unwrap_or_default();
     let target_name = resource.secret_name();
-    let cluster_namespace = ctx.cluster_namespace.as_deref();
     let unread = unread_at(&resource, seen, namespace, &target_name, now);
     // Independent reads, at once: the Secret and the key.
     let (target, key) = tokio::try_join!(
@@ -200,18 +199,8 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
                     .map_err(Error::from),
             }
         },
-        credentials::resolve(&ctx.kube, &ctx.key_secrets, &resource, namespace, cluster_namespace, seen),
+        credentials::resolve(ctx, &resource, namespace, seen),
     )?;
-    // Its own key, read from etcd: the watch of Secrets had no version of it
-    // (it saw the key before this resource named it), so it learns this one
-    // and the next reconciles use the copy of this read.
-    if resource.spec.account_ref.is_none()
-        && let Some(reference) = &resource.spec.credentials_secret_ref
-        && seen.secret(namespace, &reference.name) == Freshness::Latest
-        && let Some(version) = key.secret_version()
-    {
-        ctx.caches.learn_key_version(namespace, &reference.name, &version);
-    }
     let pending = resource.status.as_ref().and_then(|s| s.pending_rotation);
     let remembered = ctx.remembered(&uid).filter(|r| pending == Some(r.target));
     Ok(Some(Observation {

@@ -60,7 +60,7 @@ pub(super) fn process(fake: &Fake) -> Arc<Context<Fake, Fake>> {
 }
 
 /// A fresh process with these caches.
-fn process_with(fake: &Fake, caches: crate::cache::Caches) -> Arc<Context<Fake, Fake>> {
+pub(super) fn process_with(fake: &Fake, caches: crate::cache::Caches) -> Arc<Context<Fake, Fake>> {
     let mut ctx = Context::new(fake.clone(), fake.clone(), caches, Arc::default());
     ctx.identity = "test-process".into();
     // Recovery may reset again at once: no other process is in flight here.
