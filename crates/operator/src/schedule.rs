@@ -19,7 +19,7 @@ pub const MINIMUM: SignedDuration = SignedDuration::from_secs(60);
 
 /// A `spec.schedule` the operator cannot use. The messages quote only the
 /// spec, which holds no secret.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
     #[error("spec.schedule.{field} {value:?} is not a duration like \"720h\" or \"1h30m\" of at least 1m")]
     Duration { field: String, value: String },

@@ -23,7 +23,7 @@ use crate::{
     cache::{CachedRotation, Caches, Key},
     conditions::Reason,
     crd::RedisPasswordRotation,
-    schedule::Schedule,
+    schedule::{Schedule, ScheduleError},
 };
 
 /// What one reconcile knows before it decides.
@@ -42,8 +42,9 @@ pub struct Observation {
     pub conflict: Option<Conflict>,
     /// The database as Upstash reports it, read only when the step needs it.
     pub upstash: Option<Result<RedisDatabase, UpstashError>>,
-    /// `spec.schedule`, once `read_schedule` checked it.
-    pub schedule: Option<Schedule>,
+    /// `spec.schedule` as parsed at `now`, once per reconcile; one that
+    /// cannot be used is reported by `read_schedule`.
+    pub schedule: Result<Option<Schedule>, ScheduleError>,
     pub now: Timestamp,
 }
 
@@ -84,23 +85,20 @@ impl Target {
 /// needs nothing from the Secret), and the watch shows the Secret at the
 /// version the status records. Every write the rotation makes carries that
 /// version as its precondition, so a watch that is behind costs a 409 and a
-/// read. `now` is the observation's own, so the plan finds the schedule due
-/// exactly when this did.
+/// read. `schedule` and `now` are the observation's own, so the plan finds
+/// the schedule due exactly when this did; one that cannot be parsed
+/// (`None` here) is read, and reported.
 fn unread_at(
     resource: &RedisPasswordRotation,
     seen: &Seen,
     namespace: &str,
     name: &str,
-    now: Timestamp,
+    (schedule, now): (Option<&Schedule>, Timestamp),
 ) -> Option<String> {
     let status = resource.status.as_ref()?;
     let asked = status.rotation.is_some_and(|applied| {
         resource.spec.rotation > applied
-            || resource.spec.rotation == applied
-                && resource.spec.schedule.as_ref().is_some_and(|spec| {
-                    // One that cannot be parsed is read and reported.
-                    Schedule::parse(spec, now).is_ok_and(|schedule| schedule_due(&schedule, resource, now))
-                })
+            || resource.spec.rotation == applied && schedule.is_some_and(|s| schedule_due(s, resource, now))
     });
     let rotating = status.pending_rotation.is_none()
         && resource.metadata.deletion_timestamp.is_none()
@@ -185,7 +183,14 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
     let now = Timestamp::now();
     let uid = resource.uid().unwrap_or_default();
     let target_name = resource.secret_name();
-    let unread = unread_at(&resource, seen, namespace, &target_name, now);
+    let schedule = resource.spec.schedule.as_ref().map(|spec| Schedule::parse(spec, now)).transpose();
+    let unread = unread_at(
+        &resource,
+        seen,
+        namespace,
+        &target_name,
+        (schedule.as_ref().ok().and_then(Option::as_ref), now),
+    );
     // Independent reads, at once: the Secret and the key.
     let (target, key) = tokio::try_join!(
         async {
@@ -210,7 +215,7 @@ pub async fn read<K: KubeOps, U: UpstashOps>(
         remembered,
         conflict: None,
         upstash: None,
-        schedule: None,
+        schedule,
         now,
         resource,
     }))
@@ -234,17 +239,15 @@ impl Observation {
 
     /// Parses `spec.schedule`: one the operator cannot use stops the
     /// reconcile before any step, like an invalid template.
-    pub fn read_schedule(&mut self) -> Result<Option<Schedule>> {
-        let spec = self.resource.spec.schedule.as_ref();
-        self.schedule = spec.map(|s| Schedule::parse(s, self.now)).transpose()?;
-        Ok(self.schedule.clone())
+    pub fn read_schedule(&self) -> Result<Option<Schedule>> {
+        Ok(self.schedule.clone()?)
     }
 
     /// Whether `spec.schedule` asks for a rotation now: `every` has passed
     /// since the last rotation (or the creation) and a window, if any, is
     /// open.
     pub fn schedule_due(&self) -> bool {
-        self.schedule.as_ref().is_some_and(|schedule| schedule_due(schedule, &self.resource, self.now))
+        matches!(&self.schedule, Ok(Some(schedule)) if schedule_due(schedule, &self.resource, self.now))
     }
 
     /// Looks for an older resource that has synced the same database. Only
@@ -338,7 +341,9 @@ mod tests {
         .unwrap_or_else(|e| panic!("resource: {e}"));
         let unread = |resource: &RedisPasswordRotation| {
             let seen = Seen::of(&caches, &CachedRotation::of(resource));
-            unread_at(resource, &seen, "ns", &resource.secret_name(), Timestamp::now())
+            let now = Timestamp::now();
+            let schedule = resource.spec.schedule.as_ref().and_then(|spec| Schedule::parse(spec, now).ok());
+            unread_at(resource, &seen, "ns", &resource.secret_name(), (schedule.as_ref(), now))
         };
         assert_eq!(unread(&rotating).as_deref(), Some("41"));
         // A schedule due since long ago asks for one with the counter as applied.
