@@ -148,7 +148,11 @@ pub async fn run(
         keys: built.iter().map(|s| s.keys.clone()).collect(),
         index: Indexes::new(indexes.clone()),
         accounts: built.iter().map(|s| s.accounts.namespaced.clone()).collect(),
-        cluster_accounts: built.iter().filter_map(|s| s.accounts.cluster.clone()).collect(),
+        cluster_accounts: scopes
+            .iter()
+            .zip(&built)
+            .filter_map(|(scope, s)| Some((scope.clone(), s.accounts.cluster.clone()?)))
+            .collect(),
     };
     let (controllers, account_feeds): (Vec<_>, Vec<_>) =
         built.into_iter().map(|s| (s.controller, s.account_feed)).unzip();

@@ -71,8 +71,10 @@ pub struct Caches {
     /// The accounts as their watches last delivered them, one store per
     /// scope (`managedFields` and kubectl's copy dropped).
     pub accounts: Vec<Store<UpstashAccount>>,
-    /// Likewise the cluster accounts, when they are turned on.
-    pub cluster_accounts: Vec<Store<ClusterUpstashAccount>>,
+    /// Likewise the cluster accounts, when they are turned on: each scope
+    /// (its namespace, `None` for all) watches them all, and wakes its own
+    /// resources once its store has a change.
+    pub cluster_accounts: Vec<(Option<String>, Store<ClusterUpstashAccount>)>,
 }
 
 impl Caches {
@@ -104,23 +106,24 @@ impl Caches {
             .or_else(|| self.keys.iter().find_map(|keys| keys.lock().version(namespace, name)))
     }
 
-    /// Keeps the versions of a key Secret no resource names (one an
-    /// account lends) from now on (`KeyVersions::want`), in the scope whose
-    /// watch covers its namespace. Call before reading it from etcd.
-    pub fn want_key(&self, namespace: &str, name: &str) {
-        let key = Key::KeySecret { namespace: namespace.into(), name: name.into() };
-        if !self.index.lookup(&key).is_empty() {
-            return;
-        }
+    /// Keeps the versions of a key Secret from now on, whether or not a
+    /// resource names it (`KeyVersions::want`), in the scope whose watch
+    /// covers its namespace. Call before reading it from etcd; whether a
+    /// scope keeps them (then `learn_key_version` or `unwant_key` after
+    /// the read).
+    pub fn want_key(&self, namespace: &str, name: &str) -> bool {
+        self.keys.iter().any(|keys| keys.lock().want(namespace, name))
+    }
+
+    /// The read after `want_key` found no such Secret.
+    pub fn unwant_key(&self, namespace: &str, name: &str) {
         for keys in &self.keys {
-            if keys.lock().want(namespace, name) {
-                return;
-            }
+            keys.lock().unwant(namespace, name);
         }
     }
 
-    /// Fills in the version of a key Secret read from etcd, where the watch
-    /// has none (`KeyVersions::learn`).
+    /// Fills in the version of a key Secret read from etcd after
+    /// `want_key`, where the watch has none (`KeyVersions::learn`).
     pub fn learn_key_version(&self, namespace: &str, name: &str, version: &str) {
         for keys in &self.keys {
             if keys.lock().learn(namespace, name, version) {
@@ -152,10 +155,20 @@ impl Caches {
         self.accounts.iter().find_map(|store| store.get(&account))
     }
 
-    /// The cluster account `name` as its watch last delivered it.
-    pub fn cluster_account(&self, name: &str) -> Option<std::sync::Arc<ClusterUpstashAccount>> {
-        let account = ObjectRef::new(name);
-        self.cluster_accounts.iter().find_map(|store| store.get(&account))
+    /// The cluster account `name` as the watch of the scope covering
+    /// `namespace` last delivered it: the one whose events wake the
+    /// resources of that namespace, so none is woken before its store has
+    /// the change.
+    pub fn cluster_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<ClusterUpstashAccount>> {
+        let (_, store) = self
+            .cluster_accounts
+            .iter()
+            .find(|(scope, _)| scope.as_deref().is_none_or(|scope| scope == namespace))?;
+        store.get(&ObjectRef::new(name))
     }
 
     /// The cached resources that point at `key`.
@@ -227,6 +240,41 @@ mod tests {
     use kube::runtime::{reflector, watcher};
 
     use super::*;
+
+    #[test]
+    fn a_cluster_account_comes_from_the_store_of_the_scope_covering_the_namespace() {
+        use crate::account::{AllowedNamespaces, ClusterUpstashAccountSpec};
+        use crate::crd::CredentialsSecretRef;
+        let listing = |allowed: &[&str]| {
+            let spec = ClusterUpstashAccountSpec {
+                credentials_secret_ref: CredentialsSecretRef::named("key"),
+                allowed_namespaces: AllowedNamespaces {
+                    names: allowed.iter().map(|n| (*n).to_owned()).collect(),
+                    selector: None,
+                },
+            };
+            let (store, mut writer) = reflector::store();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            writer
+                .apply_watcher_event(&watcher::Event::InitApply(ClusterUpstashAccount::new("shared", spec)));
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            store
+        };
+        // Scope "a" has not seen yet that "b" was dropped; scope "b" has.
+        let caches = Caches {
+            cluster_accounts: vec![
+                (Some("a".into()), listing(&["a", "b"])),
+                (Some("b".into()), listing(&["a"])),
+            ],
+            ..Default::default()
+        };
+        let allowed = |namespace: &str| {
+            caches.cluster_account(namespace, "shared").map(|a| a.spec.allowed_namespaces.names.clone())
+        };
+        assert_eq!(allowed("b"), Some(vec!["a".to_owned()]));
+        assert_eq!(allowed("a"), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(allowed("c"), None, "no scope covers it");
+    }
 
     #[tokio::test]
     async fn a_stream_after_listed_is_not_polled_before_the_resources_are_listed() {

@@ -30,9 +30,10 @@ impl Rechecks {
 
 type SecretKey = (String, String);
 
-/// How many key Secrets no resource names (those an account lends) have
-/// their versions kept; past this, their reads go to etcd.
-const WANTED: usize = 256;
+/// How many key Secrets a scope keeps versions of whether or not a
+/// resource names them (each a namespace and a name); past this, reads of
+/// others go to etcd every time.
+const WANTED: usize = 4096;
 
 /// The last version seen of each key Secret some resource names.
 #[derive(Default)]
@@ -42,8 +43,10 @@ pub struct KeyVersions {
     relisted: Option<HashSet<SecretKey>>,
     /// The namespace the watch feeding it covers (`None`: every one).
     scope: Option<String>,
-    /// Key Secrets no resource names whose versions are kept all the same:
-    /// those an account lends, once a reconcile read one (`want`).
+    /// Key Secrets whose versions are kept whether or not a resource names
+    /// them (an account lends them, or the resource naming them is gone),
+    /// from the moment a reconcile went to read one (`want`) until it is
+    /// deleted.
     wanted: HashSet<SecretKey>,
 }
 
@@ -54,10 +57,10 @@ impl KeyVersions {
     }
 
     /// Keeps the versions of Secret `name` in `namespace` from now on,
-    /// though no resource names it (an account lends it), until it is
-    /// deleted. Called before the read whose version `learn` fills in, so
-    /// that a change the watch delivers in between is kept and wins.
-    /// Whether this scope keeps it.
+    /// whether or not a resource names it, until it is deleted. Called
+    /// before the read whose version `learn` fills in, so that a change the
+    /// watch delivers in between is kept and wins, and a deletion in
+    /// between makes `learn` a no-op. Whether this scope keeps it.
     pub fn want(&mut self, namespace: &str, name: &str) -> bool {
         if self.scope.as_deref().is_some_and(|scope| scope != namespace) {
             return false;
@@ -70,19 +73,21 @@ impl KeyVersions {
         true
     }
 
-    /// Fills in `version`, read from the apiserver, for a key Secret the
-    /// watch showed before any resource named it (it listed or changed it
-    /// earlier, and reports only changes): without it, every reconcile of
-    /// the resources naming it would read it from etcd. Never replaces a
-    /// version the watch delivered, and only in the namespace that watch
-    /// covers, so every later change reaches the entry. Whether it was
-    /// filled in.
+    /// A read found no Secret to keep versions of: forgets the want.
+    pub fn unwant(&mut self, namespace: &str, name: &str) {
+        self.wanted.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Fills in `version`, read from the apiserver after `want`, for a key
+    /// Secret the watch showed before anything wanted it (it listed or
+    /// changed it earlier, and reports only changes): without it, every
+    /// reconcile using it would read it from etcd. Only while it is still
+    /// wanted (not deleted since the want), and never over a version the
+    /// watch delivered, so every change after the want wins. Whether it
+    /// was filled in.
     pub fn learn(&mut self, namespace: &str, name: &str, version: &str) -> bool {
-        if self.scope.as_deref().is_some_and(|scope| scope != namespace) {
-            return false;
-        }
         let key = (namespace.to_owned(), name.to_owned());
-        if self.seen.contains_key(&key) {
+        if !self.wanted.contains(&key) || self.seen.contains_key(&key) {
             return false;
         }
         self.seen.insert(key, version.to_owned());
@@ -123,13 +128,12 @@ impl KeyVersions {
             watcher::Event::InitDone => {
                 // Gone while the watch was down: what the relist did not list.
                 let Some(relisted) = self.relisted.take() else { return Vec::new() };
+                self.wanted.retain(|k| relisted.contains(k));
                 let gone: Vec<SecretKey> =
                     self.seen.keys().filter(|k| !relisted.contains(*k)).cloned().collect();
                 gone.into_iter()
                     .map(|(namespace, name)| {
-                        let k = (namespace.clone(), name.clone());
-                        self.seen.remove(&k);
-                        self.wanted.remove(&k);
+                        self.seen.remove(&(namespace.clone(), name.clone()));
                         let mut secret = PartialObjectMeta::<Secret>::default();
                         secret.metadata.namespace = Some(namespace);
                         secret.metadata.name = Some(name);
@@ -238,8 +242,12 @@ mod tests {
         versions.changed(watcher::Event::InitApply(secret("key", "1")), unnamed);
         versions.changed(watcher::Event::InitDone, unnamed);
         assert_eq!(versions.version("ns", "key"), None);
-        // Another namespace is another watch's.
+        // Another namespace is another watch's; a read not wanted first
+        // teaches nothing.
+        assert!(!versions.want("other", "key"));
         assert!(!versions.learn("other", "key", "1"));
+        assert!(!versions.learn("ns", "key", "1"));
+        assert!(versions.want("ns", "key"));
         assert!(versions.learn("ns", "key", "1"));
         assert_eq!(versions.version("ns", "key").as_deref(), Some("1"));
         // Named now, its next change is reported, and a version the watch
@@ -268,11 +276,27 @@ mod tests {
         assert_eq!(versions.version("ns", "lent"), None);
         versions.changed(watcher::Event::Apply(secret("lent", "8")), unnamed);
         assert_eq!(versions.version("ns", "lent"), None);
-        // Bounded.
+        // Deleted between the want and the read's learn: the read's version
+        // is not kept.
+        assert!(versions.want("ns", "lent"));
+        versions.changed(watcher::Event::Delete(secret("lent", "9")), unnamed);
+        assert!(!versions.learn("ns", "lent", "8"));
+        // Gone while the watch was down, a read in flight: the relist
+        // cancels the want.
+        assert!(versions.want("ns", "lent"));
+        versions.changed(watcher::Event::Init, unnamed);
+        versions.changed(watcher::Event::InitDone, unnamed);
+        assert!(!versions.learn("ns", "lent", "8"));
+        // Read and found missing: the want is dropped.
+        assert!(versions.want("ns", "lent"));
+        versions.unwant("ns", "lent");
+        assert!(!versions.learn("ns", "lent", "10"));
+        // Bounded: past the bound, nothing is learned.
         for n in 0..WANTED {
             assert!(versions.want("ns", &format!("lent-{n}")));
         }
         assert!(!versions.want("ns", "one-more"));
+        assert!(!versions.learn("ns", "one-more", "1"));
         assert!(versions.want("ns", "lent-0"), "already wanted");
     }
 }

@@ -236,11 +236,88 @@ async fn a_cluster_account_from_its_watch_is_not_read() {
     use_account(&fake, AccountKind::ClusterUpstashAccount, "shared");
     let allowed = AllowedNamespaces { names: vec!["ns".into()], selector: None };
     let (accounts, _writer) = watched(&[cluster_account(allowed)]);
-    let caches = crate::cache::Caches { cluster_accounts: vec![accounts], ..Default::default() };
+    let caches =
+        crate::cache::Caches { cluster_accounts: vec![(Some("ns".into()), accounts)], ..Default::default() };
     let ctx = Arc::into_inner(process_with(&fake, caches)).expect("one owner");
     let ctx = Arc::new(ctx.with_cluster_namespace(Some("platform".into())));
     reconcile_now(&fake, &ctx).await.expect("first sync");
     let calls = take_calls(&fake);
     assert!(!calls.iter().any(|c| matches!(c, Call::GetClusterAccount(_))), "{calls:?}");
     assert_eq!(ready_reason(&fake), Some(Reason::Synced));
+}
+
+/// A resource on `team`, whose key the watch of Secrets listed before
+/// anything asked for it, with the account as its watch delivered it.
+type AccountWriter = kube::runtime::reflector::store::Writer<UpstashAccount>;
+type Keys = Arc<parking_lot::Mutex<crate::cache::KeyVersions>>;
+
+fn on_a_watched_account(fake: &Fake) -> (Keys, AccountWriter, Arc<Context<Fake, Fake>>) {
+    use_account(fake, AccountKind::UpstashAccount, "team");
+    let spec = UpstashAccountSpec { credentials_secret_ref: CredentialsSecretRef::named("shared-key") };
+    let mut account = UpstashAccount::new("team", spec);
+    account.metadata.namespace = Some("ns".into());
+    fake.world().accounts.insert("team".into(), account.clone());
+    let (accounts, writer) = watched(&[account]);
+    let keys = Arc::new(parking_lot::Mutex::new(crate::cache::KeyVersions::of_scope(Some("ns"))));
+    let caches =
+        crate::cache::Caches { accounts: vec![accounts], keys: vec![keys.clone()], ..Default::default() };
+    (keys, writer, process_with(fake, caches))
+}
+
+#[tokio::test]
+async fn a_key_changed_while_its_first_read_is_in_flight_is_not_kept_at_the_old_version() {
+    use kube::runtime::watcher::Event;
+    let fake = world();
+    let (keys, _writer, ctx) = on_a_watched_account(&fake);
+    // The key changes while the first read of it is in flight, and the
+    // watch delivers the change before the read's version is learned.
+    let delivers = keys.clone();
+    fake.world().during_read = Some((
+        "shared-key".into(),
+        Box::new(move |world| {
+            world.put_secret(api_key_secret("shared-key"));
+            let mut meta = kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Secret>::default();
+            meta.metadata.namespace = Some("ns".into());
+            meta.metadata.name = Some("shared-key".into());
+            meta.metadata.resource_version =
+                world.secrets.get("shared-key").and_then(|s| s.metadata.resource_version.clone());
+            delivers.lock().changed(Event::Apply(meta), |_, _| false);
+        }),
+    ));
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    let newest = delivered(&fake, "shared-key").metadata.resource_version;
+    assert_eq!(keys.lock().version("ns", "shared-key"), newest, "the change wins over the read");
+    take_calls(&fake);
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("rotation");
+    let calls = take_calls(&fake);
+    assert!(calls.contains(&Call::GetSecret("shared-key".into())), "the newer version is read: {calls:?}");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
+async fn a_key_the_accounts_check_saw_at_another_version_is_read_not_copied() {
+    use kube::runtime::watcher::Event;
+    let fake = world();
+    let (keys, mut writer, ctx) = on_a_watched_account(&fake);
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    let known = keys.lock().version("ns", "shared-key").expect("learned");
+    take_calls(&fake);
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("rotation");
+    assert!(!take_calls(&fake).contains(&Call::GetSecret("shared-key".into())), "the copy serves");
+    // The account's check read another version of the key than the watch
+    // of Secrets has delivered so far: its users, woken by that check, read
+    // the newest instead of the copy.
+    let mut account = fake.world().accounts.get("team").cloned().expect("account");
+    account.status = Some(crate::account::AccountStatus {
+        validated_secret_version: Some(format!("{known}0")),
+        ..Default::default()
+    });
+    writer.apply_watcher_event(&Event::Apply(account));
+    raise_counter(&fake, 2);
+    reconcile_now(&fake, &ctx).await.expect("rotation");
+    let calls = take_calls(&fake);
+    assert!(calls.contains(&Call::GetSecret("shared-key".into())), "{calls:?}");
+    assert_eq!((done(&fake, 2), fake.world().resets), (Ok(()), 2));
 }

@@ -20,7 +20,7 @@ use super::{
     ops::{Freshness, KubeOps, UpstashOps},
 };
 use crate::{
-    account::{AccountKind, AccountRef, NotAllowed},
+    account::{Account, AccountKind, AccountRef, NotAllowed},
     crd::{CredentialsSecretRef, RedisPasswordRotation},
 };
 
@@ -137,8 +137,7 @@ pub async fn resolve<K: KubeOps, U: UpstashOps>(
                 let why = format!("UpstashAccount {} does not exist in this namespace", account.name);
                 return Ok(KeySource::refused(Refusal::NotFound(why), None));
             };
-            let version = version_of(&*found);
-            lent(ctx, namespace, found.spec.credentials_secret_ref.clone(), account, version).await
+            lent(ctx, namespace, &*found, account).await
         }
         AccountKind::ClusterUpstashAccount => {
             let Some(home) = cluster_namespace else {
@@ -146,7 +145,7 @@ pub async fn resolve<K: KubeOps, U: UpstashOps>(
                            turned off (chart value clusterAccounts.enabled)";
                 return Ok(KeySource::refused(Refusal::NotAllowed(why.into()), None));
             };
-            let found = match ctx.caches.cluster_account(&account.name) {
+            let found = match ctx.caches.cluster_account(namespace, &account.name) {
                 Some(watched) => Some(watched),
                 None => kube.get_cluster_account(&account.name).await?.map(Arc::new),
             };
@@ -175,22 +174,29 @@ pub async fn resolve<K: KubeOps, U: UpstashOps>(
                 };
                 return Ok(KeySource::refused(Refusal::NotAllowed(why), version));
             }
-            lent(ctx, home, found.spec.credentials_secret_ref.clone(), account, version).await
+            lent(ctx, home, &*found, account).await
         }
     }
 }
 
-/// The key Secret an account lends, from `namespace`: at least as new as
-/// the version its watch delivered, when it has one.
-async fn lent<K: KubeOps, U: UpstashOps>(
+/// The key Secret `found` lends, from `namespace`: at least as new as the
+/// version its watch delivered, unless the account's own check saw another
+/// (that watch is behind the check, which wakes the users to check with the
+/// new key: they read the newest).
+async fn lent<K: KubeOps, U: UpstashOps, A: Account>(
     ctx: &Context<K, U>,
     namespace: &str,
-    reference: CredentialsSecretRef,
+    found: &A,
     account: &AccountRef,
-    account_version: Option<String>,
 ) -> Result<KeySource> {
+    let reference = found.credentials_ref().clone();
+    let account_version = version_of(found);
+    let checked = found.account_status().and_then(|s| s.validated_secret_version.as_deref());
     let delivered = ctx.caches.secret_version(namespace, &reference.name);
-    let freshness = delivered.as_deref().map_or(Freshness::Latest, Freshness::NotOlderThan);
+    let freshness = match delivered.as_deref() {
+        Some(version) if checked.is_none_or(|checked| checked == version) => Freshness::NotOlderThan(version),
+        _ => Freshness::Latest,
+    };
     let secret = key_secret(ctx, namespace, &reference.name, freshness).await?;
     let described = format!("Secret {} of {account}", reference.name);
     Ok(KeySource { found: Ok(KeySecret { secret, reference, described }), account_version })
@@ -200,22 +206,23 @@ async fn lent<K: KubeOps, U: UpstashOps>(
 /// read of exactly the version its watch delivered, else a read. A read
 /// from etcd (no version delivered: the watch saw the Secret before
 /// anything named it, and reports only changes) gives the watch's record
-/// its version, so later reconciles use the copy; the record keeps every
-/// change from before that read on (`Caches::want_key`), so it cannot go
-/// stale.
+/// its version, so later reconciles use the copy. The record keeps every
+/// change from before that read on (`Caches::want_key`), and a deletion
+/// meanwhile cancels it, so it never holds an older version than the
+/// watch last delivered.
 async fn key_secret<K: KubeOps, U: UpstashOps>(
     ctx: &Context<K, U>,
     namespace: &str,
     name: &str,
     freshness: Freshness<'_>,
 ) -> Result<Option<Secret>> {
-    let from_etcd = freshness == Freshness::Latest;
-    if from_etcd {
-        ctx.caches.want_key(namespace, name);
-    }
+    let kept = freshness == Freshness::Latest && ctx.caches.want_key(namespace, name);
     let secret = ctx.key_secrets.get(&ctx.kube, namespace, name, freshness).await?;
-    if from_etcd && let Some(version) = secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()) {
-        ctx.caches.learn_key_version(namespace, name, version);
+    if kept {
+        match secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()) {
+            Some(version) => ctx.caches.learn_key_version(namespace, name, version),
+            None => ctx.caches.unwant_key(namespace, name),
+        }
     }
     Ok(secret)
 }

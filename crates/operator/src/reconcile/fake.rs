@@ -61,6 +61,9 @@ pub enum Fault {
     Conflict,
 }
 
+/// What happens to the world while a read is in flight.
+pub type InFlight = Box<dyn FnOnce(&mut World) + Send>;
+
 #[derive(Default)]
 pub struct World {
     pub resource: Option<RedisPasswordRotation>,
@@ -93,6 +96,9 @@ pub struct World {
     /// each Secret write is delivered to it at once (edits made with
     /// `put_secret` are not, as if the watch had not seen them yet).
     pub watch: Option<Arc<crate::cache::WrittenVersions>>,
+    /// Runs once, right after a read of the named Secret took its answer
+    /// and before it returns: what happens while a read is in flight.
+    pub during_read: Option<(String, InFlight)>,
     pinged: Arc<tokio::sync::Notify>,
     version: u64,
 }
@@ -111,6 +117,13 @@ impl World {
         let index = self.calls.len();
         self.calls.push(call);
         self.faults.remove(&index)
+    }
+
+    /// Stores `secret` at a new version.
+    pub fn put_secret(&mut self, mut secret: Secret) {
+        secret.metadata.resource_version = Some(self.next_version());
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        self.secrets.insert(name, secret);
     }
 
     fn next_version(&mut self) -> String {
@@ -181,11 +194,8 @@ impl Fake {
         world.resource = Some(resource);
     }
 
-    pub fn put_secret(&self, mut secret: Secret) {
-        let mut world = self.0.lock();
-        secret.metadata.resource_version = Some(world.next_version());
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        world.secrets.insert(name, secret);
+    pub fn put_secret(&self, secret: Secret) {
+        self.0.lock().put_secret(secret);
     }
 }
 
@@ -207,7 +217,15 @@ impl KubeOps for Fake {
         let mut world = self.0.lock();
         match world.enter(Call::GetSecret(name.to_owned())) {
             Some(Fault::Before | Fault::After) => Err(api_error(500, "injected")),
-            _ => Ok(world.secrets.get(name).cloned()),
+            _ => {
+                let read = world.secrets.get(name).cloned();
+                if world.during_read.as_ref().is_some_and(|(of, _)| of == name)
+                    && let Some((_, then)) = world.during_read.take()
+                {
+                    then(&mut world);
+                }
+                Ok(read)
+            }
         }
     }
 

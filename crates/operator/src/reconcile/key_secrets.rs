@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 
 use super::ops::{Freshness, KubeOps};
 
-/// How many key Secrets are kept (a few accounts is the common case; past
-/// this, an arbitrary one makes room for each new one).
-const KEPT: usize = 64;
+/// How many key Secrets are kept (a few accounts is the common case, a key
+/// per team namespace the large one; past this, an arbitrary one makes
+/// room for each new one).
+const KEPT: usize = 1024;
 
 /// Keyed by namespace and name.
 #[derive(Default)]
@@ -46,7 +47,9 @@ impl KeySecrets {
                 {
                     kept.remove(&any);
                 }
-                kept.insert(key, secret.clone());
+                let mut copy = secret.clone();
+                crate::cache::trim::unread(&mut copy.metadata);
+                kept.insert(key, copy);
             }
             None => {
                 kept.remove(&key);
