@@ -55,6 +55,13 @@ pub fn others_selector() -> String {
 /// apiserver).
 pub const WRITTEN_WAIT: Duration = Duration::from_secs(30);
 
+/// A want of a key Secret's versions, and the scope that holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyWant {
+    scope: usize,
+    want: rechecks::Want,
+}
+
 /// The caches of every watched scope.
 #[derive(Clone, Default)]
 pub struct Caches {
@@ -108,27 +115,21 @@ impl Caches {
 
     /// Keeps the versions of a key Secret from now on, whether or not a
     /// resource names it (`KeyVersions::want`), in the scope whose watch
-    /// covers its namespace. Call before reading it from etcd; whether a
-    /// scope keeps them (then `learn_key_version` or `unwant_key` after
-    /// the read).
-    pub fn want_key(&self, namespace: &str, name: &str) -> bool {
-        self.keys.iter().any(|keys| keys.lock().want(namespace, name))
+    /// covers its namespace. Call before reading it from etcd, then
+    /// `settle_key` with what the read found.
+    pub fn want_key(&self, namespace: &str, name: &str) -> Option<KeyWant> {
+        self.keys
+            .iter()
+            .enumerate()
+            .find_map(|(scope, keys)| keys.lock().want(namespace, name).map(|want| KeyWant { scope, want }))
     }
 
-    /// The read after `want_key` found no such Secret.
-    pub fn unwant_key(&self, namespace: &str, name: &str) {
-        for keys in &self.keys {
-            keys.lock().unwant(namespace, name);
-        }
-    }
-
-    /// Fills in the version of a key Secret read from etcd after
-    /// `want_key`, where the watch has none (`KeyVersions::learn`).
-    pub fn learn_key_version(&self, namespace: &str, name: &str, version: &str) {
-        for keys in &self.keys {
-            if keys.lock().learn(namespace, name, version) {
-                return;
-            }
+    /// Settles a read made under `want` (`KeyVersions::settle`): the
+    /// version it found, if any; `keep` goes on keeping the versions of a
+    /// key no resource names.
+    pub fn settle_key(&self, namespace: &str, name: &str, want: KeyWant, read: Option<&str>, keep: bool) {
+        if let Some(keys) = self.keys.get(want.scope) {
+            keys.lock().settle(namespace, name, want.want, read, keep);
         }
     }
 

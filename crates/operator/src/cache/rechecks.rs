@@ -30,12 +30,13 @@ impl Rechecks {
 
 type SecretKey = (String, String);
 
-/// How many key Secrets a scope keeps versions of whether or not a
-/// resource names them (each a namespace and a name); past this, reads of
+/// How many key Secrets a scope keeps versions of while no resource names
+/// them (those accounts lend, and reads in flight); past this, reads of
 /// others go to etcd every time.
 const WANTED: usize = 4096;
 
-/// The last version seen of each key Secret some resource names.
+/// The last version seen of each key Secret some resource names, or that
+/// a reconcile wants kept (`want`).
 #[derive(Default)]
 pub struct KeyVersions {
     seen: HashMap<SecretKey, String>,
@@ -44,11 +45,19 @@ pub struct KeyVersions {
     /// The namespace the watch feeding it covers (`None`: every one).
     scope: Option<String>,
     /// Key Secrets whose versions are kept whether or not a resource names
-    /// them (an account lends them, or the resource naming them is gone),
-    /// from the moment a reconcile went to read one (`want`) until it is
-    /// deleted.
-    wanted: HashSet<SecretKey>,
+    /// them, each with the want it belongs to: from the moment a reconcile
+    /// went to read one until its read settles (an account's key: until it
+    /// is deleted).
+    wanted: HashMap<SecretKey, Want>,
+    /// The last want handed out.
+    wants: u64,
 }
+
+/// One want of a key Secret's versions: a deletion, a relist that misses
+/// it or a read that finds none ends it, and a read settles only the want
+/// it was made under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Want(u64);
 
 impl KeyVersions {
     /// Versions fed by a watch of `namespace` (`None`: of every one).
@@ -57,46 +66,63 @@ impl KeyVersions {
     }
 
     /// Keeps the versions of Secret `name` in `namespace` from now on,
-    /// whether or not a resource names it, until it is deleted. Called
-    /// before the read whose version `learn` fills in, so that a change the
-    /// watch delivers in between is kept and wins, and a deletion in
-    /// between makes `learn` a no-op. Whether this scope keeps it.
-    pub fn want(&mut self, namespace: &str, name: &str) -> bool {
+    /// whether or not a resource names it. Called before a read from etcd
+    /// whose version `settle` fills in, so that a change the watch delivers
+    /// in between is kept and wins, and a deletion in between voids the
+    /// read. `None` when this scope does not keep it.
+    pub fn want(&mut self, namespace: &str, name: &str) -> Option<Want> {
         if self.scope.as_deref().is_some_and(|scope| scope != namespace) {
-            return false;
+            return None;
         }
         let key = (namespace.to_owned(), name.to_owned());
-        if self.wanted.len() >= WANTED && !self.wanted.contains(&key) {
-            return false;
+        if let Some(want) = self.wanted.get(&key) {
+            return Some(*want);
         }
-        self.wanted.insert(key);
-        true
+        if self.wanted.len() >= WANTED {
+            return None;
+        }
+        self.wants += 1;
+        let want = Want(self.wants);
+        self.wanted.insert(key, want);
+        Some(want)
     }
 
-    /// A read found no Secret to keep versions of: forgets the want.
-    pub fn unwant(&mut self, namespace: &str, name: &str) {
-        self.wanted.remove(&(namespace.to_owned(), name.to_owned()));
-    }
-
-    /// Fills in `version`, read from the apiserver after `want`, for a key
-    /// Secret the watch showed before anything wanted it (it listed or
-    /// changed it earlier, and reports only changes): without it, every
-    /// reconcile using it would read it from etcd. Only while it is still
-    /// wanted (not deleted since the want), and never over a version the
-    /// watch delivered, so every change after the want wins. Whether it
-    /// was filled in.
-    pub fn learn(&mut self, namespace: &str, name: &str, version: &str) -> bool {
+    /// Settles the read made under `want`: fills in the version it found
+    /// for a key Secret the watch showed before anything wanted it (it
+    /// listed or changed it earlier, and reports only changes; without it,
+    /// every reconcile using it would read it from etcd), only while that
+    /// want holds and the watch delivered no version since, so every change
+    /// after the want wins. `keep`: go on keeping its versions though no
+    /// resource names it (a key an account lends); otherwise the want ends
+    /// here. A read that found nothing ends it. Whether it was filled in.
+    pub fn settle(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        want: Want,
+        read: Option<&str>,
+        keep: bool,
+    ) -> bool {
         let key = (namespace.to_owned(), name.to_owned());
-        if !self.wanted.contains(&key) || self.seen.contains_key(&key) {
+        if self.wanted.get(&key) != Some(&want) {
             return false;
         }
-        self.seen.insert(key, version.to_owned());
-        true
+        let filled = match read {
+            Some(version) if !self.seen.contains_key(&key) => {
+                self.seen.insert(key.clone(), version.to_owned());
+                true
+            }
+            _ => false,
+        };
+        if read.is_none() || !keep {
+            self.wanted.remove(&key);
+        }
+        filled
     }
 
     /// The Secrets of `event` whose version changed, or that are gone,
     /// since last seen. `named` says whether some resource names a Secret;
-    /// others are neither remembered nor reported.
+    /// others are neither remembered nor reported, unless wanted.
     pub fn changed(
         &mut self,
         event: watcher::Event<PartialObjectMeta<Secret>>,
@@ -128,7 +154,7 @@ impl KeyVersions {
             watcher::Event::InitDone => {
                 // Gone while the watch was down: what the relist did not list.
                 let Some(relisted) = self.relisted.take() else { return Vec::new() };
-                self.wanted.retain(|k| relisted.contains(k));
+                self.wanted.retain(|k, _| relisted.contains(k));
                 let gone: Vec<SecretKey> =
                     self.seen.keys().filter(|k| !relisted.contains(*k)).cloned().collect();
                 gone.into_iter()
@@ -157,7 +183,7 @@ impl KeyVersions {
         named: &impl Fn(&str, &str) -> bool,
         new_is_change: bool,
     ) -> bool {
-        if !named(&key.0, &key.1) && !self.wanted.contains(&key) {
+        if !named(&key.0, &key.1) && !self.wanted.contains_key(&key) {
             self.seen.remove(&key);
             return false;
         }
@@ -234,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_learned_from_a_read_fills_a_gap_only_and_changes_still_arrive() {
+    fn a_version_settled_from_a_read_fills_a_gap_only_and_changes_still_arrive() {
         let mut versions = KeyVersions::of_scope(Some("ns"));
         // Listed before any resource named it: not kept.
         let unnamed = |_: &str, _: &str| false;
@@ -242,61 +268,69 @@ mod tests {
         versions.changed(watcher::Event::InitApply(secret("key", "1")), unnamed);
         versions.changed(watcher::Event::InitDone, unnamed);
         assert_eq!(versions.version("ns", "key"), None);
-        // Another namespace is another watch's; a read not wanted first
-        // teaches nothing.
-        assert!(!versions.want("other", "key"));
-        assert!(!versions.learn("other", "key", "1"));
-        assert!(!versions.learn("ns", "key", "1"));
-        assert!(versions.want("ns", "key"));
-        assert!(versions.learn("ns", "key", "1"));
+        // Another namespace is another watch's.
+        assert_eq!(versions.want("other", "key"), None);
+        let want = versions.want("ns", "key").expect("in scope");
+        assert!(versions.settle("ns", "key", want, Some("1"), false));
         assert_eq!(versions.version("ns", "key").as_deref(), Some("1"));
-        // Named now, its next change is reported, and a version the watch
+        // A resource's own key: the want ends with its read; the versions
+        // are kept while a resource names it, and a version the watch
         // delivered is never replaced by a read.
+        assert!(!versions.settle("ns", "key", want, Some("1"), false), "settled once");
         let named = |_: &str, _: &str| true;
         assert_eq!(names(versions.changed(watcher::Event::Apply(secret("key", "2")), named)), ["key"]);
-        assert!(!versions.learn("ns", "key", "1"));
+        let again = versions.want("ns", "key").expect("in scope");
+        assert!(!versions.settle("ns", "key", again, Some("1"), false));
         assert_eq!(versions.version("ns", "key").as_deref(), Some("2"));
+        // Named no more: its next change drops it.
+        versions.changed(watcher::Event::Apply(secret("key", "3")), unnamed);
+        assert_eq!(versions.version("ns", "key"), None);
     }
 
     #[test]
-    fn a_wanted_key_keeps_its_versions_unnamed_and_a_change_after_the_want_beats_the_read() {
+    fn a_lent_key_keeps_its_versions_and_a_change_or_deletion_after_the_want_beats_the_read() {
         let mut versions = KeyVersions::of_scope(Some("ns"));
         let unnamed = |_: &str, _: &str| false;
-        assert!(!versions.want("other", "lent"), "another namespace is another watch's");
-        assert!(versions.want("ns", "lent"));
-        // Changed after the want, before the read's version is learned: the
-        // watch's newer version stays.
+        let lent = |versions: &mut KeyVersions, version: &str| {
+            let want = versions.want("ns", "lent").expect("in scope");
+            (want, versions.settle("ns", "lent", want, Some(version), true))
+        };
+        // Changed after the want, before the read settles: the watch's
+        // newer version stays, and later ones are kept.
+        let want = versions.want("ns", "lent").expect("in scope");
         versions.changed(watcher::Event::Apply(secret("lent", "5")), unnamed);
-        assert!(!versions.learn("ns", "lent", "4"));
+        assert!(!versions.settle("ns", "lent", want, Some("4"), true));
         assert_eq!(versions.version("ns", "lent").as_deref(), Some("5"));
         versions.changed(watcher::Event::Apply(secret("lent", "6")), unnamed);
         assert_eq!(versions.version("ns", "lent").as_deref(), Some("6"));
         // Deleted: forgotten, and no longer wanted.
         versions.changed(watcher::Event::Delete(secret("lent", "7")), unnamed);
-        assert_eq!(versions.version("ns", "lent"), None);
         versions.changed(watcher::Event::Apply(secret("lent", "8")), unnamed);
         assert_eq!(versions.version("ns", "lent"), None);
-        // Deleted between the want and the read's learn: the read's version
-        // is not kept.
-        assert!(versions.want("ns", "lent"));
+        // Deleted and created again while a read is in flight, another read
+        // wanting it since: the first read settles nothing.
+        let first = versions.want("ns", "lent").expect("in scope");
         versions.changed(watcher::Event::Delete(secret("lent", "9")), unnamed);
-        assert!(!versions.learn("ns", "lent", "8"));
-        // Gone while the watch was down, a read in flight: the relist
-        // cancels the want.
-        assert!(versions.want("ns", "lent"));
+        let (second, filled) = lent(&mut versions, "10");
+        assert!(filled && first != second);
+        assert!(!versions.settle("ns", "lent", first, Some("8"), true));
+        assert_eq!(versions.version("ns", "lent").as_deref(), Some("10"));
+        // Gone while the watch was down, a read in flight: the relist ends
+        // the want.
+        versions.changed(watcher::Event::Delete(secret("lent", "11")), unnamed);
+        let want = versions.want("ns", "lent").expect("in scope");
         versions.changed(watcher::Event::Init, unnamed);
         versions.changed(watcher::Event::InitDone, unnamed);
-        assert!(!versions.learn("ns", "lent", "8"));
-        // Read and found missing: the want is dropped.
-        assert!(versions.want("ns", "lent"));
-        versions.unwant("ns", "lent");
-        assert!(!versions.learn("ns", "lent", "10"));
-        // Bounded: past the bound, nothing is learned.
+        assert!(!versions.settle("ns", "lent", want, Some("10"), true));
+        // Read and found missing, or the read failed: the want ends.
+        let want = versions.want("ns", "lent").expect("in scope");
+        assert!(!versions.settle("ns", "lent", want, None, true));
+        assert!(!versions.settle("ns", "lent", want, Some("12"), true));
+        // Bounded: past the bound, nothing is kept.
         for n in 0..WANTED {
-            assert!(versions.want("ns", &format!("lent-{n}")));
+            assert!(versions.want("ns", &format!("lent-{n}")).is_some());
         }
-        assert!(!versions.want("ns", "one-more"));
-        assert!(!versions.learn("ns", "one-more", "1"));
-        assert!(versions.want("ns", "lent-0"), "already wanted");
+        assert_eq!(versions.want("ns", "one-more"), None);
+        assert!(versions.want("ns", "lent-0").is_some(), "already wanted");
     }
 }

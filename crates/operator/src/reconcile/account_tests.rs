@@ -296,6 +296,39 @@ async fn a_key_changed_while_its_first_read_is_in_flight_is_not_kept_at_the_old_
 }
 
 #[tokio::test]
+async fn a_key_deleted_and_created_again_while_its_first_read_is_in_flight_is_read_again() {
+    use kube::runtime::watcher::Event;
+    let fake = world();
+    let (keys, _writer, ctx) = on_a_watched_account(&fake);
+    // Deleted (the watch delivers it) and created again (not delivered yet)
+    // while the first read of it is in flight: that read's version names a
+    // Secret that is gone, and must not be kept.
+    let delivers = keys.clone();
+    fake.world().during_read = Some((
+        "shared-key".into(),
+        Box::new(move |world| {
+            let mut meta = kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Secret>::default();
+            meta.metadata.namespace = Some("ns".into());
+            meta.metadata.name = Some("shared-key".into());
+            delivers.lock().changed(Event::Delete(meta), |_, _| false);
+            world.put_secret(api_key_secret("shared-key"));
+        }),
+    ));
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    assert_eq!(keys.lock().version("ns", "shared-key"), None, "the read is void");
+    take_calls(&fake);
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("rotation");
+    let calls = take_calls(&fake);
+    assert!(calls.contains(&Call::GetSecret("shared-key".into())), "read again: {calls:?}");
+    assert_eq!(
+        keys.lock().version("ns", "shared-key"),
+        delivered(&fake, "shared-key").metadata.resource_version
+    );
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+}
+
+#[tokio::test]
 async fn a_key_the_accounts_check_saw_at_another_version_is_read_not_copied() {
     use kube::runtime::watcher::Event;
     let fake = world();

@@ -124,7 +124,7 @@ pub async fn resolve<K: KubeOps, U: UpstashOps>(
             return Ok(KeySource::refused(Refusal::NotFound(why), None));
         };
         let freshness = seen.secret(namespace, &reference.name);
-        let secret = key_secret(ctx, namespace, &reference.name, freshness).await?;
+        let secret = key_secret(ctx, namespace, &reference.name, freshness, false).await?;
         return Ok(KeySource::own(secret, reference));
     };
     match account.kind {
@@ -191,13 +191,16 @@ async fn lent<K: KubeOps, U: UpstashOps, A: Account>(
 ) -> Result<KeySource> {
     let reference = found.credentials_ref().clone();
     let account_version = version_of(found);
-    let checked = found.account_status().and_then(|s| s.validated_secret_version.as_deref());
+    // A dry run has no account controller: the checked version is an
+    // earlier run's.
+    let checked =
+        found.account_status().and_then(|s| s.validated_secret_version.as_deref()).filter(|_| !ctx.dry_run);
     let delivered = ctx.caches.secret_version(namespace, &reference.name);
     let freshness = match delivered.as_deref() {
         Some(version) if checked.is_none_or(|checked| checked == version) => Freshness::NotOlderThan(version),
         _ => Freshness::Latest,
     };
-    let secret = key_secret(ctx, namespace, &reference.name, freshness).await?;
+    let secret = key_secret(ctx, namespace, &reference.name, freshness, true).await?;
     let described = format!("Secret {} of {account}", reference.name);
     Ok(KeySource { found: Ok(KeySecret { secret, reference, described }), account_version })
 }
@@ -205,26 +208,26 @@ async fn lent<K: KubeOps, U: UpstashOps, A: Account>(
 /// A key Secret at least as new as `freshness`: the copy of an earlier
 /// read of exactly the version its watch delivered, else a read. A read
 /// from etcd (no version delivered: the watch saw the Secret before
-/// anything named it, and reports only changes) gives the watch's record
+/// anything wanted it, and reports only changes) gives the watch's record
 /// its version, so later reconciles use the copy. The record keeps every
-/// change from before that read on (`Caches::want_key`), and a deletion
-/// meanwhile cancels it, so it never holds an older version than the
-/// watch last delivered.
+/// change from before that read on, and a deletion meanwhile voids the
+/// read (`Caches::want_key`), so it never holds a version older than the
+/// watch delivered before it. `lent`: a key an account lends, whose
+/// versions are kept from then on though no resource names it.
 async fn key_secret<K: KubeOps, U: UpstashOps>(
     ctx: &Context<K, U>,
     namespace: &str,
     name: &str,
     freshness: Freshness<'_>,
+    lent: bool,
 ) -> Result<Option<Secret>> {
-    let kept = freshness == Freshness::Latest && ctx.caches.want_key(namespace, name);
-    let secret = ctx.key_secrets.get(&ctx.kube, namespace, name, freshness).await?;
-    if kept {
-        match secret.as_ref().and_then(|s| s.metadata.resource_version.as_deref()) {
-            Some(version) => ctx.caches.learn_key_version(namespace, name, version),
-            None => ctx.caches.unwant_key(namespace, name),
-        }
+    let want = (freshness == Freshness::Latest).then(|| ctx.caches.want_key(namespace, name)).flatten();
+    let read = ctx.key_secrets.get(&ctx.kube, namespace, name, freshness).await;
+    if let Some(want) = want {
+        let version = read.as_ref().ok().and_then(|s| s.as_ref()?.metadata.resource_version.as_deref());
+        ctx.caches.settle_key(namespace, name, want, version, lent);
     }
-    Ok(secret)
+    Ok(read?)
 }
 
 fn version_of<A: kube::Resource>(account: &A) -> Option<String> {
