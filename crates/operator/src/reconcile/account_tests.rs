@@ -157,13 +157,20 @@ where
     (store, writer)
 }
 
+type SecretMeta = kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>;
+
 /// The key's metadata as the watch of Secrets delivers it.
-fn delivered(fake: &Fake, name: &str) -> kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret> {
-    let mut meta = kube::core::PartialObjectMeta::default();
+fn delivered(fake: &Fake, name: &str) -> SecretMeta {
+    key_meta(&fake.world(), name)
+}
+
+/// Secret `name` of `world`'s namespace as its watch delivers it.
+fn key_meta(world: &super::fake::World, name: &str) -> SecretMeta {
+    let mut meta = SecretMeta::default();
     meta.metadata.namespace = Some("ns".into());
     meta.metadata.name = Some(name.into());
     meta.metadata.resource_version =
-        fake.world().secrets.get(name).and_then(|s| s.metadata.resource_version.clone());
+        world.secrets.get(name).and_then(|s| s.metadata.resource_version.clone());
     meta
 }
 
@@ -171,19 +178,9 @@ fn delivered(fake: &Fake, name: &str) -> kube::core::PartialObjectMeta<k8s_opena
 async fn an_account_from_its_watch_lends_a_key_read_once_per_version() {
     use kube::runtime::watcher::Event;
     let fake = world();
-    use_account(&fake, AccountKind::UpstashAccount, "team");
-    let spec = UpstashAccountSpec { credentials_secret_ref: CredentialsSecretRef::named("shared-key") };
-    let mut account = UpstashAccount::new("team", spec);
-    account.metadata.namespace = Some("ns".into());
-    account.metadata.uid = Some("account-uid".into());
-    fake.world().accounts.insert("team".into(), account.clone());
     // The account's watch delivered it; the watch of Secrets listed the key
     // before anything asked for it, and no resource names it.
-    let (accounts, mut writer) = watched(&[account]);
-    let keys = Arc::new(parking_lot::Mutex::new(crate::cache::KeyVersions::of_scope(Some("ns"))));
-    let caches =
-        crate::cache::Caches { accounts: vec![accounts], keys: vec![keys.clone()], ..Default::default() };
-    let ctx = process_with(&fake, caches);
+    let (keys, mut writer, ctx) = on_a_watched_account(&fake);
     let unnamed = |_: &str, _: &str| false;
 
     reconcile_now(&fake, &ctx).await.expect("first sync");
@@ -276,12 +273,7 @@ async fn a_key_changed_while_its_first_read_is_in_flight_is_not_kept_at_the_old_
         "shared-key".into(),
         Box::new(move |world| {
             world.put_secret(api_key_secret("shared-key"));
-            let mut meta = kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Secret>::default();
-            meta.metadata.namespace = Some("ns".into());
-            meta.metadata.name = Some("shared-key".into());
-            meta.metadata.resource_version =
-                world.secrets.get("shared-key").and_then(|s| s.metadata.resource_version.clone());
-            delivers.lock().changed(Event::Apply(meta), |_, _| false);
+            delivers.lock().changed(Event::Apply(key_meta(world, "shared-key")), |_, _| false);
         }),
     ));
     reconcile_now(&fake, &ctx).await.expect("first sync");
@@ -307,10 +299,7 @@ async fn a_key_deleted_and_created_again_while_its_first_read_is_in_flight_is_re
     fake.world().during_read = Some((
         "shared-key".into(),
         Box::new(move |world| {
-            let mut meta = kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Secret>::default();
-            meta.metadata.namespace = Some("ns".into());
-            meta.metadata.name = Some("shared-key".into());
-            delivers.lock().changed(Event::Delete(meta), |_, _| false);
+            delivers.lock().changed(Event::Delete(key_meta(world, "shared-key")), |_, _| false);
             world.put_secret(api_key_secret("shared-key"));
         }),
     ));
