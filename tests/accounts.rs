@@ -47,6 +47,18 @@ fn using(database: &str, account: AccountRef) -> RedisPasswordRotationSpec {
 }
 
 /// Waits until the resource's Ready reason is `reason`.
+/// Waits until `name`'s raised counter is seen and refused: `Ready` says
+/// `AccountNotAllowed` for its current generation.
+async fn refused_as_raised(api: &Api<RedisPasswordRotation>, name: &str) {
+    eventually(WAIT, "the raised counter to be seen and refused", || async move {
+        let r = api.get(name).await.ok()?;
+        let ready = conditions::get(&r.status.as_ref()?.conditions, READY)?.clone();
+        (ready.observed_generation == r.metadata.generation && ready.reason == "AccountNotAllowed")
+            .then_some(())
+    })
+    .await;
+}
+
 async fn ready_reason(api: &Api<RedisPasswordRotation>, name: &str, reason: Reason) -> RedisPasswordRotation {
     let mut last = String::new();
     let found = tokio::time::timeout(WAIT, async {
@@ -111,8 +123,7 @@ async fn a_cluster_account_serves_only_the_namespaces_it_allows() {
         allowed_namespaces: AllowedNamespaces { names: vec![world.ns.name.clone()], selector: None },
     };
     accounts.create(&PostParams::default(), &ClusterUpstashAccount::new(&name, spec)).await.expect("account");
-    let _operator = Operator::start_with_cluster_accounts(
-        client.clone(),
+    let operator = Operator::start_counted_with_cluster_accounts(
         &[&world.ns.name, &other.name],
         &platform.name,
         &world.sim.url,
@@ -140,16 +151,7 @@ async fn a_cluster_account_serves_only_the_namespaces_it_allows() {
     assert!(message.contains(&other.name) && message.contains(&name), "{message}");
     let patch = json!({"spec": {"rotation": 1}});
     others.patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("raise");
-    eventually(WAIT, "the raised counter to be seen and refused", || {
-        let others = others.clone();
-        async move {
-            let r = others.get("cache").await.ok()?;
-            let ready = conditions::get(&r.status.as_ref()?.conditions, READY)?.clone();
-            (ready.observed_generation == r.metadata.generation && ready.reason == "AccountNotAllowed")
-                .then_some(())
-        }
-    })
-    .await;
+    refused_as_raised(&others, "cache").await;
     assert_eq!(calls_for(&world, &outsider).await, 0, "no call to Upstash for a namespace not allowed");
 
     // The account's status: the key works, and both resources name it.
@@ -180,9 +182,26 @@ async fn a_cluster_account_serves_only_the_namespaces_it_allows() {
     };
     applied(1).await;
     assert_eq!(world.sim.resets(&outsider).await, 0);
+    let namespace_reads = || operator.kubernetes_requests("get", "namespaces", "200");
+    let before = namespace_reads();
     let patch = json!({"spec": {"rotation": 2}});
     others.patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("raise");
     applied(2).await;
+    assert_eq!(world.sim.resets(&outsider).await, 1);
+    assert_eq!(
+        namespace_reads(),
+        before,
+        "the selector matched the labels the watch of namespaces delivered"
+    );
+
+    // The label removed: the resource there is refused at once, with no
+    // counter raised, and a raised one resets nothing.
+    let unlabel = json!({"metadata": {"labels": {"upstash-rotator.io/test-team": null}}});
+    namespaces.patch(&other.name, &PatchParams::default(), &Patch::Merge(&unlabel)).await.expect("unlabel");
+    ready_reason(&others, "cache", Reason::AccountNotAllowed).await;
+    let patch = json!({"spec": {"rotation": 3}});
+    others.patch("cache", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("raise");
+    refused_as_raised(&others, "cache").await;
     assert_eq!(world.sim.resets(&outsider).await, 1);
 
     // Deleting the account stops its users at once.

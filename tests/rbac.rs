@@ -232,7 +232,8 @@ async fn cluster_accounts_work_with_the_charts_rights_in_a_namespaced_install() 
     })
     .await;
 
-    // Read only, in that one namespace; nothing on namespaces beyond get.
+    // Read only, in that one namespace; namespaces read, listed and watched
+    // by name, the watched one only.
     let home: Api<Secret> = Api::namespaced(identity.clone(), &operator_ns.name);
     home.get(support::world::CREDENTIALS_SECRET).await.expect("reads the platform key");
     forbidden(
@@ -241,7 +242,20 @@ async fn cluster_accounts_work_with_the_charts_rights_in_a_namespaced_install() 
     );
     forbidden(home.delete("anything", &DeleteParams::default()).await, "deleting a Secret there");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(identity.clone());
+    let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+    let watched =
+        namespaces.list(&by_name(&world.ns.name)).await.expect("lists the watched namespace by name");
+    assert_eq!(watched.items.len(), 1);
     forbidden(namespaces.list(&ListParams::default()).await, "listing namespaces");
+    forbidden(namespaces.list(&by_name(&operator_ns.name)).await, "listing an unwatched namespace by name");
+    forbidden(namespaces.get(&operator_ns.name).await, "reading an unwatched namespace");
+    // The operator's watch of its namespace's labels runs on those rights.
+    let refused: Vec<String> = support::operator::captured_logs()
+        .lines()
+        .filter(|line| line.contains("watch failed") && line.contains("Namespaces"))
+        .map(str::to_owned)
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
     world.stop_operator().await;
 
     // Turned off: no cluster-scoped right at all.

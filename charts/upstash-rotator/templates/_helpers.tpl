@@ -90,8 +90,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: ["upstash-rotator.io"]
   resources: ["clusterupstashaccounts/status"]
   verbs: ["patch"]
-# allowedNamespaces.selector matches a namespace's labels.
+# allowedNamespaces.selector matches a namespace's labels, as a watch of
+# namespaces delivers them.
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
+  {{- with .Values.watchNamespaces }}
+  # Only the watched ones: the operator lists and watches each by name.
+  resourceNames: {{ toJson . }}
+  {{- end }}
 {{- end }}

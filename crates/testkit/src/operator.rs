@@ -165,11 +165,28 @@ impl Operator {
     /// An operator whose client counts its requests in its metrics, as the
     /// binary's does (`upstash_rotator::client::counted`).
     pub async fn start_counted(namespace: &str, api_url: &str) -> Self {
+        let settings = settings(namespace, api_url, Duration::from_secs(2), "test", Vec::new());
+        Self::spawn_counted(settings).await
+    }
+
+    /// `start_with_cluster_accounts`, counting its requests as
+    /// `start_counted` does.
+    pub async fn start_counted_with_cluster_accounts(
+        namespaces: &[&str],
+        cluster_namespace: &str,
+        api_url: &str,
+    ) -> Self {
+        let mut settings = settings(namespaces[0], api_url, Duration::from_secs(2), "test", Vec::new());
+        settings.namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
+        settings.cluster_namespace = Some(cluster_namespace.to_owned());
+        Self::spawn_counted(settings).await
+    }
+
+    async fn spawn_counted(settings: Settings) -> Self {
         let runtime = Runtime { fence: Fence::unfenced(), ..Runtime::default() };
         let client = upstash_rotator::client::counted(runtime.metrics.clone())
             .await
             .expect("a client from the KUBECONFIG");
-        let settings = settings(namespace, api_url, Duration::from_secs(2), "test", Vec::new());
         Self::spawn(client, settings, runtime)
     }
 

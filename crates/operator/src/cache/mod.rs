@@ -5,6 +5,7 @@
 pub mod cached;
 pub mod every_secret;
 pub mod index;
+pub mod namespaces;
 pub mod rechecks;
 pub mod retry;
 pub mod trim;
@@ -82,6 +83,9 @@ pub struct Caches {
     /// (its namespace, `None` for all) watches them all, and wakes its own
     /// resources once its store has a change.
     pub cluster_accounts: Vec<(Option<String>, Store<ClusterUpstashAccount>)>,
+    /// With cluster accounts on, the labels of the namespaces each scope
+    /// watches (their selectors match them).
+    pub namespaces: Vec<(Option<String>, std::sync::Arc<namespaces::NamespaceLabels>)>,
 }
 
 impl Caches {
@@ -170,6 +174,15 @@ impl Caches {
             .iter()
             .find(|(scope, _)| scope.as_deref().is_none_or(|scope| scope == namespace))?;
         store.get(&ObjectRef::new(name))
+    }
+
+    /// The labels of namespace `name` as the watch of the scope covering
+    /// it last delivered them (the watch whose changes wake its resources);
+    /// `None` when that watch has not delivered it, or there is none.
+    pub fn namespace_labels(&self, name: &str) -> Option<namespaces::Labels> {
+        let (_, labels) =
+            self.namespaces.iter().find(|(scope, _)| scope.as_deref().is_none_or(|scope| scope == name))?;
+        labels.labels(name)
     }
 
     /// The cached resources that point at `key`.

@@ -243,6 +243,52 @@ async fn a_cluster_account_from_its_watch_is_not_read() {
     assert_eq!(ready_reason(&fake), Some(Reason::Synced));
 }
 
+#[tokio::test]
+async fn a_selector_decides_on_the_namespace_labels_its_watch_delivered() {
+    use kube::runtime::watcher::Event;
+    let fake = world();
+    use_account(&fake, AccountKind::ClusterUpstashAccount, "shared");
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([("team".to_owned(), "payments".to_owned())])),
+        ..Default::default()
+    };
+    let allowed = AllowedNamespaces { names: Vec::new(), selector: Some(selector) };
+    let (accounts, _writer) = watched(&[cluster_account(allowed)]);
+    let labels = Arc::new(crate::cache::namespaces::NamespaceLabels::default());
+    let namespace = |team: &str| {
+        let mut namespace = kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Namespace>::default();
+        namespace.metadata.name = Some("ns".into());
+        namespace.metadata.labels = Some(BTreeMap::from([("team".to_owned(), team.to_owned())]));
+        namespace
+    };
+    for event in [Event::Init, Event::InitApply(namespace("payments")), Event::InitDone] {
+        labels.observe(&event);
+    }
+    let caches = crate::cache::Caches {
+        cluster_accounts: vec![(Some("ns".into()), accounts)],
+        namespaces: vec![(Some("ns".into()), labels.clone())],
+        ..Default::default()
+    };
+    let ctx = Arc::into_inner(process_with(&fake, caches)).expect("one owner");
+    let ctx = Arc::new(ctx.with_cluster_namespace(Some("platform".into())));
+    // etcd would say otherwise: the watch's labels decide, with no read.
+    fake.world().namespaces.insert("ns".into(), BTreeMap::from([("team".to_owned(), "search".to_owned())]));
+    reconcile_now(&fake, &ctx).await.expect("first sync");
+    raise_counter(&fake, 1);
+    reconcile_now(&fake, &ctx).await.expect("rotation");
+    let calls = take_calls(&fake);
+    assert!(!calls.iter().any(|c| matches!(c, Call::GetNamespace(_))), "{calls:?}");
+    assert_eq!((done(&fake, 1), fake.world().resets), (Ok(()), 1));
+
+    // Relabelled: refused from the moment the watch delivers it.
+    labels.observe(&Event::Apply(namespace("search")));
+    raise_counter(&fake, 2);
+    assert!(reconcile_now(&fake, &ctx).await.is_err());
+    let calls = take_calls(&fake);
+    assert!(!calls_upstash(&calls) && !calls.iter().any(|c| matches!(c, Call::GetNamespace(_))), "{calls:?}");
+    assert_eq!((ready_reason(&fake), fake.world().resets), (Some(Reason::AccountNotAllowed), 1));
+}
+
 /// A resource on `team`, whose key the watch of Secrets listed before
 /// anything asked for it, with the account as its watch delivered it.
 type AccountWriter = kube::runtime::reflector::store::Writer<UpstashAccount>;

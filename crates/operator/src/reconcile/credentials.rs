@@ -2,11 +2,13 @@
 //! (`spec.credentialsSecretRef`), an `UpstashAccount` in its namespace, or a
 //! `ClusterUpstashAccount` that allows its namespace (`spec.accountRef`).
 //! Resolved on every reconcile before any call to Upstash, from what the
-//! watches last delivered: an account as its watch's store holds it (read
-//! from etcd when the store has none), a key Secret at least as new as the
-//! version its watch delivered, and not read again while that version holds
-//! (`KeySecrets`). A namespace the platform team removes, a key it changes,
-//! is seen as soon as its watch delivers the change, and wakes the users.
+//! watches last delivered: an account, and the labels of the namespace its
+//! selector matches, as their watches' stores hold them (read from etcd when
+//! a store has none), a key Secret at least as new as the version its watch
+//! delivered, and not read again while that version holds (`KeySecrets`). A
+//! namespace the platform team removes (from the names or by its labels), a
+//! key it changes, is seen as soon as its watch delivers the change, and
+//! wakes the users.
 
 use std::sync::Arc;
 
@@ -156,7 +158,10 @@ pub async fn resolve<K: KubeOps, U: UpstashOps>(
             let version = version_of(&*found);
             let allowed = &found.spec.allowed_namespaces;
             let labels = if allowed.needs_labels(namespace) {
-                kube.get_namespace_labels(namespace).await?.unwrap_or_default()
+                match ctx.caches.namespace_labels(namespace) {
+                    Some(watched) => watched,
+                    None => kube.get_namespace_labels(namespace).await?.unwrap_or_default(),
+                }
             } else {
                 Default::default()
             };
