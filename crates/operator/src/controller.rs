@@ -172,6 +172,8 @@ pub async fn run(
             index: caches.index.clone(),
             cluster_namespace: settings.cluster_namespace.clone(),
             fence: runtime.fence.clone(),
+            // Each account controller takes its own (`with_own_keys`).
+            keys: Arc::default(),
         });
         let scopes = scopes.iter().zip(&indexes).zip(account_feeds);
         let scopes = scopes

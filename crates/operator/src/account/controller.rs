@@ -20,6 +20,7 @@ use kube::{
 };
 
 use super::{
+    keys::KeyVersions,
     types::{Account, AccountKind, ClusterUpstashAccount, UpstashAccount},
     validate::{AccountContext, error_policy, reconcile},
 };
@@ -61,9 +62,10 @@ pub fn run_account_controllers(
     for AccountScope { namespace, index, secrets } in scopes {
         let accounts: Api<UpstashAccount> = UpstashAccount::api(client.clone(), namespace.as_deref());
         let controller = controller_of(accounts);
-        let controller = wake_on_secrets(controller, every_secret::triggers(secrets));
+        let ctx = ctx.with_own_keys();
+        let controller = wake_on_secrets(controller, every_secret::events(secrets), &ctx.keys);
         let controller = wake_on_users(controller, &index);
-        runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
+        runs.push(run(controller, ctx, shutdown.clone()).boxed());
         indexes.push(index);
     }
     if let Some(home) = ctx.cluster_namespace.clone() {
@@ -77,11 +79,12 @@ pub fn run_account_controllers(
             .page_size(crate::cache::SECRET_LIST_PAGE);
         let secrets = after_listed(resources, watcher(secrets, all_secrets))
             .backoff(retry::watch_backoff())
-            .touched_objects();
+            .modify(|secret| crate::cache::trim::name_and_version(&mut secret.metadata));
         let secrets = retry::errors_logged(secrets, "Secrets' metadata");
-        let controller = wake_on_secrets(controller, secrets);
+        let ctx = ctx.with_own_keys();
+        let controller = wake_on_secrets(controller, secrets, &ctx.keys);
         let controller = indexes.iter().fold(controller, |c, index| wake_on_users(c, index));
-        runs.push(run(controller, ctx.clone(), shutdown.clone()).boxed());
+        runs.push(run(controller, ctx, shutdown.clone()).boxed());
     }
     futures::future::join_all(runs).map(|_| ())
 }
@@ -119,22 +122,40 @@ async fn run<A: Account>(
 }
 
 /// A change of a credentials Secret (metadata only) wakes the accounts
-/// that name it.
+/// that name it, once `keys` has its version.
 fn wake_on_secrets<A: Account>(
     controller: Controller<A>,
-    secrets: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static,
+    events: impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>>
+    + Send
+    + 'static,
+    keys: &Arc<KeyVersions>,
 ) -> Controller<A> {
+    let (accounts, kept) = (controller.store(), keys.clone());
+    let secrets = events
+        .map(move |event| {
+            if let Ok(event) = &event {
+                kept.observe(event, |namespace, name| !naming::<A>(&accounts, namespace, name).is_empty());
+            }
+            event
+        })
+        .touched_objects();
     let accounts = controller.store();
     controller.watches_stream(secrets, move |secret| {
-        let (name, namespace) = (secret.name_any(), secret.namespace());
-        accounts
-            .state()
-            .into_iter()
-            .filter(|a| a.credentials_ref().name == name)
-            .filter(|a| A::KIND == AccountKind::ClusterUpstashAccount || a.namespace() == namespace)
-            .map(|a| ObjectRef::from_obj(&*a))
-            .collect::<Vec<_>>()
+        naming::<A>(&accounts, &secret.namespace().unwrap_or_default(), &secret.name_any())
     })
+}
+
+/// The accounts in `accounts` that name Secret `name` of `namespace`.
+fn naming<A: Account>(accounts: &Store<A>, namespace: &str, name: &str) -> Vec<ObjectRef<A>> {
+    accounts
+        .state()
+        .into_iter()
+        .filter(|a| a.credentials_ref().name == name)
+        .filter(|a| {
+            A::KIND == AccountKind::ClusterUpstashAccount || a.namespace().as_deref() == Some(namespace)
+        })
+        .map(|a| ObjectRef::from_obj(&*a))
+        .collect()
 }
 
 /// A resource that starts or stops naming an account (or is deleted) wakes

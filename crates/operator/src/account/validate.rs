@@ -10,7 +10,10 @@ use kube::{Api, Client, ResourceExt as _, api::Patch, runtime::controller::Actio
 use serde_json::json;
 use upstash_api::UpstashClient;
 
-use super::types::{Account, AccountStatus};
+use super::{
+    keys::KeyVersions,
+    types::{Account, AccountStatus},
+};
 use crate::{
     cache::Indexes,
     conditions::{self, Reason, VALIDATED},
@@ -25,6 +28,7 @@ const LISTED_USERS: usize = 50;
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60);
 
 /// What the account controllers share.
+#[derive(Clone)]
 pub struct AccountContext {
     pub client: Client,
     pub upstash: UpstashClient,
@@ -35,6 +39,17 @@ pub struct AccountContext {
     /// Closed once this process may have lost its lease: a status write
     /// from a paused leader would be stale.
     pub fence: Fence,
+    /// The key versions one controller's watch of Secrets delivered (see
+    /// `with_own_keys`).
+    pub keys: Arc<KeyVersions>,
+}
+
+impl AccountContext {
+    /// This context for one account controller, with the key versions of
+    /// its own watch of Secrets: another watch may be ahead or behind it.
+    pub fn with_own_keys(&self) -> Arc<Self> {
+        Arc::new(Self { keys: Arc::default(), ..self.clone() })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,39 +72,26 @@ pub async fn reconcile<A: Account>(
 
     let home = account.namespace().or_else(|| ctx.cluster_namespace.clone()).unwrap_or_default();
     let reference = account.credentials_ref().clone();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &home).get_opt(&reference.name).await?;
-    let secret_version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
     let generation = account.meta().generation;
     let now = Timestamp::now();
-    let checked = before.observed_generation == generation
-        && before.validated_secret_version == secret_version
+    let settled = before.observed_generation == generation
         && conditions::get(&before.conditions, VALIDATED).is_some()
         && retry_in(&before, now).is_none_or(|wait| !wait.is_zero());
-    if !checked {
-        let described = format!("Secret {} in namespace {home}", reference.name);
-        let key = KeySecret { secret, reference, described };
-        ctx.fence.check()?;
-        let (valid, reason, message) = match key.api_credentials() {
-            Err(e) => (false, e.reason(), e.to_string()),
-            Ok(auth) => match ctx.upstash.list_databases(&auth).await {
-                Ok(count) => {
-                    status.databases = i64::try_from(count).ok();
-                    status.last_validation_time = Some(Time(now));
-                    let message =
-                        format!("the API key authenticates with Upstash (databases it sees: {count})");
-                    (true, Reason::Validated, message)
-                }
-                Err(e) => {
-                    status.last_validation_time = Some(Time(now));
-                    let error = Error::Upstash(e);
-                    (false, error.reason(), error.to_string())
-                }
-            },
-        };
-        tracing::info!(valid, reason = reason.as_str(), "account checked: {message}");
-        conditions::set(&mut status.conditions, VALIDATED, valid, reason, message, generation, now);
-        status.observed_generation = generation;
-        status.validated_secret_version = secret_version;
+    // Still at the version the last check saw, as the watch delivered it:
+    // nothing to check, and nothing to read.
+    let delivered = ctx.keys.version(&home, &reference.name);
+    let unchanged = delivered.is_some() && delivered == before.validated_secret_version;
+    if !(settled && unchanged) {
+        let ticket = ctx.keys.ticket();
+        let secret = Api::<Secret>::namespaced(ctx.client.clone(), &home).get_opt(&reference.name).await?;
+        let secret_version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
+        ctx.keys.settle(&home, &reference.name, ticket, secret_version.as_deref());
+        if !(settled && before.validated_secret_version == secret_version) {
+            let described = format!("Secret {} in namespace {home}", reference.name);
+            ctx.fence.check()?;
+            check(&ctx, &KeySecret { secret, reference, described }, &mut status, generation, now).await;
+            status.validated_secret_version = secret_version;
+        }
     }
     if status != before {
         ctx.fence.check()?;
@@ -101,6 +103,36 @@ pub async fn reconcile<A: Account>(
     // now is tried again on this timer only, never on that echo.
     Ok(retry_in(&status, Timestamp::now())
         .map_or_else(Action::await_change, |wait| Action::requeue(wait.max(Duration::from_millis(100)))))
+}
+
+/// Checks the key with one authenticated call, and records the outcome
+/// for `generation` in `status`.
+async fn check(
+    ctx: &AccountContext,
+    key: &KeySecret,
+    status: &mut AccountStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let (valid, reason, message) = match key.api_credentials() {
+        Err(e) => (false, e.reason(), e.to_string()),
+        Ok(auth) => match ctx.upstash.list_databases(&auth).await {
+            Ok(count) => {
+                status.databases = i64::try_from(count).ok();
+                status.last_validation_time = Some(Time(now));
+                let message = format!("the API key authenticates with Upstash (databases it sees: {count})");
+                (true, Reason::Validated, message)
+            }
+            Err(e) => {
+                status.last_validation_time = Some(Time(now));
+                let error = Error::Upstash(e);
+                (false, error.reason(), error.to_string())
+            }
+        },
+    };
+    tracing::info!(valid, reason = reason.as_str(), "account checked: {message}");
+    conditions::set(&mut status.conditions, VALIDATED, valid, reason, message, generation, now);
+    status.observed_generation = generation;
 }
 
 /// Retries a failed read of the account or its Secret.

@@ -22,12 +22,12 @@ use super::{CachedRotation, Index, Key, KeyVersions, SECRET_LIST_PAGE, after_lis
 /// a relist passes every Secret, and waiting bounds the memory that takes.
 const ACCOUNT_QUEUE: usize = 256;
 
-/// Every Secret the watch sees (applied, listed or deleted), for the
-/// account controller; name, namespace and version only.
-pub type AccountFeed = mpsc::Receiver<PartialObjectMeta<Secret>>;
+/// Every event of the watch (a relist's included), for the account
+/// controller; name, namespace and version only.
+pub type AccountFeed = mpsc::Receiver<watcher::Event<PartialObjectMeta<Secret>>>;
 
 /// The sending half of an [`AccountFeed`].
-pub type AccountSender = mpsc::Sender<PartialObjectMeta<Secret>>;
+pub type AccountSender = mpsc::Sender<watcher::Event<PartialObjectMeta<Secret>>>;
 
 /// A feed for one scope's account controller.
 pub fn account_feed() -> (AccountSender, AccountFeed) {
@@ -54,7 +54,7 @@ pub fn key_secret_changes(
     split(events, keys, named, accounts)
 }
 
-/// The watch's events, trimmed: each Secret to `accounts`, then the key
+/// The watch's events, trimmed: each to `accounts`, then the key
 /// Secrets `named` that changed. A closed feed (no account controller, as
 /// in a dry run) is skipped; a full one makes the watch wait.
 fn split<S>(
@@ -71,11 +71,9 @@ where
         .and_then(move |event| {
             let mut accounts = accounts.clone();
             async move {
-                if let Some(secret) = touched(&event)
-                    && !accounts.is_closed()
-                {
+                if !accounts.is_closed() {
                     // An error is a feed closed meanwhile: nothing to tell.
-                    let _ = accounts.send(secret.clone()).await;
+                    let _ = accounts.send(event.clone()).await;
                 }
                 Ok(event)
             }
@@ -87,20 +85,10 @@ where
         .try_flatten()
 }
 
-/// The Secret an event brings, as `touched_objects` yields it.
-fn touched(event: &watcher::Event<PartialObjectMeta<Secret>>) -> Option<&PartialObjectMeta<Secret>> {
-    match event {
-        watcher::Event::Apply(secret)
-        | watcher::Event::InitApply(secret)
-        | watcher::Event::Delete(secret) => Some(secret),
-        watcher::Event::Init | watcher::Event::InitDone => None,
-    }
-}
-
-/// The account feed as a controller trigger.
-pub fn triggers(
+/// The account feed as a watch's events.
+pub fn events(
     feed: AccountFeed,
-) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+) -> impl Stream<Item = Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>> + Send + 'static {
     feed.map(Ok)
 }
 
@@ -150,7 +138,7 @@ mod tests {
         let changed: Vec<_> =
             split(events(), keys, |_, name| name == "key", sender).try_collect().await.unwrap_or_default();
         assert_eq!(names(&changed), pairs(&[("key", "3")]));
-        let fed: Vec<_> = feed.collect().await;
+        let fed: Vec<_> = super::events(feed).touched_objects().try_collect().await.unwrap_or_default();
         assert_eq!(
             names(&fed),
             pairs(&[("key", "1"), ("other", "1"), ("other", "2"), ("key", "3"), ("other", "4")])
