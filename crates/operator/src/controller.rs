@@ -140,13 +140,14 @@ pub async fn run(
     let working = Arc::new(WorkingCopies::default());
     let built: Vec<Scope> =
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings, &rechecks, &working)).collect();
+    let (built, home_keys) = keep_uncovered_home_keys(&client, built, &scopes, &settings);
     let indexes: Vec<Arc<Index>> = built.iter().map(|s| s.index.clone()).collect();
     let caches = Caches {
         rechecks,
         working,
         resources: built.iter().map(|s| s.controller.store()).collect(),
         written: built.iter().map(|s| s.written.clone()).collect(),
-        keys: built.iter().map(|s| s.keys.clone()).collect(),
+        keys: built.iter().map(|s| s.keys.clone()).chain(home_keys).collect(),
         index: Indexes::new(indexes.clone()),
         accounts: built.iter().map(|s| s.accounts.namespaced.clone()).collect(),
         cluster_accounts: scopes
@@ -411,6 +412,41 @@ fn build(
             users
         });
     Scope { controller, written, keys, index, account_feed, accounts, namespaces }
+}
+
+/// In a namespaced install that leaves out the cluster resource namespace,
+/// no scope's watch of Secrets sees the keys `ClusterUpstashAccount`s lend:
+/// one more watch, of that namespace alone, keeps the versions of those a
+/// reconcile wants, so a rotation through such an account reads its key
+/// once per version too. It runs with the first scope's controller. It
+/// wakes no one: a changed key reaches the account's users through the
+/// account's own check of it, and its version here makes their next read
+/// at least that new.
+fn keep_uncovered_home_keys(
+    client: &Client,
+    built: Vec<Scope>,
+    scopes: &[Option<String>],
+    settings: &Settings,
+) -> (Vec<Scope>, Option<Arc<Mutex<KeyVersions>>>) {
+    let home = settings.cluster_namespace.as_deref();
+    let covered = |home: &str| scopes.iter().any(|scope| scope.as_deref().is_none_or(|scope| scope == home));
+    let Some(home) = home.filter(|home| !covered(home)) else { return (built, None) };
+    let keys = Arc::new(Mutex::new(KeyVersions::of_scope(Some(home))));
+    let mut built = built.into_iter();
+    let Some(mut first) = built.next() else { return (Vec::new(), None) };
+    // No account feed (the account controller keeps its own watch there),
+    // and no resource names a Secret there.
+    let (to_accounts, _) = every_secret::account_feed();
+    let changes = every_secret::key_secret_changes(
+        scoped(client, Some(home)),
+        first.controller.store(),
+        keys.clone(),
+        Arc::new(Index::default()),
+        to_accounts,
+    );
+    let changes = cache::retry::errors_logged(changes, "Secrets' metadata");
+    first.controller = first.controller.watches_stream(changes, |_| Vec::<ResourceRef>::new());
+    (std::iter::once(first).chain(built).collect(), Some(keys))
 }
 
 /// One scope's accounts as its watches last delivered them: a reconcile
