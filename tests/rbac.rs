@@ -249,10 +249,12 @@ async fn cluster_accounts_work_with_the_charts_rights_in_a_namespaced_install() 
     forbidden(namespaces.list(&ListParams::default()).await, "listing namespaces");
     forbidden(namespaces.list(&by_name(&operator_ns.name)).await, "listing an unwatched namespace by name");
     forbidden(namespaces.get(&operator_ns.name).await, "reading an unwatched namespace");
-    // The operator's watch of its namespace's labels runs on those rights.
+    // Every watch of the operator's runs on those rights: its namespace's
+    // labels, and the Secrets of the cluster resource namespace it does not
+    // watch for resources.
     let refused: Vec<String> = support::operator::captured_logs()
         .lines()
-        .filter(|line| line.contains("watch failed") && line.contains("Namespaces"))
+        .filter(|line| line.contains("watch failed") && line.contains("forbidden"))
         .map(str::to_owned)
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
