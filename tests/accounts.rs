@@ -46,7 +46,6 @@ fn using(database: &str, account: AccountRef) -> RedisPasswordRotationSpec {
     spec
 }
 
-/// Waits until the resource's Ready reason is `reason`.
 /// Waits until `name`'s raised counter is seen and refused: `Ready` says
 /// `AccountNotAllowed` for its current generation.
 async fn refused_as_raised(api: &Api<RedisPasswordRotation>, name: &str) {
@@ -59,6 +58,7 @@ async fn refused_as_raised(api: &Api<RedisPasswordRotation>, name: &str) {
     .await;
 }
 
+/// Waits until the resource's Ready reason is `reason`.
 async fn ready_reason(api: &Api<RedisPasswordRotation>, name: &str, reason: Reason) -> RedisPasswordRotation {
     let mut last = String::new();
     let found = tokio::time::timeout(WAIT, async {

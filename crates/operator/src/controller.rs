@@ -140,7 +140,7 @@ pub async fn run(
     let working = Arc::new(WorkingCopies::default());
     let built: Vec<Scope> =
         scopes.iter().map(|scope| build(&client, scope.as_deref(), &settings, &rechecks, &working)).collect();
-    let (built, home_keys) = keep_uncovered_home_keys(&client, built, &scopes, &settings);
+    let (built, home_keys, home_feed) = keep_uncovered_home_keys(&client, built, &scopes, &settings);
     let indexes: Vec<Arc<Index>> = built.iter().map(|s| s.index.clone()).collect();
     let caches = Caches {
         rechecks,
@@ -184,7 +184,8 @@ pub async fn run(
                 secrets,
             })
             .collect();
-        run_account_controllers(client.clone(), scopes, caches.resources.clone(), ctx, shutdown.clone())
+        let resources = caches.resources.clone();
+        run_account_controllers(client.clone(), scopes, home_feed, resources, ctx, shutdown.clone())
     });
     let ctx = Arc::new(
         Context::new(
@@ -418,25 +419,26 @@ fn build(
 /// no scope's watch of Secrets sees the keys `ClusterUpstashAccount`s lend:
 /// one more watch, of that namespace alone, keeps the versions of those a
 /// reconcile wants, so a rotation through such an account reads its key
-/// once per version too. It runs with the first scope's controller. It
-/// wakes no one: a changed key reaches the account's users through the
-/// account's own check of it, and its version here makes their next read
-/// at least that new.
+/// once per version too, and feeds the cluster account controller (the
+/// returned feed; dropped in a dry run, which runs none). It runs with the
+/// first scope's controller. It wakes no resource: a changed key reaches
+/// the account's users through the account's own check of it, and its
+/// version here makes their next read at least that new.
 fn keep_uncovered_home_keys(
     client: &Client,
     built: Vec<Scope>,
     scopes: &[Option<String>],
     settings: &Settings,
-) -> (Vec<Scope>, Option<Arc<Mutex<KeyVersions>>>) {
+) -> (Vec<Scope>, Option<Arc<Mutex<KeyVersions>>>, Option<AccountFeed>) {
     let home = settings.cluster_namespace.as_deref();
     let covered = |home: &str| scopes.iter().any(|scope| scope.as_deref().is_none_or(|scope| scope == home));
-    let Some(home) = home.filter(|home| !covered(home)) else { return (built, None) };
+    let Some(home) = home.filter(|home| !covered(home)) else { return (built, None, None) };
     let keys = Arc::new(Mutex::new(KeyVersions::of_scope(Some(home))));
     let mut built = built.into_iter();
-    let Some(mut first) = built.next() else { return (Vec::new(), None) };
-    // No account feed (the account controller keeps its own watch there),
-    // and no resource names a Secret there.
-    let (to_accounts, _) = every_secret::account_feed();
+    let Some(mut first) = built.next() else { return (Vec::new(), None, None) };
+    let (to_accounts, feed) = every_secret::account_feed();
+    let feed = (!settings.dry_run).then_some(feed);
+    // No resource names a Secret there.
     let changes = every_secret::key_secret_changes(
         scoped(client, Some(home)),
         first.controller.store(),
@@ -446,7 +448,7 @@ fn keep_uncovered_home_keys(
     );
     let changes = cache::retry::errors_logged(changes, "Secrets' metadata");
     first.controller = first.controller.watches_stream(changes, |_| Vec::<ResourceRef>::new());
-    (std::iter::once(first).chain(built).collect(), Some(keys))
+    (std::iter::once(first).chain(built).collect(), Some(keys), feed)
 }
 
 /// One scope's accounts as its watches last delivered them: a reconcile

@@ -49,10 +49,12 @@ pub struct AccountScope {
 /// The account controllers, running until `shutdown` completes, one per
 /// scope. They listen to the indexes from this call on, before any
 /// resource event can pass; the cluster accounts' own Secrets are listed
-/// once every store of `resources` holds its first list.
+/// once every store of `resources` holds its first list, by a watch of
+/// their own unless `home_feed` brings that namespace's.
 pub fn run_account_controllers(
     client: Client,
     scopes: Vec<AccountScope>,
+    home_feed: Option<AccountFeed>,
     resources: Vec<Store<CachedRotation>>,
     ctx: Arc<AccountContext>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
@@ -71,18 +73,23 @@ pub fn run_account_controllers(
     if let Some(home) = ctx.cluster_namespace.clone() {
         let accounts: Api<ClusterUpstashAccount> = Api::all(client.clone());
         let controller = controller_of(accounts);
-        // A watch of its own: one namespace's Secrets, which no scope may
-        // cover.
-        let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
-        let all_secrets = watcher::Config::default()
-            .labels(&crate::cache::others_selector())
-            .page_size(crate::cache::SECRET_LIST_PAGE);
-        let secrets = after_listed(resources, watcher(secrets, all_secrets))
-            .backoff(retry::watch_backoff())
-            .modify(|secret| crate::cache::trim::name_and_version(&mut secret.metadata));
-        let secrets = retry::errors_logged(secrets, "Secrets' metadata");
         let ctx = ctx.with_own_keys();
-        let controller = wake_on_secrets(controller, secrets, &ctx.keys);
+        let controller = match home_feed {
+            Some(feed) => wake_on_secrets(controller, every_secret::events(feed), &ctx.keys),
+            None => {
+                // A watch of its own: one namespace's Secrets, whether or
+                // not a scope covers it.
+                let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, Some(&home));
+                let all_secrets = watcher::Config::default()
+                    .labels(&crate::cache::others_selector())
+                    .page_size(crate::cache::SECRET_LIST_PAGE);
+                let secrets = after_listed(resources, watcher(secrets, all_secrets))
+                    .backoff(retry::watch_backoff())
+                    .modify(|secret| crate::cache::trim::name_and_version(&mut secret.metadata));
+                let secrets = retry::errors_logged(secrets, "Secrets' metadata");
+                wake_on_secrets(controller, secrets, &ctx.keys)
+            }
+        };
         let controller = indexes.iter().fold(controller, |c, index| wake_on_users(c, index));
         runs.push(run(controller, ctx, shutdown.clone()).boxed());
     }
@@ -122,7 +129,8 @@ async fn run<A: Account>(
 }
 
 /// A change of a credentials Secret (metadata only) wakes the accounts
-/// that name it, once `keys` has its version.
+/// that name it, once `keys` has its version; so does its deletion, a
+/// relist's included.
 fn wake_on_secrets<A: Account>(
     controller: Controller<A>,
     events: impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>>
@@ -130,19 +138,24 @@ fn wake_on_secrets<A: Account>(
     + 'static,
     keys: &Arc<KeyVersions>,
 ) -> Controller<A> {
-    let (accounts, kept) = (controller.store(), keys.clone());
-    let secrets = events
+    let (accounts, keys) = (controller.store(), keys.clone());
+    let wakes = events
+        .filter_map(|event| std::future::ready(event.ok()))
         .map(move |event| {
-            if let Ok(event) = &event {
-                kept.observe(event, |namespace, name| !naming::<A>(&accounts, namespace, name).is_empty());
-            }
-            event
+            let touched = match &event {
+                watcher::Event::Apply(secret)
+                | watcher::Event::InitApply(secret)
+                | watcher::Event::Delete(secret) => {
+                    naming::<A>(&accounts, &secret.namespace().unwrap_or_default(), &secret.name_any())
+                }
+                watcher::Event::Init | watcher::Event::InitDone => Vec::new(),
+            };
+            let gone = keys.observe(&event, !touched.is_empty());
+            let gone = gone.iter().flat_map(|(namespace, name)| naming::<A>(&accounts, namespace, name));
+            futures::stream::iter(touched.into_iter().chain(gone).collect::<Vec<_>>())
         })
-        .touched_objects();
-    let accounts = controller.store();
-    controller.watches_stream(secrets, move |secret| {
-        naming::<A>(&accounts, &secret.namespace().unwrap_or_default(), &secret.name_any())
-    })
+        .flatten();
+    controller.reconcile_on(wakes)
 }
 
 /// The accounts in `accounts` that name Secret `name` of `namespace`.

@@ -82,7 +82,7 @@ pub async fn reconcile<A: Account>(
     let delivered = ctx.keys.version(&home, &reference.name);
     let unchanged = delivered.is_some() && delivered == before.validated_secret_version;
     if !(settled && unchanged) {
-        let ticket = ctx.keys.ticket();
+        let ticket = ctx.keys.ticket(&home, &reference.name);
         let secret = Api::<Secret>::namespaced(ctx.client.clone(), &home).get_opt(&reference.name).await?;
         let secret_version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
         ctx.keys.settle(&home, &reference.name, ticket, secret_version.as_deref());

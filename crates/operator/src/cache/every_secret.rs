@@ -138,7 +138,15 @@ mod tests {
         let changed: Vec<_> =
             split(events(), keys, |_, name| name == "key", sender).try_collect().await.unwrap_or_default();
         assert_eq!(names(&changed), pairs(&[("key", "3")]));
-        let fed: Vec<_> = super::events(feed).touched_objects().try_collect().await.unwrap_or_default();
+        let fed: Vec<_> = feed.collect().await;
+        let relist =
+            |event: &watcher::Event<_>| matches!(event, watcher::Event::Init | watcher::Event::InitDone);
+        assert_eq!(fed.iter().filter(|event| relist(event)).count(), 2, "a relist's start and end reach it");
+        let fed: Vec<_> = futures::stream::iter(fed.into_iter().map(Ok::<_, watcher::Error>))
+            .touched_objects()
+            .try_collect()
+            .await
+            .unwrap_or_default();
         assert_eq!(
             names(&fed),
             pairs(&[("key", "1"), ("other", "1"), ("other", "2"), ("key", "3"), ("other", "4")])

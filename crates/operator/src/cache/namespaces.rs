@@ -130,7 +130,7 @@ mod tests {
                 after: labels(&[("team", "y")])
             })
         );
-        assert_eq!(cache.labels("a"), Some(labels(&[("team", "y")])), "stored before it is reported");
+        assert_eq!(cache.labels("a"), Some(labels(&[("team", "y")])));
         assert_eq!(cache.observe(&watcher::Event::Delete(namespace("b", &[]))), None);
         assert_eq!(cache.labels("b"), None);
     }
