@@ -88,6 +88,15 @@ fn settings(
     }
 }
 
+/// Settings watching `namespaces`, with cluster accounts whose Secrets live
+/// in `cluster_namespace`.
+fn with_cluster_accounts(namespaces: &[&str], cluster_namespace: &str, api_url: &str) -> Settings {
+    let mut settings = settings(namespaces[0], api_url, Duration::from_secs(2), "test", Vec::new());
+    settings.namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
+    settings.cluster_namespace = Some(cluster_namespace.to_owned());
+    settings
+}
+
 /// An operator running in this process; stopped gracefully with `stop`.
 pub struct Operator {
     stop: Option<oneshot::Sender<()>>,
@@ -128,10 +137,7 @@ impl Operator {
         cluster_namespace: &str,
         api_url: &str,
     ) -> Self {
-        let mut settings = settings(namespaces[0], api_url, Duration::from_secs(2), "test", Vec::new());
-        settings.namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
-        settings.cluster_namespace = Some(cluster_namespace.to_owned());
-        Self::launch(client, settings, Fence::unfenced())
+        Self::launch(client, with_cluster_accounts(namespaces, cluster_namespace, api_url), Fence::unfenced())
     }
 
     /// An operator that compares resources at rest with Upstash every
@@ -176,10 +182,7 @@ impl Operator {
         cluster_namespace: &str,
         api_url: &str,
     ) -> Self {
-        let mut settings = settings(namespaces[0], api_url, Duration::from_secs(2), "test", Vec::new());
-        settings.namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
-        settings.cluster_namespace = Some(cluster_namespace.to_owned());
-        Self::spawn_counted(settings).await
+        Self::spawn_counted(with_cluster_accounts(namespaces, cluster_namespace, api_url)).await
     }
 
     async fn spawn_counted(settings: Settings) -> Self {
