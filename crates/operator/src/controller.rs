@@ -4,7 +4,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _, future::Shared};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt as _,
     api::ListParams,
@@ -28,7 +28,7 @@ use crate::{
         self, CachedRotation, Caches, Index, Indexes, Key, KeyVersions, Rechecks, ResourceRef, WorkingCopies,
         WrittenVersions, cached,
         every_secret::{self, AccountFeed},
-        namespaces::{self, NamespaceLabels, Relabelled},
+        namespaces::{self, NamespaceLabels},
         trim,
     },
     crd::RedisPasswordRotation,
@@ -501,11 +501,8 @@ fn wake_on_accounts(
     (controller, AccountStores { namespaced, cluster: Some(cluster) })
 }
 
-/// With cluster accounts on, the labels of the scope's namespaces (every
-/// namespace, or its one), kept for the accounts' selectors. A namespace
-/// relabelled so that a selector now allows it where it refused it, or the
-/// reverse, makes the resources there that use that account check at once,
-/// as a change of the account's spec does.
+/// With cluster accounts on, the labels of the scope's namespaces, and the
+/// resources a relabelling concerns woken (`cache::namespaces`).
 fn wake_on_namespaces(
     controller: Controller<CachedRotation>,
     client: &Client,
@@ -515,49 +512,8 @@ fn wake_on_namespaces(
     rechecks: &Arc<Rechecks>,
 ) -> (Controller<CachedRotation>, Option<Arc<NamespaceLabels>>) {
     let Some(cluster) = accounts.cluster.clone() else { return (controller, None) };
-    let labels = Arc::new(NamespaceLabels::default());
-    let mut config = watcher::Config::default().page_size(cache::LIST_PAGE);
-    if let Some(namespace) = namespace {
-        // Its one namespace: the chart grants the list and watch of that
-        // name only.
-        config = config.fields(&format!("metadata.name={namespace}"));
-    }
-    let (kept, index, rechecks) = (labels.clone(), index.clone(), rechecks.clone());
-    let wakes = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
-        .backoff(cache::retry::watch_backoff())
-        .modify(namespaces::trim)
-        .map_ok(move |event| {
-            // Stored before the users wake: their reconciles find the labels.
-            let Some(relabelled) = kept.observe(&event) else { return Vec::new() };
-            let users = reallowed(&relabelled, &cluster.state(), &index);
-            rechecks.mark(&users);
-            users
-        });
-    let wakes = cache::retry::errors_logged(wakes, "Namespaces")
-        .filter_map(|users| std::future::ready(users.ok()))
-        .flat_map(futures::stream::iter);
+    let (labels, wakes) = namespaces::watch(client, namespace, cluster, index.clone(), rechecks.clone());
     (controller.reconcile_on(wakes), Some(labels))
-}
-
-/// The resources of a relabelled namespace that use a cluster account whose
-/// selector decides differently on the new labels than on the old.
-fn reallowed(
-    relabelled: &Relabelled,
-    accounts: &[Arc<ClusterUpstashAccount>],
-    index: &Index,
-) -> Vec<ResourceRef> {
-    let name = relabelled.name.as_str();
-    accounts
-        .iter()
-        .filter(|account| {
-            let allowed = &account.spec.allowed_namespaces;
-            allowed.needs_labels(name)
-                && allowed.allows(name, &relabelled.before).is_ok()
-                    != allowed.allows(name, &relabelled.after).is_ok()
-        })
-        .flat_map(|account| index.lookup(&account.index_key()))
-        .filter(|user| user.namespace.as_deref() == Some(name))
-        .collect()
 }
 
 /// The accounts' watch, and the store it keeps. A deletion makes the
@@ -621,75 +577,4 @@ fn with_causes(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-    use super::*;
-    use crate::{
-        account::{AccountKind, AccountRef, AllowedNamespaces, ClusterUpstashAccountSpec},
-        crd::{CredentialsSecretRef, RedisPasswordRotationSpec},
-    };
-
-    fn user(namespace: &str, name: &str, account: &str) -> CachedRotation {
-        let mut spec = RedisPasswordRotationSpec::new("db", "unused");
-        spec.credentials_secret_ref = None;
-        spec.account_ref =
-            Some(AccountRef { kind: AccountKind::ClusterUpstashAccount, name: account.into() });
-        let mut resource = RedisPasswordRotation::new(name, spec);
-        resource.metadata.namespace = Some(namespace.into());
-        CachedRotation::of(&resource)
-    }
-
-    fn account(name: &str, names: &[&str], team: Option<&str>) -> Arc<ClusterUpstashAccount> {
-        let selector = team.map(|team| LabelSelector {
-            match_labels: Some([("team".to_owned(), team.to_owned())].into()),
-            ..Default::default()
-        });
-        let spec = ClusterUpstashAccountSpec {
-            credentials_secret_ref: CredentialsSecretRef::named("key"),
-            allowed_namespaces: AllowedNamespaces {
-                names: names.iter().map(|n| (*n).to_owned()).collect(),
-                selector,
-            },
-        };
-        Arc::new(ClusterUpstashAccount::new(name, spec))
-    }
-
-    fn team(value: &str) -> namespaces::Labels {
-        [("team".to_owned(), value.to_owned())].into()
-    }
-
-    #[test]
-    fn a_relabelled_namespace_wakes_only_the_users_whose_account_now_decides_otherwise() {
-        let index = Index::default();
-        for (namespace, name, account) in [
-            ("apps", "a", "by-label"),
-            ("apps", "b", "by-name"),
-            ("apps", "c", "other-team"),
-            ("web", "d", "by-label"),
-        ] {
-            index.observe(&watcher::Event::Apply(user(namespace, name, account)));
-        }
-        let accounts = [
-            account("by-label", &[], Some("cache")),
-            // Listed by name: its labels do not matter.
-            account("by-name", &["apps"], Some("cache")),
-            account("other-team", &[], Some("web")),
-        ];
-        let woken = |before: &str, after: &str| {
-            let relabelled = Relabelled { name: "apps".into(), before: team(before), after: team(after) };
-            let mut users: Vec<String> =
-                reallowed(&relabelled, &accounts, &index).into_iter().map(|r| r.name).collect();
-            users.sort();
-            users
-        };
-        assert_eq!(woken("cache", "none"), ["a"], "refused from now on; not the other namespace's user");
-        assert_eq!(woken("none", "cache"), ["a"], "allowed from now on");
-        assert_eq!(woken("none", "web"), ["c"]);
-        assert_eq!(woken("cache", "web"), ["a", "c"]);
-        assert!(woken("none", "other").is_empty(), "still refused by every selector");
-    }
 }

@@ -3,11 +3,79 @@
 //! decides on the labels the watch last delivered, not on a read of the
 //! namespace per reconcile. Only names and labels are kept.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::{ResourceExt as _, core::PartialObjectMeta, runtime::watcher};
+use kube::{
+    Api, Client, ResourceExt as _,
+    core::PartialObjectMeta,
+    runtime::{WatchStreamExt as _, reflector::Store, watcher},
+};
 use parking_lot::Mutex;
+
+use super::{Index, Rechecks, ResourceRef};
+use crate::account::{Account as _, ClusterUpstashAccount};
+
+/// The labels of a scope's namespaces (every namespace, or its one), and
+/// the resources a relabelling concerns: those in that namespace whose
+/// cluster account's selector (in `accounts`) now allows it where it
+/// refused it, or the reverse. They are marked to check at once, as after a
+/// change of the account's spec, once the labels hold the change.
+pub fn watch(
+    client: &Client,
+    namespace: Option<&str>,
+    accounts: Store<ClusterUpstashAccount>,
+    index: Arc<Index>,
+    rechecks: Arc<Rechecks>,
+) -> (Arc<NamespaceLabels>, impl Stream<Item = ResourceRef> + Send + 'static) {
+    let labels = Arc::new(NamespaceLabels::default());
+    let mut config = watcher::Config::default().page_size(super::LIST_PAGE);
+    if let Some(namespace) = namespace {
+        // Its one namespace: the chart grants the list and watch of that
+        // name only.
+        config = config.fields(&format!("metadata.name={namespace}"));
+    }
+    let kept = labels.clone();
+    let wakes = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
+        .backoff(super::retry::watch_backoff())
+        .modify(trim)
+        .map_ok(move |event| {
+            // Stored before the users wake: their reconciles find the labels.
+            let Some(relabelled) = kept.observe(&event) else { return Vec::new() };
+            let users = reallowed(&relabelled, &accounts.state(), &index);
+            rechecks.mark(&users);
+            users
+        });
+    let wakes = super::retry::errors_logged(wakes, "Namespaces")
+        .filter_map(|users| std::future::ready(users.ok()))
+        .flat_map(futures::stream::iter);
+    (labels, wakes)
+}
+
+/// The resources of a relabelled namespace that use a cluster account whose
+/// selector decides differently on the new labels than on the old.
+fn reallowed(
+    relabelled: &Relabelled,
+    accounts: &[Arc<ClusterUpstashAccount>],
+    index: &Index,
+) -> Vec<ResourceRef> {
+    let name = relabelled.name.as_str();
+    accounts
+        .iter()
+        .filter(|account| {
+            let allowed = &account.spec.allowed_namespaces;
+            allowed.needs_labels(name)
+                && allowed.allows(name, &relabelled.before).is_ok()
+                    != allowed.allows(name, &relabelled.after).is_ok()
+        })
+        .flat_map(|account| index.lookup(&account.index_key()))
+        .filter(|user| user.namespace.as_deref() == Some(name))
+        .collect()
+}
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -92,7 +160,14 @@ pub fn trim(namespace: &mut PartialObjectMeta<Namespace>) {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
     use super::*;
+    use crate::{
+        account::{AccountKind, AccountRef, AllowedNamespaces, ClusterUpstashAccountSpec},
+        cache::CachedRotation,
+        crd::{CredentialsSecretRef, RedisPasswordRotation, RedisPasswordRotationSpec},
+    };
 
     fn namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
         let mut namespace = PartialObjectMeta::<Namespace>::default();
@@ -169,5 +244,65 @@ mod tests {
             (Some("a"), Some("7"))
         );
         assert_eq!(namespace.metadata.labels, Some(labels(&[("team", "x")])));
+    }
+
+    fn user(namespace: &str, name: &str, account: &str) -> CachedRotation {
+        let mut spec = RedisPasswordRotationSpec::new("db", "unused");
+        spec.credentials_secret_ref = None;
+        spec.account_ref =
+            Some(AccountRef { kind: AccountKind::ClusterUpstashAccount, name: account.into() });
+        let mut resource = RedisPasswordRotation::new(name, spec);
+        resource.metadata.namespace = Some(namespace.into());
+        CachedRotation::of(&resource)
+    }
+
+    fn account(name: &str, names: &[&str], team: Option<&str>) -> Arc<ClusterUpstashAccount> {
+        let selector = team.map(|team| LabelSelector {
+            match_labels: Some([("team".to_owned(), team.to_owned())].into()),
+            ..Default::default()
+        });
+        let spec = ClusterUpstashAccountSpec {
+            credentials_secret_ref: CredentialsSecretRef::named("key"),
+            allowed_namespaces: AllowedNamespaces {
+                names: names.iter().map(|n| (*n).to_owned()).collect(),
+                selector,
+            },
+        };
+        Arc::new(ClusterUpstashAccount::new(name, spec))
+    }
+
+    fn team(value: &str) -> Labels {
+        [("team".to_owned(), value.to_owned())].into()
+    }
+
+    #[test]
+    fn a_relabelled_namespace_wakes_only_the_users_whose_account_now_decides_otherwise() {
+        let index = Index::default();
+        for (namespace, name, account) in [
+            ("apps", "a", "by-label"),
+            ("apps", "b", "by-name"),
+            ("apps", "c", "other-team"),
+            ("web", "d", "by-label"),
+        ] {
+            index.observe(&watcher::Event::Apply(user(namespace, name, account)));
+        }
+        let accounts = [
+            account("by-label", &[], Some("cache")),
+            // Listed by name: its labels do not matter.
+            account("by-name", &["apps"], Some("cache")),
+            account("other-team", &[], Some("web")),
+        ];
+        let woken = |before: &str, after: &str| {
+            let relabelled = Relabelled { name: "apps".into(), before: team(before), after: team(after) };
+            let mut users: Vec<String> =
+                reallowed(&relabelled, &accounts, &index).into_iter().map(|r| r.name).collect();
+            users.sort();
+            users
+        };
+        assert_eq!(woken("cache", "none"), ["a"], "refused from now on; not the other namespace's user");
+        assert_eq!(woken("none", "cache"), ["a"], "allowed from now on");
+        assert_eq!(woken("none", "web"), ["c"]);
+        assert_eq!(woken("cache", "web"), ["a", "c"]);
+        assert!(woken("none", "other").is_empty(), "still refused by every selector");
     }
 }
