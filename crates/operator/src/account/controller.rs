@@ -20,7 +20,7 @@ use kube::{
 };
 
 use super::{
-    keys::KeyVersions,
+    keys::LentKeyVersions,
     types::{Account, AccountKind, ClusterUpstashAccount, UpstashAccount},
     validate::{AccountContext, error_policy, reconcile},
 };
@@ -136,7 +136,7 @@ fn wake_on_secrets<A: Account>(
     events: impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>>
     + Send
     + 'static,
-    keys: &Arc<KeyVersions>,
+    keys: &Arc<LentKeyVersions>,
 ) -> Controller<A> {
     let (accounts, keys) = (controller.store(), keys.clone());
     let wakes = events

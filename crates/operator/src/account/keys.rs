@@ -18,9 +18,12 @@ pub type SecretKey = (String, String);
 /// Versions of the Secrets some account named when their last event came.
 /// Any event for a Secret no account names drops it, so a version held is
 /// never older than the last one that watch delivered; absent means
-/// unknown.
+/// unknown. The resource controller's `cache::KeyVersions` answers the same
+/// question for the keys resources use, but marks resources for a check
+/// and records every Secret a relist lists; this one, fed every Secret of
+/// the cluster at each start, records only those it keeps.
 #[derive(Default)]
-pub struct KeyVersions {
+pub struct LentKeyVersions {
     inner: Mutex<Inner>,
 }
 
@@ -38,7 +41,7 @@ struct Inner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(u64);
 
-impl KeyVersions {
+impl LentKeyVersions {
     /// Takes in a watch event; `named`: an account names its Secret.
     /// Returns the Secrets a relist found deleted (they had a version).
     pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>, named: bool) -> Vec<SecretKey> {
@@ -142,7 +145,7 @@ mod tests {
 
     #[test]
     fn only_the_last_version_of_a_named_secret_is_known() {
-        let keys = KeyVersions::default();
+        let keys = LentKeyVersions::default();
         keys.observe(&watcher::Event::Apply(secret("key", "1")), true);
         keys.observe(&watcher::Event::Apply(secret("other", "2")), false);
         assert_eq!((keys.version("ns", "key"), keys.version("ns", "other")), (Some("1".into()), None));
@@ -156,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_read_is_learned_only_when_nothing_came_for_its_secret_while_in_flight() {
-        let keys = KeyVersions::default();
+        let keys = LentKeyVersions::default();
         let ticket = keys.ticket("ns", "key");
         keys.observe(&watcher::Event::Apply(secret("unrelated", "1")), false);
         keys.settle("ns", "key", ticket, Some("2"));
@@ -182,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_relist_forgets_what_it_does_not_deliver_and_says_so() {
-        let keys = KeyVersions::default();
+        let keys = LentKeyVersions::default();
         for event in [
             watcher::Event::Init,
             watcher::Event::InitApply(secret("key", "1")),

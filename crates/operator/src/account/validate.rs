@@ -11,7 +11,7 @@ use serde_json::json;
 use upstash_api::UpstashClient;
 
 use super::{
-    keys::KeyVersions,
+    keys::LentKeyVersions,
     types::{Account, AccountStatus},
 };
 use crate::{
@@ -41,7 +41,7 @@ pub struct AccountContext {
     pub fence: Fence,
     /// The key versions one controller's watch of Secrets delivered (see
     /// `with_own_keys`).
-    pub keys: Arc<KeyVersions>,
+    pub keys: Arc<LentKeyVersions>,
 }
 
 impl AccountContext {
